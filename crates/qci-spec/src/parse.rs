@@ -1,0 +1,115 @@
+//! Reading a spec from YAML or JSON, with errors that name the field.
+
+use crate::group::GroupSpec;
+use crate::validate::{validate, FieldError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The document does not have the spec's shape (wrong type, unknown field, bad syntax).
+    #[error("{0}")]
+    Malformed(FieldError),
+    /// The document parsed but breaks a rule.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+}
+
+impl SpecError {
+    pub fn fields(&self) -> Vec<FieldError> {
+        match self {
+            SpecError::Malformed(e) => vec![e.clone()],
+            SpecError::Invalid(v) => v.clone(),
+        }
+    }
+}
+
+/// Parses a YAML or JSON document (JSON is YAML's subset, but JSON gets serde_json's messages)
+/// and validates it.
+pub fn parse_spec(text: &str) -> Result<GroupSpec, SpecError> {
+    let trimmed = text.trim_start();
+    let spec: GroupSpec = if trimmed.starts_with('{') {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
+    } else {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
+    };
+    validate(&spec).map_err(SpecError::Invalid)?;
+    Ok(spec)
+}
+
+fn malformed(path: String, msg: String) -> SpecError {
+    // serde names the unknown field in the message; make it part of the path instead.
+    let mut field = if path == "." { String::new() } else { path };
+    // yaml_serde already starts its message with the path.
+    let mut message = match msg.strip_prefix(&format!("{field}: ")) {
+        Some(rest) if !field.is_empty() => rest.to_string(),
+        _ => msg,
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, tail)) = rest.split_once('`') {
+            field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+            message = format!("unknown field{}", tail.split(" at line").next().unwrap_or(""));
+        }
+    }
+    if field.is_empty() {
+        field = "spec".to_string();
+    }
+    SpecError::Malformed(FieldError { field, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name: web
+restart_policy: Always
+termination_grace_period_seconds: 10
+init_containers:
+  - name: setup
+    image: 127.0.0.1:5000/busybox:latest
+    command: ["sh", "-c", "echo init done"]
+containers:
+  - name: server
+    image: 127.0.0.1:5000/busybox:latest
+    command: ["httpd", "-f", "-p", "8080"]
+    working_dir: /
+    env: [{name: GREETING, value: hello}]
+    ports: [{port: 8080, protocol: TCP}]
+    cpu: 0.5
+    memory: 256Mi
+  - name: client
+    image: 127.0.0.1:5000/busybox:latest
+    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ ; echo $GREETING; sleep 3600"]
+"#;
+
+    #[test]
+    fn parses_the_readme_example() {
+        let s = parse_spec(EXAMPLE).unwrap();
+        assert_eq!(s.name, "web");
+        assert_eq!(s.containers.len(), 2);
+        assert_eq!(s.containers[0].cpu.as_ref().unwrap().0, "0.5");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(parse_spec(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = parse_spec("name: a\ncontainers:\n  - name: b\n    image: x\n    imagee: y\n").unwrap_err();
+        assert!(e.to_string().starts_with("containers[0].imagee: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse_spec(r#"{"name":"a","containers":[{"name":"b","image":"x","ports":[{"port":"http"}]}]}"#)
+            .unwrap_err();
+        assert!(e.to_string().starts_with("containers[0].ports[0].port:"), "{e}");
+    }
+
+    #[test]
+    fn bad_port_is_named() {
+        let e = parse_spec("name: a\ncontainers:\n  - {name: b, image: x}\n  - {name: c, image: x, ports: [{port: 70000}]}\n")
+            .unwrap_err();
+        assert_eq!(e.to_string(), "containers[1].ports[0].port: must be between 1 and 65535");
+    }
+}

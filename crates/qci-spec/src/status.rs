@@ -1,0 +1,114 @@
+//! What qci observed: group phase, per-container state, and events.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum GroupPhase {
+    /// Accepted; images are being pulled or containers started.
+    #[default]
+    Pending,
+    Running,
+    /// Every container ended successfully and none will be restarted.
+    Succeeded,
+    /// A container failed and the restart policy does not restart it.
+    Failed,
+    /// Deletion was requested; containers are being stopped and cleaned up.
+    Deleting,
+}
+
+impl GroupPhase {
+    /// True once the group will not change by itself any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, GroupPhase::Succeeded | GroupPhase::Failed)
+    }
+}
+
+impl std::fmt::Display for GroupPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct GroupStatus {
+    pub phase: GroupPhase,
+    /// Why the group is in its phase, when that is not obvious (for example what failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub init_containers: Vec<ContainerStatus>,
+    #[serde(default)]
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    #[default]
+    Waiting,
+    Created,
+    Running,
+    Terminated,
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerState::Waiting => "waiting",
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Terminated => "terminated",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub state: ContainerState,
+    pub restart_count: u32,
+    pub exit_code: Option<i32>,
+    /// Completed, Error, OOMKilled, ContainerCreating, ErrImagePull, CrashLoopBackOff, ...
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The manifest digest of the image the container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// Host PID of the container's first process while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// Something that happened to a group: Pulling, Pulled, Created, Started, Failed, Killing, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub group_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub reason: String,
+    pub message: String,
+    pub time: DateTime<Utc>,
+}

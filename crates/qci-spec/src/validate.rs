@@ -1,0 +1,221 @@
+//! The rules a spec must follow. Every error names the field path, e.g.
+//! `containers[1].ports[0].port: must be between 1 and 65535`.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::group::{ContainerSpec, GroupSpec, MAX_CONTAINERS};
+use crate::quantity::{parse_cpu_millis, parse_memory_bytes};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Smallest memory limit a container can start with (Docker's floor).
+const MIN_MEMORY: u64 = 6 << 20;
+const MAX_GRACE_SECONDS: u64 = 3600;
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+}
+
+/// Checks every rule and returns all violations, in document order.
+pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
+    let mut e = Errors(Vec::new());
+    if let Err(m) = check_dns_label(&spec.name) {
+        e.add("name", m);
+    }
+    if spec.containers.is_empty() {
+        e.add("containers", "at least one container is required");
+    }
+    let total = spec.init_containers.len() + spec.containers.len();
+    if total > MAX_CONTAINERS {
+        e.add("containers", format!("a group holds at most {MAX_CONTAINERS} containers (init containers included), this one has {total}"));
+    }
+    if spec.termination_grace_period_seconds > MAX_GRACE_SECONDS {
+        e.add("termination_grace_period_seconds", format!("must be at most {MAX_GRACE_SECONDS}"));
+    }
+    let mut names: HashMap<&str, String> = HashMap::new();
+    let mut ports: HashMap<(i64, crate::Protocol), String> = HashMap::new();
+    let lists = [("init_containers", &spec.init_containers), ("containers", &spec.containers)];
+    for (list, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            let path = format!("{list}[{i}]");
+            if let Some(first) = names.get(c.name.as_str()) {
+                e.add(format!("{path}.name"), format!("duplicate container name {:?} (also {first})", c.name));
+            } else {
+                names.insert(&c.name, path.clone());
+            }
+            check_container(&mut e, &path, c);
+            for (j, p) in c.ports.iter().enumerate() {
+                if let Some(first) = ports.get(&(p.port, p.protocol)) {
+                    e.add(format!("{path}.ports[{j}].port"), format!("port {}/{:?} is already used by {first} (containers of a group share one network)", p.port, p.protocol));
+                } else {
+                    ports.insert((p.port, p.protocol), format!("{path}.ports[{j}]"));
+                }
+            }
+        }
+    }
+    if e.0.is_empty() { Ok(()) } else { Err(e.0) }
+}
+
+fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
+    if let Err(m) = check_dns_label(&c.name) {
+        e.add(format!("{path}.name"), m);
+    }
+    if let Err(m) = check_image(&c.image) {
+        e.add(format!("{path}.image"), m);
+    }
+    if let Some(cmd) = &c.command {
+        check_strings(e, &format!("{path}.command"), cmd);
+    }
+    if let Some(args) = &c.args {
+        check_strings(e, &format!("{path}.args"), args);
+    }
+    if let Some(wd) = &c.working_dir {
+        if !wd.starts_with('/') {
+            e.add(format!("{path}.working_dir"), "must be an absolute path");
+        } else if wd.split('/').any(|p| p == "..") {
+            e.add(format!("{path}.working_dir"), "must not contain '..'");
+        } else if wd.contains('\0') {
+            e.add(format!("{path}.working_dir"), "must not contain NUL");
+        }
+    }
+    let mut env_seen = HashSet::new();
+    for (j, v) in c.env.iter().enumerate() {
+        let f = format!("{path}.env[{j}].name");
+        if v.name.is_empty() {
+            e.add(f, "must not be empty");
+        } else if v.name.contains('=') || v.name.contains('\0') {
+            e.add(f, "must not contain '=' or NUL");
+        } else if !env_seen.insert(&v.name) {
+            e.add(f, format!("duplicate variable {:?}", v.name));
+        }
+        if v.value.contains('\0') {
+            e.add(format!("{path}.env[{j}].value"), "must not contain NUL");
+        }
+    }
+    for (j, p) in c.ports.iter().enumerate() {
+        if !(1..=65535).contains(&p.port) {
+            e.add(format!("{path}.ports[{j}].port"), "must be between 1 and 65535");
+        }
+    }
+    if let Some(q) = &c.cpu {
+        match parse_cpu_millis(&q.0) {
+            Ok(0) => e.add(format!("{path}.cpu"), "must be more than 0"),
+            Ok(m) if m > 256_000 => e.add(format!("{path}.cpu"), "must be at most 256 cores"),
+            Ok(_) => {}
+            Err(m) => e.add(format!("{path}.cpu"), m),
+        }
+    }
+    if let Some(q) = &c.memory {
+        match parse_memory_bytes(&q.0) {
+            Ok(b) if b < MIN_MEMORY => e.add(format!("{path}.memory"), "must be at least 6Mi"),
+            Ok(_) => {}
+            Err(m) => e.add(format!("{path}.memory"), m),
+        }
+    }
+}
+
+fn check_strings(e: &mut Errors, path: &str, v: &[String]) {
+    for (i, s) in v.iter().enumerate() {
+        if s.contains('\0') {
+            e.add(format!("{path}[{i}]"), "must not contain NUL");
+        }
+    }
+}
+
+/// An RFC 1123 label: 1 to 63 of `a-z`, `0-9` and `-`, starting and ending alphanumeric.
+fn check_dns_label(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 63 {
+        return Err(format!("must be at most 63 characters, {:?} has {}", s, s.len()));
+    }
+    let ok = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a valid name: use lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_image(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.trim() != s || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{s:?} is not a valid image reference: it contains whitespace"));
+    }
+    oci_spec::distribution::Reference::from_str(s)
+        .map(|_| ())
+        .map_err(|err| format!("{s:?} is not a valid image reference: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_spec;
+
+    fn errs(yaml: &str) -> Vec<String> {
+        match parse_spec(yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.fields().iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn names_and_images() {
+        let e = errs("name: Web_1\ncontainers:\n  - {name: a, image: 'UPPER/Case'}\n  - {name: a, image: 'ok:1'}\n");
+        assert!(e[0].starts_with("name: "), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("containers[0].image: ")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("containers[1].name: duplicate")), "{e:?}");
+    }
+
+    #[test]
+    fn too_many_containers() {
+        let mut y = String::from("name: big\ncontainers:\n");
+        for i in 0..21 {
+            y.push_str(&format!("  - {{name: c{i}, image: bb}}\n"));
+        }
+        assert!(errs(&y).iter().any(|m| m.starts_with("containers: a group holds at most 20")));
+    }
+
+    #[test]
+    fn shared_ports_and_quantities() {
+        let e = errs(
+            "name: p\ninit_containers:\n  - {name: i, image: bb, memory: 1Mi}\ncontainers:\n  - {name: a, image: bb, ports: [{port: 80}], cpu: 0}\n  - {name: b, image: bb, ports: [{port: 80, protocol: TCP}, {port: 80, protocol: UDP}], memory: lots}\n",
+        );
+        assert!(e.contains(&"init_containers[0].memory: must be at least 6Mi".to_string()), "{e:?}");
+        assert!(e.contains(&"containers[0].cpu: must be more than 0".to_string()), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("containers[1].ports[0].port: port 80/TCP is already used")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("containers[1].memory: invalid memory quantity")), "{e:?}");
+        assert_eq!(e.len(), 4, "{e:?}");
+    }
+
+    #[test]
+    fn working_dir_and_env() {
+        let e = errs("name: w\ncontainers:\n  - {name: a, image: bb, working_dir: rel, env: [{name: 'A=B'}]}\n  - {name: b, image: bb, working_dir: /a/../b}\n");
+        assert_eq!(
+            e,
+            vec![
+                "containers[0].working_dir: must be an absolute path",
+                "containers[0].env[0].name: must not contain '=' or NUL",
+                "containers[1].working_dir: must not contain '..'",
+            ]
+        );
+    }
+}

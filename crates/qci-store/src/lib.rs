@@ -1,0 +1,295 @@
+//! The store: container groups and their events in SQLite (WAL), under the data dir.
+//!
+//! Architecture invariant: only this crate knows SQL. Every row carries an `owner` (tenant).
+//! Writes are synchronous and durable (`synchronous=FULL`) before they return, so once the API
+//! has answered a create, the group survives a crash of the process or the machine.
+//!
+//! Calls are blocking but short (one small row each); callers on the async runtime call them
+//! directly, which costs less than a hop to a blocking thread for work of this size.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use qci_spec::{ContainerGroup, Event, EventType, GroupPhase, GroupSpec, GroupStatus};
+use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a container group named {0:?} already exists")]
+    NameTaken(String),
+    #[error("container group {0:?} not found")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The schema, one entry per version. Append only: never edit a released migration.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        "CREATE TABLE container_groups (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            deletion_requested_at TEXT,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            group_id TEXT NOT NULL,
+            container TEXT,
+            type TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            message TEXT NOT NULL,
+            time TEXT NOT NULL
+        );
+        CREATE INDEX events_by_group ON events (group_id, id);",
+    )])
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `qci.db` in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let mut conn = Connection::open(dir.join("qci.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each call is one statement
+        // or one transaction), so a poisoned lock is safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a new group in phase Pending. The spec must already be valid.
+    pub fn create_group(&self, owner: &str, spec: &GroupSpec) -> Result<ContainerGroup> {
+        let id = new_group_id();
+        let now = Utc::now();
+        let status = GroupStatus { phase: GroupPhase::Pending, ..Default::default() };
+        let r = self.conn().execute(
+            "INSERT INTO container_groups (id, owner, name, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, owner, spec.name, serde_json::to_string(spec)?, serde_json::to_string(&status)?, now.to_rfc3339()],
+        );
+        match r {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                return Err(StoreError::NameTaken(spec.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(ContainerGroup {
+            id,
+            name: spec.name.clone(),
+            owner: owner.to_string(),
+            created_at: now,
+            deletion_requested_at: None,
+            spec: spec.clone(),
+            status,
+        })
+    }
+
+    /// Finds a group of `owner` by id, or else by name.
+    pub fn find_group(&self, owner: &str, id_or_name: &str) -> Result<ContainerGroup> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 AND (id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1"),
+                params![owner, id_or_name],
+                read_group_row,
+            )
+            .optional()?;
+        match row {
+            Some(r) => r,
+            None => Err(StoreError::NotFound(id_or_name.to_string())),
+        }
+    }
+
+    /// Any owner's group, by id (for the controller).
+    pub fn get_group(&self, id: &str) -> Result<Option<ContainerGroup>> {
+        let conn = self.conn();
+        conn.query_row(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"), params![id], read_group_row)
+            .optional()?
+            .transpose()
+    }
+
+    /// The owner's groups, oldest first.
+    pub fn list_groups(&self, owner: &str) -> Result<Vec<ContainerGroup>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 ORDER BY created_at, id"))?;
+        let rows = st.query_map(params![owner], read_group_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Every group of every owner (for the controller).
+    pub fn all_groups(&self) -> Result<Vec<ContainerGroup>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("SELECT {GROUP_COLUMNS} FROM container_groups ORDER BY created_at, id"))?;
+        let rows = st.query_map([], read_group_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Replaces a group's observed status. Returns false if the group is gone.
+    pub fn set_status(&self, id: &str, status: &GroupStatus) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("UPDATE container_groups SET status = ?2 WHERE id = ?1", params![id, serde_json::to_string(status)?])?;
+        Ok(n == 1)
+    }
+
+    /// Marks a group for deletion (idempotent); the controller removes it once cleaned up.
+    pub fn request_deletion(&self, id: &str) -> Result<ContainerGroup> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE container_groups SET deletion_requested_at = COALESCE(deletion_requested_at, ?2),
+                 status = json_set(status, '$.phase', 'Deleting') WHERE id = ?1",
+            params![id, Utc::now().to_rfc3339()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        conn.query_row(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"), params![id], read_group_row)?
+    }
+
+    /// Removes a group and its events for good.
+    pub fn remove_group(&self, id: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM events WHERE group_id = ?1", params![id])?;
+        tx.execute("DELETE FROM container_groups WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an event for a group (the owner is the group's).
+    pub fn add_event(&self, group_id: &str, container: Option<&str>, ty: EventType, reason: &str, message: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO events (owner, group_id, container, type, reason, message, time)
+             SELECT owner, id, ?2, ?3, ?4, ?5, ?6 FROM container_groups WHERE id = ?1",
+            params![group_id, container, ty.as_str(), reason, message, Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// A group's events, oldest first.
+    pub fn events(&self, group_id: &str) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, group_id, container, type, reason, message, time FROM events WHERE group_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![group_id], |r| {
+            let ty: String = r.get(3)?;
+            Ok(Event {
+                id: r.get(0)?,
+                group_id: r.get(1)?,
+                container: r.get(2)?,
+                event_type: if ty == "Warning" { EventType::Warning } else { EventType::Normal },
+                reason: r.get(4)?,
+                message: r.get(5)?,
+                time: parse_time(&r.get::<_, String>(6)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+const GROUP_COLUMNS: &str = "id, owner, name, spec, status, created_at, deletion_requested_at";
+
+fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGroup>> {
+    let spec: String = r.get(3)?;
+    let status: String = r.get(4)?;
+    let created: String = r.get(5)?;
+    let deleting: Option<String> = r.get(6)?;
+    let (id, owner, name): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    Ok((|| {
+        Ok(ContainerGroup {
+            id,
+            owner,
+            name,
+            created_at: parse_time(&created),
+            deletion_requested_at: deleting.as_deref().map(parse_time),
+            spec: serde_json::from_str(&spec)?,
+            status: serde_json::from_str(&status)?,
+        })
+    })())
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+/// `cg-` and 16 hex digits: short enough to type, random enough never to collide.
+fn new_group_id() -> String {
+    format!("cg-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> GroupSpec {
+        qci_spec::parse_spec(&format!("name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n")).unwrap()
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn create_find_delete() {
+        let s = Store::open_in_memory().unwrap();
+        let g = s.create_group("default", &spec("web")).unwrap();
+        assert!(g.id.starts_with("cg-"));
+        assert!(matches!(s.create_group("default", &spec("web")), Err(StoreError::NameTaken(_))));
+        assert_eq!(s.find_group("default", "web").unwrap().id, g.id);
+        assert_eq!(s.find_group("default", &g.id).unwrap().name, "web");
+        assert!(matches!(s.find_group("other", "web"), Err(StoreError::NotFound(_))));
+        s.create_group("other", &spec("web")).unwrap();
+        s.add_event(&g.id, Some("a"), EventType::Normal, "Pulling", "pulling image").unwrap();
+        assert_eq!(s.events(&g.id).unwrap()[0].reason, "Pulling");
+        let d = s.request_deletion(&g.id).unwrap();
+        assert_eq!(d.status.phase, GroupPhase::Deleting);
+        assert!(d.deletion_requested_at.is_some());
+        s.remove_group(&g.id).unwrap();
+        assert!(s.get_group(&g.id).unwrap().is_none());
+        assert!(s.events(&g.id).unwrap().is_empty());
+        assert_eq!(s.all_groups().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("qci-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = Store::open(&dir).unwrap().create_group("default", &spec("keep")).unwrap().id;
+        assert_eq!(Store::open(&dir).unwrap().find_group("default", "keep").unwrap().id, id);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
