@@ -1,0 +1,20 @@
+//! Images: pulls from OCI distribution registries into a content-addressed store, and layers
+//! unpacked once each for use as overlayfs lower directories.
+//!
+//! Layout under the image root:
+//! - `blobs/sha256/<hex>`: manifests, configs and layer blobs, each visible only once its digest
+//!   was verified (downloaded to a temp file, verified, renamed);
+//! - `layers/sha256/<hex>/`: the unpacked layer of blob `<hex>`, in overlayfs form (whiteouts as
+//!   0:0 character devices, opaque directories as `trusted.overlay.opaque=y`);
+//! - `refs/<escaped reference>.json`: what a reference resolved to at its last pull.
+
+mod layer;
+mod store;
+
+pub use layer::{unpack_layer, LayerError};
+pub use store::{ImageConfig, ImageError, ImageStore, PulledImage};
+
+/// Installs the process-wide TLS crypto provider (ring). Call once, early in `main`.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,198 @@
+//! Unpacking one layer tarball into a directory that overlayfs can use as a lower layer.
+
+use std::fs;
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer entry {path:?} escapes the layer root")]
+    Escape { path: String },
+    #[error("layer entry {path:?}: {source}")]
+    Entry { path: String, source: std::io::Error },
+    #[error("reading layer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Unpacks a layer blob (gzip, zstd is refused with a clear error, or plain tar) into `dest`,
+/// which must not exist yet. On error nothing of the layer is left.
+pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<(), LayerError> {
+    let tmp = dest.with_extension("partial");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    match unpack_into(blob, &tmp) {
+        Ok(()) => {
+            fs::rename(&tmp, dest)?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
+    let mut f = BufReader::new(fs::File::open(blob)?);
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut f, &mut magic)?;
+    let head = std::io::Cursor::new(magic[..n].to_vec());
+    let reader: Box<dyn Read> = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(head.chain(f))),
+        [0x28, 0xb5, 0x2f, 0xfd] => {
+            return Err(LayerError::Io(std::io::Error::other("zstd-compressed layers are not supported yet")));
+        }
+        _ => Box::new(head.chain(f)),
+    };
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_preserve_mtime(true);
+    ar.set_overwrite(true);
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.into_owned();
+        let shown = raw.display().to_string();
+        let rel = clean(&raw).ok_or_else(|| LayerError::Escape { path: shown.clone() })?;
+        if let Some(target) = entry.link_name()? {
+            // Hard links must point inside the layer too; tar checks symlink-ancestors itself.
+            if entry.header().entry_type().is_hard_link() && clean(&target).is_none() {
+                return Err(LayerError::Escape { path: shown });
+            }
+        }
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        let err = |source| LayerError::Entry { path: shown.clone(), source };
+        if name == ".wh..wh..opq" {
+            let dir = root.join(&parent);
+            ensure_inside(root, &dir, &shown)?;
+            fs::create_dir_all(&dir).map_err(err)?;
+            xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(err)?;
+        } else if let Some(hidden) = name.strip_prefix(".wh.") {
+            let dir = root.join(&parent);
+            ensure_inside(root, &dir, &shown)?;
+            fs::create_dir_all(&dir).map_err(err)?;
+            let target = dir.join(hidden);
+            let _ = fs::remove_dir_all(&target).or_else(|_| fs::remove_file(&target));
+            nix::sys::stat::mknod(&target, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
+                .map_err(|e| err(e.into()))?;
+        } else if !entry.unpack_in(root).map_err(err)? {
+            return Err(LayerError::Escape { path: shown });
+        }
+    }
+    Ok(())
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The path without `.` and leading `/`... no: absolute paths and `..` are refused (None).
+fn clean(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Refuses a directory reached through a symlink that leads out of the layer root.
+fn ensure_inside(root: &Path, dir: &Path, shown: &str) -> Result<(), LayerError> {
+    let mut cur = root.to_path_buf();
+    if let Ok(rel) = dir.strip_prefix(root) {
+        for c in rel.components() {
+            cur.push(c);
+            if fs::symlink_metadata(&cur).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                return Err(LayerError::Escape { path: shown.to_string() });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    fn tarball(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            match data {
+                Some(d) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(d.len() as u64);
+                    h.set_mode(0o644);
+                    // set_path refuses `..`, so write the name bytes directly.
+                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *d).unwrap();
+                }
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    h.set_mode(0o755);
+                    h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, &[][..]).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn unpack(entries: &[(&str, Option<&[u8]>)], gzip: bool) -> (tempfile::TempDir, Result<(), LayerError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = tarball(entries);
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, &data).unwrap();
+            data = enc.finish().unwrap();
+        }
+        let blob = dir.path().join("blob");
+        fs::write(&blob, data).unwrap();
+        let r = unpack_layer(&blob, &dir.path().join("out"));
+        (dir, r)
+    }
+
+    #[test]
+    fn files_whiteouts_and_opaque_dirs() {
+        let (dir, r) = unpack(
+            &[("etc/", None), ("etc/hello", Some(b"hi")), ("etc/.wh.gone", Some(b"")), ("var/.wh..wh..opq", Some(b""))],
+            true,
+        );
+        r.unwrap();
+        let out = dir.path().join("out");
+        assert_eq!(fs::read(out.join("etc/hello")).unwrap(), b"hi");
+        let wh = fs::symlink_metadata(out.join("etc/gone")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(xattr::get(out.join("var"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+    }
+
+    #[test]
+    fn escaping_entries_are_refused_and_nothing_is_kept() {
+        let (dir, r) = unpack(&[("ok", Some(b"x")), ("../evil", Some(b"x"))], false);
+        assert!(matches!(r, Err(LayerError::Escape { .. })), "{r:?}");
+        assert!(!dir.path().join("out").exists());
+        assert!(!dir.path().join("out.partial").exists());
+        assert!(!dir.path().join("evil").exists());
+        let (_dir, r) = unpack(&[("/abs", Some(b"x"))], false);
+        assert!(matches!(r, Err(LayerError::Escape { .. })), "{r:?}");
+    }
+}
