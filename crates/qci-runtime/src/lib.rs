@@ -1,0 +1,26 @@
+//! Running containers on this machine: OCI bundles for runc, the per-container monitor,
+//! the group's shared namespaces, overlayfs root filesystems and cgroups.
+//!
+//! Architecture invariants:
+//! - only this crate builds runc command lines ([`runc`]);
+//! - everything an instance creates lives under its [`Layout`]: the data dir, a run dir inside
+//!   it, runc's `--root`, and a cgroup parent named after the data dir, so two instances with
+//!   different data dirs never see each other's containers;
+//! - the state of a container is on disk (monitor files, runc state), never only in memory, so
+//!   a restarted `qci serve` rebuilds it by looking.
+
+mod bundle;
+mod cgroup;
+mod layout;
+pub mod monitor;
+mod mounts;
+mod runc;
+mod runtime;
+mod sandbox;
+mod user;
+
+pub use bundle::{BundleError, ContainerConfig};
+pub use layout::Layout;
+pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
+pub use runc::{Runc, RuncError, RuncStatus};
+pub use runtime::{Observed, Runtime, RuntimeError, StartRequest};

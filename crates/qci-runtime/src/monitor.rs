@@ -1,0 +1,356 @@
+//! The per-container monitor (conmon-style), run as `qci monitor ...`.
+//!
+//! `qci serve` starts `qci monitor`, which forks: the parent waits until the container has been
+//! created and started, prints a [`StartRecord`] (or the error) and exits; the child is the
+//! monitor. It leaves qci's session, becomes a child subreaper (so the container's first process
+//! becomes its child when `runc create` exits), holds the container's stdout and stderr pipes,
+//! appends every line to the container's log in CRI format
+//! (`<RFC 3339 time> <stdout|stderr> <F|P> <text>`), waits for the container and writes an
+//! [`ExitRecord`] atomically. Then it exits. It never talks to `qci serve`: everything it knows
+//! is in files, so `qci serve` may stop, crash or restart at any time.
+//!
+//! Files in the container dir: `monitor.pid`, `runc.log`, `pid` (runc's pid file),
+//! `started.json`, `exit.json`, `monitor.log` (the monitor's own diagnostics).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::runc::Runc;
+
+/// Everything the monitor needs, passed on its command line.
+#[derive(Debug, Clone)]
+pub struct MonitorArgs {
+    pub runc_root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The container log file (appended to).
+    pub log: PathBuf,
+    /// The container's cgroup, relative to the hierarchy roots (for OOM detection).
+    pub cgroup: String,
+}
+
+impl MonitorArgs {
+    /// The command-line arguments after `qci monitor`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--runc-root".into(),
+            self.runc_root.display().to_string(),
+            "--id".into(),
+            self.id.clone(),
+            "--bundle".into(),
+            self.bundle.display().to_string(),
+            "--log".into(),
+            self.log.display().to_string(),
+            "--cgroup".into(),
+            self.cgroup.clone(),
+        ]
+    }
+}
+
+/// Written once the container runs; also what the launcher prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRecord {
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Written once the container has exited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit status, or 128 + the signal number that killed it (as shells report it).
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Handshake {
+    #[serde(default)]
+    started: Option<StartRecord>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Parses what the launcher printed.
+pub fn parse_handshake(stdout: &[u8]) -> Result<StartRecord, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().unwrap_or("");
+    match serde_json::from_str::<Handshake>(line) {
+        Ok(Handshake { started: Some(s), .. }) => Ok(s),
+        Ok(Handshake { error: Some(e), .. }) => Err(e),
+        _ => Err(format!("the monitor gave no answer (it printed {line:?})")),
+    }
+}
+
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Entry point of `qci monitor`. Must run before the process starts any thread.
+pub fn launch(args: MonitorArgs) -> i32 {
+    let (hs_read, hs_write) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("qci monitor: pipe: {e}");
+            return 1;
+        }
+    };
+    match fork::fork() {
+        Err(e) => {
+            eprintln!("qci monitor: fork: {e}");
+            1
+        }
+        Ok(None) => {
+            drop(hs_read);
+            let mut hs = Some(File::from(hs_write));
+            let code = monitor(&args, &mut hs);
+            std::process::exit(code)
+        }
+        Ok(Some(_child)) => {
+            drop(hs_write);
+            let mut out = Vec::new();
+            let _ = File::from(hs_read).read_to_end(&mut out);
+            let _ = std::io::stdout().write_all(&out);
+            if parse_handshake(&out).is_ok() { 0 } else { 1 }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+mod fork {
+    /// Forks; `None` in the child, `Some(pid)` in the parent.
+    pub fn fork() -> nix::Result<Option<nix::unistd::Pid>> {
+        // SAFETY: `qci monitor` calls this before it creates any thread, so the child is a
+        // faithful single-threaded copy and may do anything the parent could.
+        match unsafe { nix::unistd::fork() }? {
+            nix::unistd::ForkResult::Child => Ok(None),
+            nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+        }
+    }
+}
+
+/// Tells the launcher how the start went, once; closing the pipe lets it exit.
+fn report(hs: &mut Option<File>, h: &Handshake) {
+    if let Some(mut f) = hs.take() {
+        let _ = f.write_all(format!("{}\n", serde_json::to_string(h).unwrap_or_default()).as_bytes());
+    }
+}
+
+/// The monitor proper (in the forked child). Returns the monitor's exit code.
+fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
+    let dir = args.bundle.clone();
+    let diag = OpenOptions::new().create(true).append(true).open(dir.join("monitor.log"));
+    let say = |msg: &str| {
+        if let Ok(mut f) = diag.as_ref() {
+            let _ = writeln!(f, "{} {msg}", Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
+        }
+    };
+    let fail = |hs: &mut Option<File>, msg: String| {
+        report(hs, &Handshake { started: None, error: Some(msg) });
+        1
+    };
+    // Leave qci's session and stdio: the launcher's caller waits for EOF on them.
+    let _ = nix::unistd::setsid();
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(hs, format!("monitor: cannot become a subreaper: {e}"));
+    }
+    let _ = std::fs::write(dir.join("monitor.pid"), std::process::id().to_string());
+
+    let log = match OpenOptions::new().create(true).append(true).open(&args.log) {
+        Ok(f) => Arc::new(Mutex::new(f)),
+        Err(e) => return fail(hs, format!("monitor: opening log {}: {e}", args.log.display())),
+    };
+    let (out_r, out_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return fail(hs, format!("monitor: pipe: {e}")),
+    };
+    let (err_r, err_w) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return fail(hs, format!("monitor: pipe: {e}")),
+    };
+    let runc = Runc::new(&args.runc_root);
+    let pid_file = dir.join("pid");
+    let runc_log = dir.join("runc.log");
+    let status = runc
+        .create_command(&args.id, &args.bundle, &pid_file, &runc_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status();
+    let readers = [("stdout", out_r), ("stderr", err_r)].map(|(stream, fd)| {
+        let log = log.clone();
+        std::thread::spawn(move || copy_lines(fd, stream, &log))
+    });
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(_) => {
+            let msg = runc_errors(&runc_log);
+            say(&format!("runc create failed: {msg}"));
+            let _ = runc.command(&["delete", "--force", &args.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            return fail(hs, format!("runc create: {msg}"));
+        }
+        Err(e) => return fail(hs, format!("cannot run runc ({}): {e}; install it with `apt-get install runc`", runc.binary.display())),
+    }
+    let pid: i32 = match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+        Some(p) => p,
+        None => return fail(hs, "runc create wrote no pid file".to_string()),
+    };
+    let out = runc.command(&["start", &args.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        other => {
+            let msg = match other {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = runc.command(&["delete", "--force", &args.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            return fail(hs, format!("runc start: {msg}"));
+        }
+    }
+    let started = StartRecord { pid: pid as u32, started_at: Utc::now() };
+    if let Err(e) = write_json_atomic(&dir.join("started.json"), &started) {
+        say(&format!("writing started.json: {e}"));
+    }
+    report(hs, &Handshake { started: Some(started.clone()), error: None });
+
+    let (exit_code, signal) = wait_for(pid, &say);
+    for r in readers {
+        let _ = r.join();
+    }
+    let oom_killed = crate::cgroup::oom_kills(&args.cgroup) > 0;
+    let rec = ExitRecord { exit_code, signal, oom_killed, started_at: Some(started.started_at), finished_at: Utc::now() };
+    if let Err(e) = write_json_atomic(&dir.join("exit.json"), &rec) {
+        say(&format!("writing exit.json: {e}"));
+        return 1;
+    }
+    say(&format!("container exited: code {exit_code}, signal {signal:?}, oom {oom_killed}"));
+    0
+}
+
+/// Waits for the container's first process; reaps anything else that was reparented to us.
+fn wait_for(pid: i32, say: &dyn Fn(&str)) -> (i32, Option<i32>) {
+    let target = Pid::from_raw(pid);
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p == target => return (code, None),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return (128 + sig as i32, Some(sig as i32)),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                // Not our child (it should be, as we are its subreaper): poll until it is gone.
+                say(&format!("waitpid: {e}; polling /proc/{pid}"));
+                while Path::new(&format!("/proc/{pid}")).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                return (255, None);
+            }
+        }
+    }
+}
+
+/// The error messages runc wrote to its JSON log.
+fn runc_errors(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let msgs: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .collect();
+    if msgs.is_empty() { "failed without a message".to_string() } else { msgs.join("; ") }
+}
+
+/// Longest line kept whole; longer ones are split into partial (`P`) records.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Copies a stream to the log, one CRI record per line, until EOF.
+fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<File>) {
+    let mut src = File::from(fd);
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let emit = |line: &[u8], full: bool| {
+        let mut rec = Vec::with_capacity(line.len() + 48);
+        rec.extend_from_slice(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes());
+        rec.extend_from_slice(format!(" {stream} {} ", if full { 'F' } else { 'P' }).as_bytes());
+        rec.extend_from_slice(line);
+        rec.push(b'\n');
+        let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = f.write_all(&rec);
+    };
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            emit(&pending[..i], true);
+            pending.drain(..=i);
+        }
+        while pending.len() >= MAX_LINE {
+            emit(&pending[..MAX_LINE], false);
+            pending.drain(..MAX_LINE);
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_cri_records() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("log");
+        let log = Mutex::new(File::create(&path).unwrap());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut w = File::from(w);
+        w.write_all(b"hello\nworld\nno newline").unwrap();
+        drop(w);
+        copy_lines(r, "stdout", &log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].ends_with(" stdout F hello"), "{}", lines[0]);
+        assert!(lines[2].ends_with(" stdout F no newline"));
+        assert!(DateTime::parse_from_rfc3339(lines[0].split(' ').next().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn handshake() {
+        assert!(parse_handshake(b"{\"error\":\"boom\"}\n").unwrap_err().contains("boom"));
+        assert!(parse_handshake(b"").is_err());
+        let s = StartRecord { pid: 7, started_at: Utc::now() };
+        let line = serde_json::to_string(&Handshake { started: Some(s.clone()), error: None }).unwrap();
+        assert_eq!(parse_handshake(line.as_bytes()).unwrap(), s);
+    }
+}

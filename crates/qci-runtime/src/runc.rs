@@ -1,0 +1,120 @@
+//! The runc command line, and nothing else builds it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    #[error("runc {args}: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("cannot run runc ({path}): {source}; install it with `apt-get install runc`")]
+    Spawn { path: String, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuncStatus {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuncState {
+    pub status: RuncStatus,
+    pub pid: i32,
+}
+
+/// runc bound to one state root.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Runc {
+    pub fn new(root: &Path) -> Runc {
+        let binary = std::env::var_os("QCI_RUNC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runc"));
+        Runc { binary, root: root.to_path_buf() }
+    }
+
+    /// A runc command with the global flags set; arguments follow.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).args(args);
+        c
+    }
+
+    /// `runc create` for the monitor: stdio is the container's, errors go to `log`.
+    pub fn create_command(&self, id: &str, bundle: &Path, pid_file: &Path, log: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).arg("--log").arg(log).arg("--log-format").arg("json");
+        c.arg("create").arg("--bundle").arg(bundle).arg("--pid-file").arg(pid_file).arg(id);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.output().await.map_err(|source| RuncError::Spawn { path: self.binary.display().to_string(), source })
+    }
+
+    async fn run_ok(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {
+        let out = self.run(args).await?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(RuncError::Failed {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// The container's state, or None if runc does not know it.
+    pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuncError> {
+        let out = self.run(&["state", id]).await?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("does not exist") || err.contains("not exist") {
+                return Ok(None);
+            }
+            return Err(RuncError::Failed { args: format!("state {id}"), stderr: err.trim().to_string() });
+        }
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| RuncError::Failed { args: format!("state {id}"), stderr: format!("unreadable state: {e}") })
+    }
+
+    /// Sends a signal to the container's processes. A stopped or missing container is not an error.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuncError> {
+        match self.run_ok(&["kill", "--all", id, signal]).await {
+            Ok(_) => Ok(()),
+            Err(RuncError::Failed { stderr, .. })
+                if stderr.contains("not running") || stderr.contains("does not exist") || stderr.contains("process already finished") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the container (killing it if needed). A missing container is not an error.
+    pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
+        match self.run_ok(&["delete", "--force", id]).await {
+            Ok(_) => Ok(()),
+            Err(RuncError::Failed { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of every container under this root.
+    pub async fn list(&self) -> Result<Vec<String>, RuncError> {
+        let out = self.run_ok(&["list", "-q"]).await?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+    }
+}

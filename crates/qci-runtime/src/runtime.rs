@@ -1,0 +1,247 @@
+//! The runtime as the controller sees it: start, observe, stop and remove containers, and
+//! create and remove a group's sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::bundle::{build_spec, BundleError, ContainerConfig, SandboxPaths};
+use crate::layout::Layout;
+use crate::monitor::{parse_handshake, read_json, ExitRecord, MonitorArgs, StartRecord};
+use crate::runc::{Runc, RuncError};
+use crate::{cgroup, mounts, sandbox};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Runc(#[from] RuncError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("starting the container: {0}")]
+    Start(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Io { context, source }
+}
+
+/// What one container looks like on this machine right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Nothing of it exists.
+    Absent,
+    /// Its monitor is creating and starting it.
+    Starting,
+    Running(StartRecord),
+    Exited(ExitRecord),
+    /// Left half-made (its monitor is gone before it started): remove and start again.
+    Broken,
+}
+
+/// A container to start.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub group_id: String,
+    pub name: String,
+    /// Unpacked layer directories, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub config: ContainerConfig,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    pub layout: Layout,
+    pub runc: Runc,
+    /// The `qci` binary, started as `qci monitor`.
+    exe: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(layout: Layout, exe: PathBuf) -> Result<Runtime, RuntimeError> {
+        for d in [&layout.run_dir, &layout.runc_root, &layout.data_dir.join("containers"), &layout.data_dir.join("logs")] {
+            std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+        }
+        let runc = Runc::new(&layout.runc_root);
+        Ok(Runtime { layout, runc, exe })
+    }
+
+    /// Makes sure the group's namespaces exist (network with loopback up, IPC, UTS).
+    pub async fn ensure_sandbox(&self, group_id: &str, hostname: &str) -> Result<(), RuntimeError> {
+        let dir = self.layout.sandbox_dir(group_id);
+        let name = hostname.to_string();
+        tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &name))
+            .await
+            .map_err(|e| RuntimeError::Start(e.to_string()))?
+            .map_err(io("creating the group's namespaces"))
+    }
+
+    fn container_cgroup(&self, group_id: &str, name: &str) -> String {
+        format!("{}/{name}", self.layout.group_cgroup(group_id))
+    }
+
+    /// Writes the bundle, mounts the root filesystem and has a monitor create and start the
+    /// container. Anything left of an earlier attempt is removed first.
+    pub async fn start(&self, req: &StartRequest) -> Result<StartRecord, RuntimeError> {
+        let id = Layout::runc_id(&req.group_id, &req.name);
+        self.remove_container(&req.group_id, &req.name).await?;
+        let dir = self.layout.container_dir(&id);
+        let res = self.start_in(&id, &dir, req).await;
+        if res.is_err() {
+            let _ = self.remove_container(&req.group_id, &req.name).await;
+        }
+        res
+    }
+
+    async fn start_in(&self, id: &str, dir: &Path, req: &StartRequest) -> Result<StartRecord, RuntimeError> {
+        let rootfs = dir.join("rootfs");
+        for d in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(io(format!("creating {}", dir.join(d).display())))?;
+        }
+        let mut layers = req.layers.clone();
+        if layers.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty).map_err(io("creating an empty layer"))?;
+            layers.push(empty);
+        }
+        mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs).map_err(io("root filesystem"))?;
+        let sandbox_dir = self.layout.sandbox_dir(&req.group_id);
+        let cgroup = self.container_cgroup(&req.group_id, &req.name);
+        let spec = build_spec(&req.config, &rootfs, SandboxPaths { dir: &sandbox_dir }, &cgroup)?;
+        spec.save(dir.join("config.json")).map_err(BundleError::from)?;
+        let log = self.layout.log_path(&req.group_id, &req.name);
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating the log dir"))?;
+        }
+        let args = MonitorArgs {
+            runc_root: self.layout.runc_root.clone(),
+            id: id.to_string(),
+            bundle: dir.to_path_buf(),
+            log,
+            cgroup,
+        };
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("monitor").args(args.to_args());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(runc) = std::env::var_os("QCI_RUNC") {
+            cmd.env("QCI_RUNC", runc);
+        }
+        let out = cmd.output().await.map_err(io(format!("starting the monitor ({})", self.exe.display())))?;
+        parse_handshake(&out.stdout).map_err(|e| {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            RuntimeError::Start(if stderr.trim().is_empty() { e } else { format!("{e}: {}", stderr.trim()) })
+        })
+    }
+
+    /// Looks at the container's files (and, only when its monitor is gone, at runc).
+    pub async fn observe(&self, group_id: &str, name: &str) -> Observed {
+        let id = Layout::runc_id(group_id, name);
+        let dir = self.layout.container_dir(&id);
+        if let Some(exit) = read_json::<ExitRecord>(&dir.join("exit.json")) {
+            return Observed::Exited(exit);
+        }
+        if !dir.exists() {
+            return Observed::Absent;
+        }
+        let started = read_json::<StartRecord>(&dir.join("started.json"));
+        if monitor_alive(&dir, &id) {
+            return match started {
+                Some(s) => Observed::Running(s),
+                None => Observed::Starting,
+            };
+        }
+        // Re-read: the monitor may have written its exit record and gone in between.
+        if let Some(exit) = read_json::<ExitRecord>(&dir.join("exit.json")) {
+            return Observed::Exited(exit);
+        }
+        match started {
+            // The monitor died (killed by hand?) but the container may still run, unwatched.
+            Some(s) if matches!(self.runc.state(&id).await, Ok(Some(st)) if st.status == crate::RuncStatus::Running) => {
+                Observed::Running(s)
+            }
+            Some(s) => Observed::Exited(ExitRecord {
+                exit_code: 255,
+                signal: None,
+                oom_killed: false,
+                started_at: Some(s.started_at),
+                finished_at: chrono::Utc::now(),
+            }),
+            None => Observed::Broken,
+        }
+    }
+
+    /// SIGTERM, then SIGKILL once `grace` has passed; returns when the container has exited.
+    pub async fn stop(&self, group_id: &str, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let id = Layout::runc_id(group_id, name);
+        if !matches!(self.observe(group_id, name).await, Observed::Running(_) | Observed::Starting) {
+            return Ok(());
+        }
+        self.runc.kill(&id, "TERM").await?;
+        if self.wait_exit(group_id, name, grace).await {
+            return Ok(());
+        }
+        self.runc.kill(&id, "KILL").await?;
+        self.wait_exit(group_id, name, Duration::from_secs(10)).await;
+        Ok(())
+    }
+
+    async fn wait_exit(&self, group_id: &str, name: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if !matches!(self.observe(group_id, name).await, Observed::Running(_) | Observed::Starting) {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Removes the container from runc, unmounts its root filesystem and deletes its bundle.
+    /// Its log stays (it belongs to the group).
+    pub async fn remove_container(&self, group_id: &str, name: &str) -> Result<(), RuntimeError> {
+        let id = Layout::runc_id(group_id, name);
+        let dir = self.layout.container_dir(&id);
+        self.runc.delete(&id).await?;
+        if dir.exists() {
+            for m in mounts::mounts_under(&dir).into_iter().rev() {
+                mounts::unmount_if_mounted(&m).map_err(io("unmounting"))?;
+            }
+            std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what the group had beside its containers: namespaces, cgroup, logs.
+    pub async fn remove_group(&self, group_id: &str) -> Result<(), RuntimeError> {
+        sandbox::remove(&self.layout.sandbox_dir(group_id)).map_err(io("removing the group's namespaces"))?;
+        cgroup::remove(&self.layout.group_cgroup(group_id)).map_err(io("removing the group's cgroup"))?;
+        let logs = self.layout.group_log_dir(group_id);
+        match std::fs::remove_dir_all(&logs) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing logs")(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// True if the monitor recorded in the container dir still runs (and is a qci monitor for it).
+fn monitor_alive(dir: &Path, id: &str) -> bool {
+    let Some(pid) = std::fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        // The launcher writes the pid file right after fork: give a starting monitor the benefit.
+        return std::fs::metadata(dir.join("config.json"))
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(5))
+            .unwrap_or(false);
+    };
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("monitor") && cmd.contains(id)
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,106 @@
+//! The group's shared namespaces (network with loopback up, IPC, UTS with the group's hostname),
+//! kept alive as bind mounts of nsfs files, so no process has to hold them.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::mounts::{is_mounted, unmount_if_mounted};
+
+pub const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
+
+pub fn ns_path(dir: &Path, ns: &str) -> PathBuf {
+    dir.join(ns)
+}
+
+/// True when every namespace file of the sandbox is in place.
+pub fn is_ready(dir: &Path) -> bool {
+    NAMESPACES.iter().all(|ns| is_mounted(&ns_path(dir, ns)))
+}
+
+/// Creates the sandbox in `dir` unless it is complete already. Also writes `hosts` and
+/// `hostname` for the containers to mount.
+pub fn ensure(dir: &Path, hostname: &str) -> std::io::Result<()> {
+    if is_ready(dir) {
+        return Ok(());
+    }
+    // A partial sandbox is left by a crash during creation, before any container used it.
+    remove(dir)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    std::fs::write(
+        dir.join("hosts"),
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    )?;
+    let dir2 = dir.to_path_buf();
+    let name = hostname.to_string();
+    // Namespaces belong to threads: a short-lived thread enters fresh ones, sets them up and
+    // pins them with bind mounts, then ends, leaving the rest of the process untouched.
+    let res = std::thread::spawn(move || -> std::io::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+            .map_err(|e| std::io::Error::other(format!("creating namespaces: {e}")))?;
+        nix::unistd::sethostname(&name).map_err(|e| std::io::Error::other(format!("setting hostname: {e}")))?;
+        loopback::up()?;
+        for ns in NAMESPACES {
+            let file = ns_path(&dir2, ns);
+            std::fs::File::create(&file)?;
+            let src = format!("/proc/thread-self/ns/{ns}");
+            mount(Some(src.as_str()), &file, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| std::io::Error::other(format!("pinning the {ns} namespace at {}: {e}", file.display())))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("namespace thread panicked"))?;
+    if let Err(e) = res {
+        let _ = remove(dir);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Unpins the namespaces and removes the sandbox directory.
+pub fn remove(dir: &Path) -> std::io::Result<()> {
+    for ns in NAMESPACES {
+        unmount_if_mounted(&ns_path(dir, ns))?;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[allow(unsafe_code)]
+mod loopback {
+    //! Bringing `lo` up takes one ioctl; a netlink library would be a large dependency for it.
+
+    pub fn up() -> std::io::Result<()> {
+        // SAFETY: plain socket(2) call; the fd is closed below on every path.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: fd is a valid socket and req a valid ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS.
+        let r = unsafe {
+            if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+                -1
+            } else {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                libc::ioctl(fd, libc::SIOCSIFFLAGS, &req)
+            }
+        };
+        let err = std::io::Error::last_os_error();
+        // SAFETY: fd came from socket(2) above and is closed once.
+        unsafe { libc::close(fd) };
+        if r < 0 {
+            return Err(std::io::Error::other(format!("bringing loopback up: {err}")));
+        }
+        Ok(())
+    }
+}
