@@ -12,6 +12,7 @@
 mod bundle;
 mod cgroup;
 mod layout;
+pub mod logs;
 pub mod monitor;
 mod mounts;
 mod runc;

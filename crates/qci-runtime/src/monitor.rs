@@ -72,6 +72,9 @@ pub struct ExitRecord {
     pub oom_killed: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: DateTime<Utc>,
+    /// Set when the container never ran: why it could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -242,7 +245,14 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         let _ = r.join();
     }
     let oom_killed = crate::cgroup::oom_kills(&args.cgroup) > 0;
-    let rec = ExitRecord { exit_code, signal, oom_killed, started_at: Some(started.started_at), finished_at: Utc::now() };
+    let rec = ExitRecord {
+        exit_code,
+        signal,
+        oom_killed,
+        started_at: Some(started.started_at),
+        finished_at: Utc::now(),
+        start_error: None,
+    };
     if let Err(e) = write_json_atomic(&dir.join("exit.json"), &rec) {
         say(&format!("writing exit.json: {e}"));
         return 1;

@@ -89,10 +89,27 @@ impl Runtime {
         self.remove_container(&req.group_id, &req.name).await?;
         let dir = self.layout.container_dir(&id);
         let res = self.start_in(&id, &dir, req).await;
-        if res.is_err() {
-            let _ = self.remove_container(&req.group_id, &req.name).await;
+        if let Err(e) = &res {
+            self.record_start_failure(&req.group_id, &req.name, &e.to_string()).await?;
         }
         res
+    }
+
+    /// Records that a container could not start, as an exit record (exit code 128, as
+    /// Kubernetes reports it), so the failure is observed like any exit.
+    pub async fn record_start_failure(&self, group_id: &str, name: &str, message: &str) -> Result<(), RuntimeError> {
+        self.remove_container(group_id, name).await?;
+        let dir = self.layout.container_dir(&Layout::runc_id(group_id, name));
+        let rec = ExitRecord {
+            exit_code: 128,
+            signal: None,
+            oom_killed: false,
+            started_at: None,
+            finished_at: chrono::Utc::now(),
+            start_error: Some(message.to_string()),
+        };
+        std::fs::create_dir_all(&dir).map_err(io("recording a start failure"))?;
+        crate::monitor::write_json_atomic(&dir.join("exit.json"), &rec).map_err(io("recording a start failure"))
     }
 
     async fn start_in(&self, id: &str, dir: &Path, req: &StartRequest) -> Result<StartRecord, RuntimeError> {
@@ -167,6 +184,7 @@ impl Runtime {
                 oom_killed: false,
                 started_at: Some(s.started_at),
                 finished_at: chrono::Utc::now(),
+                start_error: None,
             }),
             None => Observed::Broken,
         }

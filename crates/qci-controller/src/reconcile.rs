@@ -1,0 +1,500 @@
+//! One pass over one group: observe, decide, act, report.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use qci_image::PulledImage;
+use qci_runtime::{ExitRecord, Observed, StartRequest};
+use qci_spec::{
+    ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase, GroupStatus, RestartPolicy,
+};
+
+use crate::{Controller, ControllerError};
+
+/// Wait before pulling again after a failed pull.
+const PULL_RETRY: Duration = Duration::from_secs(5);
+/// Crash-loop back-off: the first restart is immediate, then 10 s doubling up to 5 minutes.
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+fn restart_delay(restart_count: u32) -> Duration {
+    if restart_count == 0 {
+        return Duration::ZERO;
+    }
+    BACKOFF_BASE.saturating_mul(1 << (restart_count - 1).min(8)).min(BACKOFF_MAX)
+}
+
+/// What to do with one container in this pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Act {
+    Nothing,
+    Start,
+    Restart,
+}
+
+impl Controller {
+    /// Returns true when another pass should follow at once.
+    pub(crate) async fn reconcile(&self, id: &str) -> Result<bool, ControllerError> {
+        let Some(g) = self.store.get_group(id)? else { return Ok(false) };
+        if g.deletion_requested_at.is_some() {
+            self.cleanup(&g).await?;
+            return Ok(false);
+        }
+        if g.status.phase.is_final() {
+            return Ok(false);
+        }
+        self.sync(&g).await
+    }
+
+    fn event(&self, g: &ContainerGroup, container: Option<&str>, ty: EventType, reason: &str, message: &str) {
+        if let Err(e) = self.store.add_event(&g.id, container, ty, reason, message) {
+            tracing::warn!("recording event: {e}");
+        }
+    }
+
+    async fn sync(&self, g: &ContainerGroup) -> Result<bool, ControllerError> {
+        if let Err(e) = self.runtime.ensure_sandbox(&g.id, &g.name).await {
+            let msg = format!("cannot create the group's namespaces: {e}");
+            if g.status.message.as_deref() != Some(&msg) {
+                self.event(g, None, EventType::Warning, "FailedSandbox", &msg);
+                let status = GroupStatus { message: Some(msg), ..g.status.clone() };
+                self.store.set_status(&g.id, &status)?;
+            }
+            return Ok(false);
+        }
+        let now = Utc::now();
+        let policy = g.spec.restart_policy;
+        let prev = &g.status;
+        let init_obs = join_all(g.spec.init_containers.iter().map(|c| self.runtime.observe(&g.id, &c.name))).await;
+        let work_obs = join_all(g.spec.containers.iter().map(|c| self.runtime.observe(&g.id, &c.name))).await;
+
+        let mut init: Vec<(ContainerStatus, Act)> = g
+            .spec
+            .init_containers
+            .iter()
+            .zip(&init_obs)
+            .map(|(c, o)| assess(g, c, find(&prev.init_containers, &c.name), o, policy, true, now))
+            .collect();
+        let mut work: Vec<(ContainerStatus, Act)> = g
+            .spec
+            .containers
+            .iter()
+            .zip(&work_obs)
+            .map(|(c, o)| assess(g, c, find(&prev.containers, &c.name), o, policy, false, now))
+            .collect();
+
+        // Init containers run one at a time, in order: only the first unfinished one may act.
+        let mut init_done = true;
+        let mut init_failed = None;
+        for (i, (st, act)) in init.iter_mut().enumerate() {
+            let completed = st.state == ContainerState::Terminated && st.exit_code == Some(0);
+            if completed {
+                continue;
+            }
+            if !init_done {
+                *act = Act::Nothing;
+                continue;
+            }
+            init_done = false;
+            if st.state == ContainerState::Terminated {
+                init_failed = Some(format!(
+                    "init container {:?} failed: {}",
+                    g.spec.init_containers[i].name,
+                    describe_exit(st)
+                ));
+            }
+        }
+        if !init_done {
+            for (_, act) in work.iter_mut() {
+                *act = Act::Nothing;
+            }
+        }
+
+        // Report exits seen for the first time.
+        for (c, (st, _)) in g.spec.init_containers.iter().zip(&init).chain(g.spec.containers.iter().zip(&work)) {
+            let before = find(&prev.init_containers, &c.name).or_else(|| find(&prev.containers, &c.name));
+            if let (Some(fin), true) = (st.finished_at, st.exit_code.is_some()) {
+                if before.and_then(|b| b.finished_at) != Some(fin) {
+                    let ty = if st.exit_code == Some(0) { EventType::Normal } else { EventType::Warning };
+                    self.event(g, Some(&c.name), ty, "Exited", &format!("container exited: {}", describe_exit(st)));
+                }
+            }
+        }
+
+        // Act: pull each image once, then start the containers that need it, in parallel.
+        let to_start: Vec<(&ContainerSpec, bool, Act)> = g
+            .spec
+            .init_containers
+            .iter()
+            .zip(&init)
+            .map(|(c, (_, a))| (c, true, *a))
+            .chain(g.spec.containers.iter().zip(&work).map(|(c, (_, a))| (c, false, *a)))
+            .filter(|(_, _, a)| *a != Act::Nothing)
+            .collect();
+        let acted = !to_start.is_empty();
+        if acted {
+            let mut images: Vec<&str> = to_start.iter().map(|(c, _, _)| c.image.as_str()).collect();
+            images.sort();
+            images.dedup();
+            let pulled: HashMap<&str, Result<PulledImage, String>> =
+                join_all(images.iter().map(|i| async move { (*i, self.ensure_image(g, i).await) })).await.into_iter().collect();
+            let results = join_all(to_start.iter().map(|(c, is_init, act)| {
+                let pulled = &pulled[c.image.as_str()];
+                let prev_st = if *is_init {
+                    init.iter().find(|(s, _)| s.name == c.name)
+                } else {
+                    work.iter().find(|(s, _)| s.name == c.name)
+                }
+                .map(|(s, _)| s.clone())
+                .unwrap_or_default();
+                self.start_one(g, c, *act, pulled, prev_st)
+            }))
+            .await;
+            for ((c, is_init, _), st) in to_start.iter().zip(results) {
+                let list = if *is_init { &mut init } else { &mut work };
+                if let Some(slot) = list.iter_mut().find(|(s, _)| s.name == c.name) {
+                    slot.0 = st;
+                }
+            }
+        }
+
+        let init_st: Vec<ContainerStatus> = init.into_iter().map(|(s, _)| s).collect();
+        let work_st: Vec<ContainerStatus> = work.into_iter().map(|(s, _)| s).collect();
+        let (phase, message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
+        let status = GroupStatus { phase, message, init_containers: init_st, containers: work_st };
+        if status != *prev {
+            if status.phase != prev.phase {
+                let ty = if status.phase == GroupPhase::Failed { EventType::Warning } else { EventType::Normal };
+                let msg = match &status.message {
+                    Some(m) => format!("group is {}: {m}", status.phase),
+                    None => format!("group is {}", status.phase),
+                };
+                self.event(g, None, ty, &status.phase.to_string(), &msg);
+            }
+            self.store.set_status(&g.id, &status)?;
+        }
+        Ok(acted)
+    }
+
+    /// The image, pulled if the pull policy says so (`:latest` and untagged images are
+    /// checked at the registry each time, others only when absent).
+    async fn ensure_image(&self, g: &ContainerGroup, image: &str) -> Result<PulledImage, String> {
+        let always = !image.contains('@') && image_tag(image).is_none_or(|t| t == "latest");
+        if !always {
+            if let Some(img) = self.images.local(image) {
+                self.event(g, None, EventType::Normal, "Pulled", &format!("image {image:?} is already present"));
+                return Ok(img);
+            }
+        }
+        self.event(g, None, EventType::Normal, "Pulling", &format!("pulling image {image:?}"));
+        let t = Instant::now();
+        match self.images.pull(image).await {
+            Ok(img) => {
+                self.event(
+                    g,
+                    None,
+                    EventType::Normal,
+                    "Pulled",
+                    &format!(
+                        "pulled image {image:?} ({}) in {:.2}s, {} downloaded",
+                        img.digest,
+                        t.elapsed().as_secs_f64(),
+                        human_bytes(img.downloaded_bytes)
+                    ),
+                );
+                Ok(img)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.event(g, None, EventType::Warning, "Failed", &format!("failed to pull image {image:?}: {msg}"));
+                Err(msg)
+            }
+        }
+    }
+
+    async fn start_one(
+        &self,
+        g: &ContainerGroup,
+        c: &ContainerSpec,
+        act: Act,
+        pulled: &Result<PulledImage, String>,
+        mut st: ContainerStatus,
+    ) -> ContainerStatus {
+        let name = c.name.as_str();
+        let img = match pulled {
+            Ok(img) => img,
+            Err(msg) => {
+                st.state = ContainerState::Waiting;
+                st.reason = Some("ErrImagePull".into());
+                st.message = Some(msg.clone());
+                st.retry_at = Some(Utc::now() + PULL_RETRY);
+                return st;
+            }
+        };
+        if act == Act::Restart {
+            st.restart_count += 1;
+            self.event(g, Some(name), EventType::Normal, "Restarting", &format!("restarting container (restart {})", st.restart_count));
+        }
+        let started = match crate::process::container_config(c, &img.config, &g.name) {
+            Err(msg) => {
+                let _ = self.runtime.record_start_failure(&g.id, name, &msg).await;
+                Err(msg)
+            }
+            Ok(config) => {
+                let req = StartRequest {
+                    group_id: g.id.clone(),
+                    name: name.to_string(),
+                    layers: img.layers.iter().map(|l| self.images.layer_dir(l)).collect(),
+                    config,
+                };
+                self.runtime.start(&req).await.map_err(|e| e.to_string())
+            }
+        };
+        st.image_digest = Some(img.digest.clone());
+        st.retry_at = None;
+        match started {
+            Ok(rec) => {
+                self.event(g, Some(name), EventType::Normal, "Started", &format!("started container (pid {})", rec.pid));
+                st.state = ContainerState::Running;
+                st.reason = None;
+                st.message = None;
+                st.exit_code = None;
+                st.pid = Some(rec.pid);
+                st.started_at = Some(rec.started_at);
+                st.finished_at = None;
+            }
+            Err(msg) => {
+                self.event(g, Some(name), EventType::Warning, "Failed", &format!("cannot start container: {msg}"));
+                // The runtime left an exit record; the next pass applies the restart policy.
+                st.state = ContainerState::Waiting;
+                st.reason = Some("StartError".into());
+                st.message = Some(msg);
+            }
+        }
+        st
+    }
+
+    /// Stops every container (SIGTERM, SIGKILL after the grace period), removes everything
+    /// the group had on this machine, then the group itself.
+    async fn cleanup(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
+        let grace = Duration::from_secs(g.spec.termination_grace_period_seconds);
+        let names: Vec<&str> = g.spec.all_containers().map(|c| c.name.as_str()).collect();
+        let stops = names.iter().map(|n| async move {
+            if matches!(self.runtime.observe(&g.id, n).await, Observed::Running(_) | Observed::Starting) {
+                self.event(g, Some(n), EventType::Normal, "Killing", &format!("stopping container {n:?}"));
+            }
+            self.runtime.stop(&g.id, n, grace).await
+        });
+        for r in join_all(stops).await {
+            r?;
+        }
+        for n in &names {
+            self.runtime.remove_container(&g.id, n).await?;
+        }
+        self.runtime.remove_group(&g.id).await?;
+        self.store.remove_group(&g.id)?;
+        tracing::info!(group = %g.id, "deleted");
+        Ok(())
+    }
+}
+
+fn find<'a>(list: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
+    list.iter().find(|s| s.name == name)
+}
+
+/// The container's status as observed, and what this pass should do about it.
+fn assess(
+    _g: &ContainerGroup,
+    c: &ContainerSpec,
+    prev: Option<&ContainerStatus>,
+    obs: &Observed,
+    policy: RestartPolicy,
+    is_init: bool,
+    now: DateTime<Utc>,
+) -> (ContainerStatus, Act) {
+    let mut st = prev.cloned().unwrap_or_else(|| ContainerStatus { name: c.name.clone(), ..Default::default() });
+    st.pid = None;
+    match obs {
+        Observed::Absent | Observed::Broken => {
+            st.state = ContainerState::Waiting;
+            if let Some(at) = st.retry_at.filter(|at| *at > now) {
+                if st.reason.as_deref() == Some("ErrImagePull") || st.reason.as_deref() == Some("ImagePullBackOff") {
+                    st.reason = Some("ImagePullBackOff".into());
+                    let _ = at;
+                }
+                return (st, Act::Nothing);
+            }
+            if st.reason.is_none() {
+                st.reason = Some("ContainerCreating".into());
+            }
+            (st, Act::Start)
+        }
+        Observed::Starting => {
+            st.state = ContainerState::Created;
+            st.reason = None;
+            (st, Act::Nothing)
+        }
+        Observed::Running(s) => {
+            st.state = ContainerState::Running;
+            st.reason = None;
+            st.message = None;
+            st.exit_code = None;
+            st.finished_at = None;
+            st.started_at = Some(s.started_at);
+            st.pid = Some(s.pid);
+            st.retry_at = None;
+            (st, Act::Nothing)
+        }
+        Observed::Exited(e) => {
+            fill_exit(&mut st, e);
+            let failed = e.exit_code != 0;
+            let restart = match policy {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => failed,
+                // Init containers that completed never run again.
+                RestartPolicy::Always => failed || !is_init,
+            };
+            if !restart {
+                st.retry_at = None;
+                return (st, Act::Nothing);
+            }
+            let at = match st.retry_at {
+                Some(at) if st.finished_at.is_some() => at,
+                _ => e.finished_at + chrono::Duration::from_std(restart_delay(st.restart_count)).unwrap_or_default(),
+            };
+            if at <= now {
+                st.retry_at = None;
+                (st, Act::Restart)
+            } else {
+                st.retry_at = Some(at);
+                st.state = ContainerState::Waiting;
+                st.reason = Some("CrashLoopBackOff".into());
+                st.message = Some(format!(
+                    "last run: {}; restarting in {}s",
+                    describe_exit_record(e),
+                    (at - now).num_seconds().max(1)
+                ));
+                (st, Act::Nothing)
+            }
+        }
+    }
+}
+
+fn fill_exit(st: &mut ContainerStatus, e: &ExitRecord) {
+    st.state = ContainerState::Terminated;
+    st.exit_code = Some(e.exit_code);
+    st.finished_at = Some(e.finished_at);
+    st.started_at = e.started_at;
+    st.reason = Some(
+        if e.start_error.is_some() {
+            "StartError"
+        } else if e.oom_killed {
+            "OOMKilled"
+        } else if e.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+        .into(),
+    );
+    st.message = e.start_error.clone();
+}
+
+fn describe_exit_record(e: &ExitRecord) -> String {
+    let mut st = ContainerStatus::default();
+    fill_exit(&mut st, e);
+    describe_exit(&st)
+}
+
+fn describe_exit(st: &ContainerStatus) -> String {
+    let mut s = format!("exit code {}", st.exit_code.unwrap_or(-1));
+    if let Some(r) = &st.reason {
+        s.push_str(&format!(" ({r})"));
+    }
+    if let Some(m) = &st.message {
+        s.push_str(&format!(": {m}"));
+    }
+    s
+}
+
+/// The group's phase follows from its containers' states.
+fn phase_of(
+    spec: &qci_spec::GroupSpec,
+    init: &[ContainerStatus],
+    work: &[ContainerStatus],
+    init_failed: Option<String>,
+) -> (GroupPhase, Option<String>) {
+    if let Some(msg) = init_failed {
+        // A failed init container is only final when it will not be retried.
+        if spec.restart_policy == RestartPolicy::Never {
+            return (GroupPhase::Failed, Some(msg));
+        }
+        return (GroupPhase::Pending, Some(msg));
+    }
+    let init_done = init.iter().all(|s| s.state == ContainerState::Terminated && s.exit_code == Some(0));
+    if !init_done {
+        let waiting = init.iter().chain(work).find_map(waiting_reason);
+        return (GroupPhase::Pending, waiting);
+    }
+    if work.iter().all(|s| s.state == ContainerState::Terminated) {
+        return match work.iter().find(|s| s.exit_code != Some(0)) {
+            None => (GroupPhase::Succeeded, None),
+            Some(f) => (GroupPhase::Failed, Some(format!("container {:?} failed: {}", f.name, describe_exit(f)))),
+        };
+    }
+    let started = work.iter().all(|s| s.state != ContainerState::Waiting || s.restart_count > 0 || s.started_at.is_some());
+    if started && work.iter().any(|s| matches!(s.state, ContainerState::Running | ContainerState::Waiting)) {
+        return (GroupPhase::Running, work.iter().find_map(waiting_reason));
+    }
+    (GroupPhase::Pending, work.iter().find_map(waiting_reason))
+}
+
+fn waiting_reason(s: &ContainerStatus) -> Option<String> {
+    if s.state != ContainerState::Waiting {
+        return None;
+    }
+    let reason = s.reason.as_deref()?;
+    if reason == "ContainerCreating" {
+        return None;
+    }
+    Some(match &s.message {
+        Some(m) => format!("container {:?}: {reason}: {m}", s.name),
+        None => format!("container {:?}: {reason}", s.name),
+    })
+}
+
+/// The tag of an image reference, if it has one (a `:` after the last `/`).
+fn image_tag(image: &str) -> Option<&str> {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, t)| t)
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        assert_eq!(image_tag("127.0.0.1:5000/busybox"), None);
+        assert_eq!(image_tag("127.0.0.1:5000/busybox:1.36"), Some("1.36"));
+        assert_eq!(image_tag("busybox:latest"), Some("latest"));
+    }
+
+    #[test]
+    fn backoff() {
+        assert_eq!(restart_delay(0), Duration::ZERO);
+        assert_eq!(restart_delay(1), Duration::from_secs(10));
+        assert_eq!(restart_delay(3), Duration::from_secs(40));
+        assert_eq!(restart_delay(30), BACKOFF_MAX);
+    }
+}
