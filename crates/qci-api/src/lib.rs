@@ -1,0 +1,77 @@
+//! The HTTP API under `/v1`, JSON in and out, with an OpenAPI document generated from these
+//! handlers at `/v1/openapi.json`. The CLI and the console use nothing else.
+//!
+//! Architecture invariant: only this crate knows HTTP status codes ([`error::ApiError`]).
+
+mod error;
+mod groups;
+mod logs;
+
+use std::sync::Arc;
+
+use qci_runtime::Layout;
+use qci_store::Store;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, ErrorBody};
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub layout: Layout,
+    /// Called after a change the controller should act on at once.
+    pub on_change: Arc<dyn Fn() + Send + Sync>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "qci", description = "Self-hosted elastic container instances: container groups on real Linux containers."),
+    tags((name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"))
+)]
+struct ApiDoc;
+
+/// The API's router and its OpenAPI document.
+pub fn router(state: AppState) -> axum::Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(groups::get_group, groups::delete_group))
+        .routes(routes!(groups::list_events))
+        .routes(routes!(logs::get_logs))
+        .routes(routes!(version))
+        .with_state(state)
+        .split_for_parts();
+    let doc = Arc::new(openapi);
+    router.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+}
+
+/// The OpenAPI document alone (for tooling and tests).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(groups::get_group, groups::delete_group))
+        .routes(routes!(groups::list_events))
+        .routes(routes!(logs::get_logs))
+        .routes(routes!(version))
+        .split_for_parts()
+        .1
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    pub version: String,
+}
+
+/// The server's version.
+#[utoipa::path(get, path = "/v1/version", responses((status = 200, body = VersionInfo)))]
+async fn version() -> axum::Json<VersionInfo> {
+    axum::Json(VersionInfo { version: env!("CARGO_PKG_VERSION").to_string() })
+}

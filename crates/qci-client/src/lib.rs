@@ -1,0 +1,174 @@
+//! A typed client for qci's HTTP API; the CLI and the tests use it.
+
+use qci_spec::{ContainerGroup, Event, FieldError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Where clients look when told nothing else.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api { status: u16, code: String, message: String, fields: Vec<FieldError> },
+    #[error("cannot reach qci at {url}: {reason} (is `qci serve` running? set --server or QCI_SERVER)")]
+    Connect { url: String, reason: String },
+    #[error("unexpected answer from {url}: {reason}")]
+    Protocol { url: String, reason: String },
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+    #[serde(default)]
+    fields: Vec<FieldError>,
+}
+
+#[derive(Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+}
+
+/// Options for [`Client::logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub container: Option<String>,
+    pub tail: Option<usize>,
+    pub follow: bool,
+    pub timestamps: bool,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Connect { url: url.to_string(), reason: chain(&e) })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => Err(ClientError::Api { status, code: b.code, message: b.message, fields: b.fields }),
+            Err(_) => Err(ClientError::Protocol { url: url.to_string(), reason: format!("HTTP {status}: {text}") }),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+        let resp = self.send(req, url).await?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), reason: chain(&e) })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url: url.into(), reason: e.to_string() })
+    }
+
+    /// Submits a spec (its YAML or JSON text, as written); the server validates it.
+    pub async fn create_group(&self, spec_text: &str) -> Result<ContainerGroup, ClientError> {
+        let url = self.url("/v1/container-groups");
+        let ct = if spec_text.trim_start().starts_with('{') { "application/json" } else { "application/yaml" };
+        self.json(self.http.post(&url).header("content-type", ct).body(spec_text.to_string()), &url).await
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<ContainerGroup>, ClientError> {
+        let url = self.url("/v1/container-groups");
+        Ok(self.json::<Items<ContainerGroup>>(self.http.get(&url), &url).await?.items)
+    }
+
+    /// A group by id or name.
+    pub async fn get_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    pub async fn events(&self, id: &str) -> Result<Vec<Event>, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}/events", encode(id)));
+        Ok(self.json::<Items<Event>>(self.http.get(&url), &url).await?.items)
+    }
+
+    /// The log response; read it whole, or chunk by chunk when following.
+    pub async fn logs(&self, id: &str, opts: &LogOptions) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}/logs", encode(id)));
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = &opts.container {
+            q.push(("container", c.clone()));
+        }
+        if let Some(t) = opts.tail {
+            q.push(("tail", t.to_string()));
+        }
+        if opts.follow {
+            q.push(("follow", "true".into()));
+        }
+        if opts.timestamps {
+            q.push(("timestamps", "true".into()));
+        }
+        self.send(self.http.get(&url).query(&q), &url).await
+    }
+
+    pub async fn version(&self) -> Result<VersionInfo, ClientError> {
+        let url = self.url("/v1/version");
+        self.json(self.http.get(&url), &url).await
+    }
+
+    /// The raw OpenAPI document.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        let url = self.url("/v1/openapi.json");
+        self.json(self.http.get(&url), &url).await
+    }
+}
+
+/// An error with its causes, for messages a user reads.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// Percent-encodes a path segment (ids and names are plain, but a user may type anything).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,49 @@
+//! The test harness: real parts only.
+//!
+//! - [`Registry`]: Debian's `docker-registry` on a free 127.0.0.1 port, storage in a temp dir;
+//! - [`push_busybox`]: an image built here from Debian's `busybox-static` (one gzip layer with
+//!   the applet links, /etc/passwd and an /index.html), pushed with oci-client;
+//! - [`Server`]: `qci serve` on a temp data dir and a free port, killed and cleaned up on drop
+//!   (every runc container, mount and cgroup of that instance).
+//!
+//! A missing prerequisite panics with what to install; nothing is skipped.
+
+pub mod image;
+mod registry;
+mod server;
+
+pub use image::{push_busybox, push_image, ImageSpec};
+pub use registry::Registry;
+pub use server::Server;
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed before use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0").local_addr().expect("local addr").port()
+}
+
+/// Where test data dirs go: `QCI_TEST_DIR`, or /var/tmp/qci-tests (overlayfs needs a real
+/// filesystem, and stores belong under /var).
+pub fn test_root() -> std::path::PathBuf {
+    let p = std::env::var_os("QCI_TEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/qci-tests"));
+    std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating test dir {}: {e}", p.display()));
+    p
+}
+
+/// Fails the test with a clear message unless we run as root with the given programs.
+pub fn require(programs: &[(&str, &str)]) {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "these tests run real containers and must run as root"
+    );
+    for (prog, package) in programs {
+        let found = std::process::Command::new(prog)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok();
+        assert!(found, "{prog} is missing: install it with `apt-get install {package}` (or run ./scripts/test.sh)");
+    }
+}

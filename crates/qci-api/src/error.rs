@@ -1,0 +1,52 @@
+//! API errors and the one place that maps them to status codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use qci_spec::FieldError;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code: InvalidSpec, NotFound, AlreadyExists, BadRequest, Internal.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// For InvalidSpec: each field that is wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid spec: {0}")]
+    InvalidSpec(#[from] qci_spec::SpecError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] qci_store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use qci_store::StoreError;
+        let (status, code, fields) = match &self {
+            ApiError::InvalidSpec(e) => (StatusCode::BAD_REQUEST, "InvalidSpec", e.fields()),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Store(StoreError::NameTaken(_)) => (StatusCode::CONFLICT, "AlreadyExists", vec![]),
+            ApiError::Store(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![]),
+        };
+        if status.is_server_error() {
+            tracing::error!("{self}");
+        }
+        let body = ErrorBody { code: code.to_string(), message: self.to_string(), fields };
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,80 @@
+//! `/v1/container-groups`: create, list, get, delete, events.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use qci_spec::{parse_spec, ContainerGroup, Event, GroupSpec, DEFAULT_OWNER};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{ApiError, AppState, ErrorBody};
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GroupList {
+    pub items: Vec<ContainerGroup>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<Event>,
+}
+
+/// Lists the container groups, oldest first.
+#[utoipa::path(get, path = "/v1/container-groups", tag = "container-groups",
+    responses((status = 200, body = GroupList)))]
+pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, ApiError> {
+    Ok(Json(GroupList { items: s.store.list_groups(DEFAULT_OWNER)? }))
+}
+
+/// Creates a container group. The body is the spec, in JSON or YAML; it is validated before
+/// anything is stored, and every error names the field that is wrong.
+#[utoipa::path(post, path = "/v1/container-groups", tag = "container-groups",
+    request_body(content = GroupSpec, content_type = "application/json", description = "The spec (JSON, or YAML as application/yaml)"),
+    responses(
+        (status = 201, description = "Accepted; the group will be started", body = ContainerGroup),
+        (status = 400, description = "The spec is invalid", body = ErrorBody),
+        (status = 409, description = "A group of that name exists", body = ErrorBody)))]
+pub async fn create_group(State(s): State<AppState>, body: String) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
+    if body.trim().is_empty() {
+        return Err(ApiError::BadRequest("the request body must be a container group spec (JSON or YAML)".into()));
+    }
+    let spec = parse_spec(&body)?;
+    let g = s.store.create_group(DEFAULT_OWNER, &spec)?;
+    tracing::info!(group = %g.id, name = %g.name, "created");
+    (s.on_change)();
+    Ok((StatusCode::CREATED, Json(g)))
+}
+
+/// Gets one container group by id or name.
+#[utoipa::path(get, path = "/v1/container-groups/{id}", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name")),
+    responses((status = 200, body = ContainerGroup), (status = 404, body = ErrorBody)))]
+pub async fn get_group(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ContainerGroup>, ApiError> {
+    Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?))
+}
+
+/// Deletes a container group: its containers are stopped (SIGTERM, then SIGKILL after the
+/// grace period) and everything made for it is removed. Answers at once with the group in
+/// phase Deleting; it disappears once cleanup has finished.
+#[utoipa::path(delete, path = "/v1/container-groups/{id}", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name")),
+    responses((status = 202, body = ContainerGroup), (status = 404, body = ErrorBody)))]
+pub async fn delete_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.request_deletion(&g.id)?;
+    tracing::info!(group = %g.id, "deletion requested");
+    (s.on_change)();
+    Ok((StatusCode::ACCEPTED, Json(g)))
+}
+
+/// A group's events, oldest first.
+#[utoipa::path(get, path = "/v1/container-groups/{id}/events", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name")),
+    responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
+pub async fn list_events(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EventList>, ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    Ok(Json(EventList { items: s.store.events(&g.id)? }))
+}

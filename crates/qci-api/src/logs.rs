@@ -1,0 +1,156 @@
+//! `/v1/container-groups/{id}/logs`: container output, whole, tailed or followed.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::Response;
+use qci_runtime::logs::{join_partials, read_from, LogLine};
+use qci_spec::{ContainerGroup, ContainerState, DEFAULT_OWNER};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// The container; without it, every container's lines, each prefixed with `[name] `.
+    container: Option<String>,
+    /// Only the last N lines.
+    tail: Option<usize>,
+    /// Keep the response open and send new lines as they come, until the containers end or
+    /// the group is deleted.
+    #[serde(default)]
+    follow: bool,
+    /// Start each line with its RFC 3339 time.
+    #[serde(default)]
+    timestamps: bool,
+}
+
+/// A group's container logs as plain text, one line per output line.
+#[utoipa::path(get, path = "/v1/container-groups/{id}/logs", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name"), LogQuery),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = crate::ErrorBody)))]
+pub async fn get_logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let names: Vec<String> = match &q.container {
+        Some(c) => {
+            if !g.spec.all_containers().any(|x| &x.name == c) {
+                let known: Vec<&str> = g.spec.all_containers().map(|x| x.name.as_str()).collect();
+                return Err(ApiError::NotFound(format!(
+                    "group {:?} has no container {c:?} (its containers: {})",
+                    g.name,
+                    known.join(", ")
+                )));
+            }
+            vec![c.clone()]
+        }
+        None => g.spec.all_containers().map(|c| c.name.clone()).collect(),
+    };
+    let prefix = q.container.is_none() && names.len() > 1;
+    let paths: Vec<_> = names.iter().map(|n| s.layout.log_path(&g.id, n)).collect();
+    let mut offsets = vec![0u64; paths.len()];
+    let mut lines = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let (l, off) = read_from(p, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
+        offsets[i] = off;
+        lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
+    }
+    lines.sort_by_key(|(_, l)| l.time);
+    if let Some(n) = q.tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let head = render(&lines, &names, prefix, q.timestamps);
+    let builder = Response::builder().header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    if !q.follow {
+        return builder.body(Body::from(head)).map_err(|e| ApiError::Internal(e.to_string()));
+    }
+    let state = Follow { s, group_id: g.id.clone(), names, paths, offsets, prefix, timestamps: q.timestamps, first: Some(head), done: false };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(first) = st.first.take() {
+            return Some((Ok::<_, std::io::Error>(first), st));
+        }
+        loop {
+            if st.done {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Decide whether this is the last read before reading, so nothing written just
+            // before the end is missed.
+            st.done = st.finished();
+            let chunk = st.read_new();
+            if !chunk.is_empty() {
+                return Some((Ok(chunk), st));
+            }
+        }
+    });
+    builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+struct Follow {
+    s: AppState,
+    group_id: String,
+    names: Vec<String>,
+    paths: Vec<std::path::PathBuf>,
+    offsets: Vec<u64>,
+    prefix: bool,
+    timestamps: bool,
+    first: Option<String>,
+    done: bool,
+}
+
+impl Follow {
+    /// True once no more output can come: the group is gone or final, or every followed
+    /// container has terminated for good.
+    fn finished(&self) -> bool {
+        match self.s.store.get_group(&self.group_id) {
+            Ok(Some(g)) => g.deletion_requested_at.is_some() || g.status.phase.is_final() || self.all_terminated(&g),
+            _ => true,
+        }
+    }
+
+    fn all_terminated(&self, g: &ContainerGroup) -> bool {
+        self.names.iter().all(|n| {
+            g.status
+                .init_containers
+                .iter()
+                .chain(&g.status.containers)
+                .any(|c| &c.name == n && c.state == ContainerState::Terminated)
+        })
+    }
+
+    fn read_new(&mut self) -> String {
+        let mut lines = Vec::new();
+        for (i, p) in self.paths.iter().enumerate() {
+            if let Ok((l, off)) = read_from(p, self.offsets[i]) {
+                self.offsets[i] = off;
+                lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
+            }
+        }
+        lines.sort_by_key(|(_, l)| l.time);
+        render(&lines, &self.names, self.prefix, self.timestamps)
+    }
+}
+
+fn render(lines: &[(usize, LogLine)], names: &[String], prefix: bool, timestamps: bool) -> String {
+    let mut out = String::new();
+    for (i, l) in lines {
+        if timestamps {
+            out.push_str(&l.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+            out.push(' ');
+        }
+        if prefix {
+            out.push_str(&format!("[{}] ", names[*i]));
+        }
+        out.push_str(&l.text);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! Images built here, from files on this machine, and pushed to a test registry.
+
+use std::io::Write;
+
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::OciImageManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+/// What goes into a test image besides busybox.
+#[derive(Debug, Clone, Default)]
+pub struct ImageSpec {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    /// Extra files: (path inside the image, content, mode).
+    pub files: Vec<(String, Vec<u8>, u32)>,
+}
+
+/// The page the test image's /index.html holds.
+pub const INDEX_HTML: &str = "<h1>served by busybox httpd in qci</h1>\n";
+
+/// Pushes `busybox` (CMD `sh`) to `registry` as `repo:tag`; returns the reference.
+pub async fn push_busybox(registry: &str, repo: &str, tag: &str) -> String {
+    push_image(registry, repo, tag, &ImageSpec { cmd: Some(vec!["sh".into()]), ..Default::default() }).await
+}
+
+fn busybox_layer(spec: &ImageSpec) -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox is missing: install it with `apt-get install busybox-static`");
+    let list = std::process::Command::new("/bin/busybox").arg("--list").output().expect("running busybox --list");
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_data(&mut h, path, &[][..]).expect("tar dir");
+    };
+    for d in ["bin", "etc", "root", "proc", "sys", "dev", "var", "var/www"] {
+        dir(&mut b, d, 0o755);
+    }
+    dir(&mut b, "tmp", 0o1777);
+    let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).expect("tar file");
+    };
+    file(&mut b, "bin/busybox", &busybox, 0o755);
+    file(&mut b, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644);
+    file(&mut b, "etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
+    file(&mut b, "index.html", INDEX_HTML.as_bytes(), 0o644);
+    for (path, data, mode) in &spec.files {
+        file(&mut b, path.trim_start_matches('/'), data, *mode);
+    }
+    for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox").expect("tar symlink");
+    }
+    b.into_inner().expect("tar")
+}
+
+/// Builds an image on busybox and pushes it; returns `registry/repo:tag`.
+pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec) -> String {
+    qci_image::init_tls();
+    let tar = busybox_layer(spec);
+    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).expect("gzip");
+    let layer = ImageLayer::oci_v1_gzip(gz.finish().expect("gzip"), None);
+    let mut cfg = serde_json::json!({
+        "Env": if spec.env.is_empty() { vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()] } else { spec.env.clone() },
+    });
+    if let Some(e) = &spec.entrypoint {
+        cfg["Entrypoint"] = serde_json::json!(e);
+    }
+    if let Some(c) = &spec.cmd {
+        cfg["Cmd"] = serde_json::json!(c);
+    }
+    if let Some(w) = &spec.working_dir {
+        cfg["WorkingDir"] = serde_json::json!(w);
+    }
+    if let Some(u) = &spec.user {
+        cfg["User"] = serde_json::json!(u);
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let config = Config::oci_v1(serde_json::to_vec(&config).expect("json"), None);
+    let reference = format!("{registry}/{repo}:{tag}");
+    let r: Reference = reference.parse().expect("reference");
+    let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+    let layers = [layer];
+    let manifest = OciImageManifest::build(&layers, &config, None);
+    client
+        .push(&r, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+        .await
+        .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
+    reference
+}

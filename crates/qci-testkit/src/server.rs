@@ -1,0 +1,180 @@
+//! `qci serve` as a child process on a temp data dir and a free port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qci_client::Client;
+use qci_runtime::Layout;
+
+pub struct Server {
+    pub exe: PathBuf,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub url: String,
+    pub client: Client,
+    pub layout: Layout,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Server {
+    /// Starts `qci serve` (the binary at `exe`) on a fresh data dir.
+    pub async fn start(exe: &Path) -> Server {
+        crate::require(&[("runc", "runc")]);
+        qci_image::init_tls();
+        let data_dir = tempfile::Builder::new()
+            .prefix("qci-data-")
+            .tempdir_in(crate::test_root())
+            .expect("temp data dir")
+            .keep();
+        let port = crate::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let layout = Layout::new(&data_dir).expect("layout");
+        let log_path = crate::test_root().join(format!("{}.serve.log", data_dir.file_name().unwrap().to_string_lossy()));
+        let mut s = Server {
+            exe: exe.to_path_buf(),
+            data_dir,
+            port,
+            client: Client::new(&url),
+            url,
+            layout,
+            child: None,
+            log_path,
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("serve log");
+        let child = Command::new(&self.exe)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("RUST_LOG", "info,qci=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("starting qci serve");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            if self.client.version().await.is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("qci serve exited with {status}:\n{}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "qci serve did not answer within 20s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts `qci serve` again on the same data dir and port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// What `qci serve` logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .env("QCI_SERVER", &self.url)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the qci CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Ids runc knows under this instance's root.
+    pub fn runc_ids(&self) -> Vec<String> {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(&self.layout.runc_root)
+            .args(["list", "-q"])
+            .output()
+            .expect("runc list");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// Mount points at or below the data dir.
+    pub fn mounts(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.data_dir.to_string_lossy().to_string();
+        info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&dir)).map(str::to_string).collect()
+    }
+
+    /// Existing cgroup directories of a group, in every hierarchy.
+    pub fn group_cgroups(&self, group_id: &str) -> Vec<PathBuf> {
+        cgroup_roots().into_iter().map(|r| r.join(&self.layout.cgroup_parent).join(group_id)).filter(|p| p.exists()).collect()
+    }
+
+    fn cleanup(&mut self) {
+        self.kill9();
+        for id in self.runc_ids() {
+            let _ = Command::new("runc").arg("--root").arg(&self.layout.runc_root).args(["delete", "--force", &id]).output();
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for root in cgroup_roots() {
+            remove_cgroup_tree(&root.join(&self.layout.cgroup_parent));
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Mount points of the cgroup hierarchies.
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fs = post.split(' ').next()?;
+            let mp = pre.split(' ').nth(4)?;
+            (fs == "cgroup" || fs == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

@@ -1,0 +1,151 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "qci", version, about = "Self-hosted elastic container instances: run container groups on this machine")]
+pub struct Cli {
+    /// The qci server to talk to [default: http://127.0.0.1:7070]
+    #[arg(long, global = true, env = "QCI_SERVER")]
+    pub server: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the API, the controller and the node agent (as root)
+    Serve(ServeArgs),
+    /// Submit a container group from a YAML or JSON spec; prints its id
+    Create(CreateArgs),
+    /// List container groups
+    #[command(alias = "list")]
+    Ls(OutputArgs),
+    /// Show a container group
+    Get(GetArgs),
+    /// Show a group's container output
+    Logs(LogsArgs),
+    /// Show what happened to a group
+    Events(GroupArg),
+    /// Stop a group's containers and remove everything made for it
+    #[command(alias = "rm")]
+    Delete(DeleteArgs),
+    /// Print the client's and the server's versions
+    Version,
+    /// The per-container monitor (started by `qci serve`, not by hand)
+    #[command(hide = true)]
+    Monitor(MonitorCli),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where qci keeps its state, images and container files
+    #[arg(long, default_value = "/var/lib/qci", env = "QCI_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address the API listens on
+    #[arg(long, default_value = "127.0.0.1:7070", env = "QCI_LISTEN")]
+    pub listen: SocketAddr,
+    /// A registry (HOST:PORT) that may be reached over plain HTTP; loopback ones always may
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The spec file (YAML or JSON); `-` reads standard input
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// Wait until the group is Running or has ended; fail with the reason if it failed
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    Json,
+    Yaml,
+}
+
+#[derive(Args)]
+pub struct OutputArgs {
+    /// Print whole objects instead of a table
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
+}
+
+#[derive(Args)]
+pub struct GroupArg {
+    /// Group id or name
+    pub group: String,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// Group id or name
+    pub group: String,
+    /// Print the whole object instead of a summary
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Group id or name
+    pub group: String,
+    /// The container (default: all of them, each line prefixed with its name)
+    #[arg(short = 'c', long = "container")]
+    pub container: Option<String>,
+    /// Only the last N lines
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// Keep printing new lines until the containers end
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Prefix each line with its time
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// Group id or name
+    pub group: String,
+    /// Wait until everything is gone
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Args)]
+pub struct MonitorCli {
+    #[arg(long)]
+    pub runc_root: PathBuf,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub log: PathBuf,
+    #[arg(long)]
+    pub cgroup: String,
+}
+
+impl MonitorCli {
+    pub fn to_args(&self) -> qci_runtime::MonitorArgs {
+        qci_runtime::MonitorArgs {
+            runc_root: self.runc_root.clone(),
+            id: self.id.clone(),
+            bundle: self.bundle.clone(),
+            log: self.log.clone(),
+            cgroup: self.cgroup.clone(),
+        }
+    }
+}

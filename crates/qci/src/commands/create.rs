@@ -1,0 +1,95 @@
+//! `qci create -f FILE [--wait]`.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use qci_client::{Client, ClientError};
+use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
+
+use crate::cli::CreateArgs;
+
+pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let text = if a.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the spec from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
+    };
+    let g = match client.create_group(&text).await {
+        Ok(g) => g,
+        Err(ClientError::Api { message, fields, .. }) if !fields.is_empty() => {
+            eprintln!("error: {} is not a valid container group spec:", a.file.display());
+            for f in fields {
+                eprintln!("  {f}");
+            }
+            let _ = message;
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("{}", g.id);
+    if !a.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_running(client, &g.id, Duration::from_secs(a.timeout)).await
+}
+
+/// Waits for Running or an end; a container that cannot get its image or cannot start is
+/// reported at once rather than waited on.
+async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let g = client.get_group(id).await?;
+        let line = progress(&g);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        match g.status.phase {
+            GroupPhase::Running | GroupPhase::Succeeded => return Ok(ExitCode::SUCCESS),
+            GroupPhase::Failed => {
+                bail!("group {} failed: {}", g.name, g.status.message.as_deref().unwrap_or("no reason given"))
+            }
+            GroupPhase::Deleting => bail!("group {} is being deleted", g.name),
+            GroupPhase::Pending => {}
+        }
+        if let Some((name, reason, msg)) = stuck(&g) {
+            bail!(
+                "container {name} of group {}: {reason}: {msg}\n(qci keeps retrying; `qci delete {}` gives up)",
+                g.name,
+                g.id
+            );
+        }
+        if start.elapsed() > timeout {
+            bail!("group {} is still {} after {}s", g.name, g.status.phase, timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn progress(g: &ContainerGroup) -> String {
+    let parts: Vec<String> = g
+        .status
+        .init_containers
+        .iter()
+        .chain(&g.status.containers)
+        .map(|c| match &c.reason {
+            Some(r) if c.state != ContainerState::Running => format!("{} {} ({r})", c.name, c.state),
+            _ => format!("{} {}", c.name, c.state),
+        })
+        .collect();
+    format!("{}: {}  {}", g.name, g.status.phase, parts.join(", "))
+}
+
+/// A container that cannot make progress without the user: bad image, or a start error.
+fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
+    g.status.init_containers.iter().chain(&g.status.containers).find_map(|c| {
+        let r = c.reason.as_deref()?;
+        matches!(r, "ErrImagePull" | "ImagePullBackOff" | "StartError")
+            .then(|| (c.name.clone(), r.to_string(), c.message.clone().unwrap_or_default()))
+    })
+}

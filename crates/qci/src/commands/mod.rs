@@ -1,0 +1,65 @@
+//! The client commands, one file per verb (or per family of read-only verbs).
+
+mod create;
+mod delete;
+mod logs;
+mod show;
+
+use std::process::ExitCode;
+
+use qci_client::{Client, DEFAULT_SERVER};
+
+use crate::cli::{Cli, Command, Output};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::new(cli.server.as_deref().unwrap_or(DEFAULT_SERVER));
+    match cli.command {
+        Command::Serve(a) => crate::serve::serve(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Create(a) => create::create(&client, a).await,
+        Command::Ls(a) => show::ls(&client, a.output).await,
+        Command::Get(a) => show::get(&client, &a.group, a.output).await,
+        Command::Events(a) => show::events(&client, &a.group).await,
+        Command::Logs(a) => logs::logs(&client, a).await,
+        Command::Delete(a) => delete::delete(&client, a).await,
+        Command::Version => show::version(&client).await,
+        Command::Monitor(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// Prints a serialisable value as JSON or YAML.
+fn print_as<T: serde::Serialize>(value: &T, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+    }
+    Ok(())
+}
+
+/// "3s", "5m", "2h", "4d": how long ago.
+fn age(t: chrono::DateTime<chrono::Utc>) -> String {
+    let s = (chrono::Utc::now() - t).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| if i + 1 == r.len() { s.clone() } else { format!("{s:<w$}", w = widths[i]) })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

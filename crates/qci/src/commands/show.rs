@@ -1,0 +1,109 @@
+//! Read-only commands: `qci ls`, `qci get`, `qci events`, `qci version`.
+
+use std::process::ExitCode;
+
+use qci_client::Client;
+use qci_spec::{ContainerGroup, ContainerState, ContainerStatus};
+
+use super::{age, print_as, table};
+use crate::cli::Output;
+
+pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitCode> {
+    let groups = client.list_groups().await?;
+    if let Some(o) = output {
+        print_as(&groups, o)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![vec!["ID".into(), "NAME".into(), "PHASE".into(), "READY".into(), "RESTARTS".into(), "AGE".into()]];
+    for g in &groups {
+        let running = g.status.containers.iter().filter(|c| c.state == ContainerState::Running).count();
+        let restarts: u32 = g.status.containers.iter().map(|c| c.restart_count).sum();
+        rows.push(vec![
+            g.id.clone(),
+            g.name.clone(),
+            g.status.phase.to_string(),
+            format!("{running}/{}", g.spec.containers.len()),
+            restarts.to_string(),
+            age(g.created_at),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn get(client: &Client, id: &str, output: Option<Output>) -> anyhow::Result<ExitCode> {
+    let g = client.get_group(id).await?;
+    match output {
+        Some(o) => print_as(&g, o)?,
+        None => print!("{}", summary(&g)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(g: &ContainerGroup) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("Name:      {}\n", g.name));
+    s.push_str(&format!("ID:        {}\n", g.id));
+    s.push_str(&format!("Phase:     {}\n", g.status.phase));
+    if let Some(m) = &g.status.message {
+        s.push_str(&format!("Message:   {m}\n"));
+    }
+    s.push_str(&format!("Created:   {} ({} ago)\n", g.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), age(g.created_at)));
+    s.push_str(&format!("Restart:   {:?}\n\n", g.spec.restart_policy));
+    let mut rows =
+        vec![vec!["CONTAINER".into(), "KIND".into(), "STATE".into(), "RESTARTS".into(), "EXIT".into(), "REASON".into(), "IMAGE".into()]];
+    let specs = g.spec.init_containers.iter().map(|c| ("init", c)).chain(g.spec.containers.iter().map(|c| ("work", c)));
+    for (kind, c) in specs {
+        let st = g.status.init_containers.iter().chain(&g.status.containers).find(|s| s.name == c.name);
+        let default = ContainerStatus::default();
+        let st = st.unwrap_or(&default);
+        rows.push(vec![
+            c.name.clone(),
+            kind.into(),
+            st.state.to_string(),
+            st.restart_count.to_string(),
+            st.exit_code.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            st.reason.clone().unwrap_or_else(|| "-".into()),
+            c.image.clone(),
+        ]);
+    }
+    s.push_str(&table(&rows));
+    let messages: Vec<String> = g
+        .status
+        .init_containers
+        .iter()
+        .chain(&g.status.containers)
+        .filter_map(|c| c.message.as_ref().map(|m| format!("  {}: {m}", c.name)))
+        .collect();
+    if !messages.is_empty() {
+        s.push_str("\nMessages:\n");
+        s.push_str(&messages.join("\n"));
+        s.push('\n');
+    }
+    s
+}
+
+pub async fn events(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
+    let events = client.events(id).await?;
+    let mut rows = vec![vec!["TIME".into(), "TYPE".into(), "REASON".into(), "CONTAINER".into(), "MESSAGE".into()]];
+    for e in events {
+        rows.push(vec![
+            e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            e.event_type.as_str().into(),
+            e.reason,
+            e.container.unwrap_or_else(|| "-".into()),
+            e.message,
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn version(client: &Client) -> anyhow::Result<ExitCode> {
+    println!("client: qci {}", env!("CARGO_PKG_VERSION"));
+    match client.version().await {
+        Ok(v) => println!("server: qci {} at {}", v.version, client.base()),
+        Err(e) => println!("server: unavailable ({e})"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! End-to-end: a real registry, a real image, `qci serve`, runc, the CLI.
+
+use std::time::{Duration, Instant};
+
+use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
+use qci_testkit::{push_busybox, Registry, Server};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+fn example_spec(image: &str) -> String {
+    format!(
+        r#"name: web
+restart_policy: Always
+termination_grace_period_seconds: 3
+init_containers:
+  - name: setup
+    image: {image}
+    command: ["sh", "-c", "echo init done"]
+containers:
+  - name: server
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080"]
+    working_dir: /
+    env: [{{name: ROLE, value: server}}]
+    ports: [{{port: 8080, protocol: TCP}}]
+    cpu: 0.5
+    memory: 256Mi
+  - name: client
+    image: {image}
+    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ ; echo $GREETING; sleep 3600"]
+    env: [{{name: GREETING, value: hello}}]
+"#
+    )
+}
+
+async fn wait_for<F: Fn(&ContainerGroup) -> bool>(s: &Server, id: &str, what: &str, f: F) -> ContainerGroup {
+    let start = Instant::now();
+    loop {
+        let g = s.client.get_group(id).await.expect("get group");
+        if f(&g) {
+            return g;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; group: {}\nserver log:\n{}",
+            serde_json::to_string_pretty(&g).unwrap(),
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn logs_of(s: &Server, id: &str, container: &str) -> String {
+    let opts = qci_client::LogOptions { container: Some(container.into()), ..Default::default() };
+    s.client.logs(id, &opts).await.expect("logs").text().await.expect("log text")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "busybox", "latest").await;
+    let mut s = Server::start(std::path::Path::new(QCI)).await;
+    let spec_file = s.data_dir.join("web.yaml");
+    std::fs::write(&spec_file, example_spec(&image)).unwrap();
+
+    // Create through the CLI, as a user would.
+    let (ok, out, err) = s.cli(&["create", "-f", spec_file.to_str().unwrap(), "--wait"]);
+    assert!(ok, "qci create failed: {err}\n{}", s.log());
+    let id = out.trim().to_string();
+    assert!(id.starts_with("cg-") && !id.contains('\n'), "create printed {out:?}");
+
+    let g = wait_for(&s, &id, "client logs", |g| g.status.phase == GroupPhase::Running).await;
+    assert_eq!(g.status.init_containers[0].state, ContainerState::Terminated);
+    assert_eq!(g.status.init_containers[0].exit_code, Some(0));
+    assert_eq!(g.status.init_containers[0].reason.as_deref(), Some("Completed"));
+    let start = Instant::now();
+    let client_log = loop {
+        let l = logs_of(&s, &id, "client").await;
+        if l.contains("hello") || start.elapsed() > Duration::from_secs(20) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(client_log.contains(qci_testkit::image::INDEX_HTML.trim()), "client log: {client_log:?}");
+    assert!(client_log.contains("hello"), "client log: {client_log:?}");
+    assert_eq!(logs_of(&s, &id, "setup").await, "init done\n");
+
+    // The CLI's views.
+    let (ok, out, _) = s.cli(&["logs", "web", "-c", "client", "--tail", "1"]);
+    assert!(ok && out == "hello\n", "qci logs --tail 1 printed {out:?}");
+    let (ok, out, _) = s.cli(&["get", "web"]);
+    assert!(ok && out.contains("Running") && out.contains("server"), "qci get printed {out}");
+    let (ok, out, _) = s.cli(&["get", &id, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("get -o json is JSON");
+    assert!(ok && v["status"]["phase"] == "Running" && v["spec"]["name"] == "web", "{out}");
+    let (ok, out, _) = s.cli(&["ls"]);
+    assert!(ok && out.contains(&id) && out.contains("2/2"), "qci ls printed {out}");
+    let (ok, out, _) = s.cli(&["events", "web"]);
+    for reason in ["Pulling", "Pulled", "Started", "Exited"] {
+        assert!(ok && out.contains(reason), "events lack {reason}:\n{out}");
+    }
+
+    // The containers share the network namespace, have their own PID namespaces, the group's
+    // hostname, and the cgroup limits of the spec.
+    let pids: Vec<u32> = g.status.containers.iter().map(|c| c.pid.expect("running container has a pid")).collect();
+    let ns = |pid: u32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    assert_eq!(ns(pids[0], "net"), ns(pids[1], "net"));
+    assert_eq!(ns(pids[0], "ipc"), ns(pids[1], "ipc"));
+    assert_ne!(ns(pids[0], "pid"), ns(pids[1], "pid"));
+    assert_ne!(ns(pids[0], "net"), std::fs::read_link("/proc/self/ns/net").unwrap());
+    let environ = |pid: u32| String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap()).replace('\0', "\n");
+    assert!(environ(pids[0]).lines().any(|l| l == "ROLE=server"), "server env: {}", environ(pids[0]));
+    assert!(!environ(pids[1]).contains("ROLE="), "env leaked between containers");
+    assert!(environ(pids[1]).lines().any(|l| l == "HOSTNAME=web"));
+    let hostname = std::process::Command::new("nsenter")
+        .args(["-t", &pids[0].to_string(), "-u", "hostname"])
+        .output()
+        .expect("nsenter");
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "web");
+    let cgroups = s.group_cgroups(&id);
+    assert!(!cgroups.is_empty(), "no cgroup for the group");
+    let mem_limit = cgroups
+        .iter()
+        .find_map(|c| {
+            std::fs::read_to_string(c.join("server/memory.limit_in_bytes"))
+                .or_else(|_| std::fs::read_to_string(c.join("server/memory.max")))
+                .ok()
+        })
+        .expect("memory limit file");
+    assert_eq!(mem_limit.trim(), (256u64 << 20).to_string());
+
+    // SIGKILL qci serve and start it again: same containers, same PIDs, adopted.
+    s.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for pid in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container pid {pid} died with qci serve");
+    }
+    s.restart().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let g2 = wait_for(&s, &id, "Running after restart", |g| g.status.phase == GroupPhase::Running).await;
+    let pids2: Vec<u32> = g2.status.containers.iter().map(|c| c.pid.unwrap_or(0)).collect();
+    assert_eq!(pids, pids2, "containers were restarted instead of adopted");
+    assert!(g2.status.containers.iter().all(|c| c.restart_count == 0));
+
+    // Delete: nothing of the group is left.
+    let runc_before = s.runc_ids();
+    assert_eq!(runc_before.len(), 3, "runc containers: {runc_before:?}");
+    let (ok, _, err) = s.cli(&["delete", "web", "--wait"]);
+    assert!(ok, "qci delete failed: {err}\n{}", s.log());
+    assert!(s.client.get_group(&id).await.unwrap_err().is_not_found());
+    assert!(s.runc_ids().is_empty(), "runc still knows {:?}", s.runc_ids());
+    assert!(s.mounts().is_empty(), "mounts left: {:?}", s.mounts());
+    assert!(s.group_cgroups(&id).is_empty(), "cgroups left: {:?}", s.group_cgroups(&id));
+    assert!(!s.layout.sandbox_dir(&id).exists(), "namespace dir left");
+    for pid in &pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} left");
+    }
+    let containers_dir = s.data_dir.join("containers");
+    assert_eq!(std::fs::read_dir(&containers_dir).unwrap().count(), 0, "bundles left in {}", containers_dir.display());
+    let (ok, _, err) = s.cli(&["delete", "web"]);
+    assert!(!ok && err.contains("not found"), "deleting an unknown group: {err}");
+}
