@@ -40,13 +40,21 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
             ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
-            ApiError::Store(StoreError::NameTaken(_)) => (StatusCode::CONFLICT, "AlreadyExists", vec![]),
-            ApiError::Store(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![]),
+            ApiError::Store(StoreError::NameTaken(_)) => {
+                (StatusCode::CONFLICT, "AlreadyExists", vec![])
+            }
+            ApiError::Store(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![])
+            }
         };
         if status.is_server_error() {
             tracing::error!("{self}");
         }
-        let body = ErrorBody { code: code.to_string(), message: self.to_string(), fields };
+        let body = ErrorBody {
+            code: code.to_string(),
+            message: self.to_string(),
+            fields,
+        };
         (status, axum::Json(body)).into_response()
     }
 }

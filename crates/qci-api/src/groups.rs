@@ -1,9 +1,9 @@
 //! `/v1/container-groups`: create, list, get, delete, events.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
-use qci_spec::{parse_spec, ContainerGroup, Event, GroupSpec, DEFAULT_OWNER};
+use qci_spec::{ContainerGroup, DEFAULT_OWNER, Event, GroupSpec, parse_spec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,7 +23,9 @@ pub struct EventList {
 #[utoipa::path(get, path = "/v1/container-groups", tag = "container-groups",
     responses((status = 200, body = GroupList)))]
 pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, ApiError> {
-    Ok(Json(GroupList { items: s.store.list_groups(DEFAULT_OWNER)? }))
+    Ok(Json(GroupList {
+        items: s.store.list_groups(DEFAULT_OWNER)?,
+    }))
 }
 
 /// Creates a container group. The body is the spec, in JSON or YAML; it is validated before
@@ -34,9 +36,14 @@ pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, A
         (status = 201, description = "Accepted; the group will be started", body = ContainerGroup),
         (status = 400, description = "The spec is invalid", body = ErrorBody),
         (status = 409, description = "A group of that name exists", body = ErrorBody)))]
-pub async fn create_group(State(s): State<AppState>, body: String) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
+pub async fn create_group(
+    State(s): State<AppState>,
+    body: String,
+) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
     if body.trim().is_empty() {
-        return Err(ApiError::BadRequest("the request body must be a container group spec (JSON or YAML)".into()));
+        return Err(ApiError::BadRequest(
+            "the request body must be a container group spec (JSON or YAML)".into(),
+        ));
     }
     let spec = parse_spec(&body)?;
     let g = s.store.create_group(DEFAULT_OWNER, &spec)?;
@@ -49,7 +56,10 @@ pub async fn create_group(State(s): State<AppState>, body: String) -> Result<(St
 #[utoipa::path(get, path = "/v1/container-groups/{id}", tag = "container-groups",
     params(("id" = String, Path, description = "Group id or name")),
     responses((status = 200, body = ContainerGroup), (status = 404, body = ErrorBody)))]
-pub async fn get_group(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<ContainerGroup>, ApiError> {
+pub async fn get_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ContainerGroup>, ApiError> {
     Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?))
 }
 
@@ -74,7 +84,12 @@ pub async fn delete_group(
 #[utoipa::path(get, path = "/v1/container-groups/{id}/events", tag = "container-groups",
     params(("id" = String, Path, description = "Group id or name")),
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
-pub async fn list_events(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EventList>, ApiError> {
+pub async fn list_events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventList>, ApiError> {
     let g = s.store.find_group(DEFAULT_OWNER, &id)?;
-    Ok(Json(EventList { items: s.store.events(&g.id)? }))
+    Ok(Json(EventList {
+        items: s.store.events(&g.id)?,
+    }))
 }

@@ -73,5 +73,7 @@ pub struct VersionInfo {
 /// The server's version.
 #[utoipa::path(get, path = "/v1/version", responses((status = 200, body = VersionInfo)))]
 async fn version() -> axum::Json<VersionInfo> {
-    axum::Json(VersionInfo { version: env!("CARGO_PKG_VERSION").to_string() })
+    axum::Json(VersionInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }

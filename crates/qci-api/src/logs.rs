@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
-use qci_runtime::logs::{join_partials, read_from, LogLine};
+use qci_runtime::logs::{LogLine, join_partials, read_from};
 use qci_spec::{ContainerGroup, ContainerState, DEFAULT_OWNER};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -58,7 +58,8 @@ pub async fn get_logs(
     let mut offsets = vec![0u64; paths.len()];
     let mut lines = Vec::new();
     for (i, p) in paths.iter().enumerate() {
-        let (l, off) = read_from(p, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
+        let (l, off) =
+            read_from(p, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
         offsets[i] = off;
         lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
     }
@@ -70,9 +71,21 @@ pub async fn get_logs(
     let head = render(&lines, &names, prefix, q.timestamps);
     let builder = Response::builder().header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
     if !q.follow {
-        return builder.body(Body::from(head)).map_err(|e| ApiError::Internal(e.to_string()));
+        return builder
+            .body(Body::from(head))
+            .map_err(|e| ApiError::Internal(e.to_string()));
     }
-    let state = Follow { s, group_id: g.id.clone(), names, paths, offsets, prefix, timestamps: q.timestamps, first: Some(head), done: false };
+    let state = Follow {
+        s,
+        group_id: g.id.clone(),
+        names,
+        paths,
+        offsets,
+        prefix,
+        timestamps: q.timestamps,
+        first: Some(head),
+        done: false,
+    };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {
             return Some((Ok::<_, std::io::Error>(first), st));
@@ -91,7 +104,9 @@ pub async fn get_logs(
             }
         }
     });
-    builder.body(Body::from_stream(stream)).map_err(|e| ApiError::Internal(e.to_string()))
+    builder
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 struct Follow {
@@ -111,7 +126,11 @@ impl Follow {
     /// container has terminated for good.
     fn finished(&self) -> bool {
         match self.s.store.get_group(&self.group_id) {
-            Ok(Some(g)) => g.deletion_requested_at.is_some() || g.status.phase.is_final() || self.all_terminated(&g),
+            Ok(Some(g)) => {
+                g.deletion_requested_at.is_some()
+                    || g.status.phase.is_final()
+                    || self.all_terminated(&g)
+            }
             _ => true,
         }
     }

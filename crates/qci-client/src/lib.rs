@@ -1,8 +1,8 @@
 //! A typed client for qci's HTTP API; the CLI and the tests use it.
 
 use qci_spec::{ContainerGroup, Event, FieldError};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Where clients look when told nothing else.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -11,8 +11,15 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 pub enum ClientError {
     /// The server answered with an error.
     #[error("{message}")]
-    Api { status: u16, code: String, message: String, fields: Vec<FieldError> },
-    #[error("cannot reach qci at {url}: {reason} (is `qci serve` running? set --server or QCI_SERVER)")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error(
+        "cannot reach qci at {url}: {reason} (is `qci serve` running? set --server or QCI_SERVER)"
+    )]
     Connect { url: String, reason: String },
     #[error("unexpected answer from {url}: {reason}")]
     Protocol { url: String, reason: String },
@@ -59,7 +66,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Client {
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -70,35 +80,74 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Connect { url: url.to_string(), reason: chain(&e) })?;
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Connect {
+            url: url.to_string(),
+            reason: chain(&e),
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => Err(ClientError::Api { status, code: b.code, message: b.message, fields: b.fields }),
-            Err(_) => Err(ClientError::Protocol { url: url.to_string(), reason: format!("HTTP {status}: {text}") }),
+            Ok(b) => Err(ClientError::Api {
+                status,
+                code: b.code,
+                message: b.message,
+                fields: b.fields,
+            }),
+            Err(_) => Err(ClientError::Protocol {
+                url: url.to_string(),
+                reason: format!("HTTP {status}: {text}"),
+            }),
         }
     }
 
-    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
         let resp = self.send(req, url).await?;
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), reason: chain(&e) })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url: url.into(), reason: e.to_string() })
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol {
+            url: url.into(),
+            reason: chain(&e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            url: url.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Submits a spec (its YAML or JSON text, as written); the server validates it.
     pub async fn create_group(&self, spec_text: &str) -> Result<ContainerGroup, ClientError> {
         let url = self.url("/v1/container-groups");
-        let ct = if spec_text.trim_start().starts_with('{') { "application/json" } else { "application/yaml" };
-        self.json(self.http.post(&url).header("content-type", ct).body(spec_text.to_string()), &url).await
+        let ct = if spec_text.trim_start().starts_with('{') {
+            "application/json"
+        } else {
+            "application/yaml"
+        };
+        self.json(
+            self.http
+                .post(&url)
+                .header("content-type", ct)
+                .body(spec_text.to_string()),
+            &url,
+        )
+        .await
     }
 
     pub async fn list_groups(&self) -> Result<Vec<ContainerGroup>, ClientError> {
         let url = self.url("/v1/container-groups");
-        Ok(self.json::<Items<ContainerGroup>>(self.http.get(&url), &url).await?.items)
+        Ok(self
+            .json::<Items<ContainerGroup>>(self.http.get(&url), &url)
+            .await?
+            .items)
     }
 
     /// A group by id or name.
@@ -114,11 +163,18 @@ impl Client {
 
     pub async fn events(&self, id: &str) -> Result<Vec<Event>, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}/events", encode(id)));
-        Ok(self.json::<Items<Event>>(self.http.get(&url), &url).await?.items)
+        Ok(self
+            .json::<Items<Event>>(self.http.get(&url), &url)
+            .await?
+            .items)
     }
 
     /// The log response; read it whole, or chunk by chunk when following.
-    pub async fn logs(&self, id: &str, opts: &LogOptions) -> Result<reqwest::Response, ClientError> {
+    pub async fn logs(
+        &self,
+        id: &str,
+        opts: &LogOptions,
+    ) -> Result<reqwest::Response, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}/logs", encode(id)));
         let mut q: Vec<(&str, String)> = Vec::new();
         if let Some(c) = &opts.container {
@@ -167,7 +223,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

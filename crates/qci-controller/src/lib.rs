@@ -19,7 +19,7 @@ use qci_runtime::Runtime;
 use qci_store::Store;
 use tokio::sync::Notify;
 
-pub use process::{container_config, DEFAULT_PATH};
+pub use process::{DEFAULT_PATH, container_config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -42,7 +42,13 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(store: Store, images: ImageStore, runtime: Runtime) -> Arc<Controller> {
-        Arc::new(Controller { store, images, runtime, wake: Notify::new(), busy: Default::default() })
+        Arc::new(Controller {
+            store,
+            images,
+            runtime,
+            wake: Notify::new(),
+            busy: Default::default(),
+        })
     }
 
     /// Asks for a pass now (after a create or delete, for instance).
@@ -74,7 +80,12 @@ impl Controller {
             if g.deletion_requested_at.is_none() && g.status.phase.is_final() {
                 continue;
             }
-            if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(g.id.clone()) {
+            if !self
+                .busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(g.id.clone())
+            {
                 continue;
             }
             let this = self.clone();
@@ -82,7 +93,10 @@ impl Controller {
                 let id = g.id.clone();
                 let span = tracing::info_span!("reconcile", group = %id, name = %g.name);
                 let res = tracing::Instrument::instrument(this.reconcile(&id), span).await;
-                this.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                this.busy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 match res {
                     Ok(true) => this.wake(),
                     Ok(false) => {}

@@ -2,15 +2,22 @@
 
 use qci_image::ImageConfig;
 use qci_runtime::ContainerConfig;
-use qci_spec::{parse_cpu_millis, parse_memory_bytes, ContainerSpec};
+use qci_spec::{ContainerSpec, parse_cpu_millis, parse_memory_bytes};
 
 /// The PATH Docker supplies when an image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `command` replaces the image's ENTRYPOINT (and then drops its CMD), `args` replaces CMD;
 /// the image's env, working dir and user apply unless the spec overrides them.
-pub fn container_config(spec: &ContainerSpec, image: &ImageConfig, hostname: &str) -> Result<ContainerConfig, String> {
-    let entrypoint = spec.command.clone().unwrap_or_else(|| image.entrypoint.clone());
+pub fn container_config(
+    spec: &ContainerSpec,
+    image: &ImageConfig,
+    hostname: &str,
+) -> Result<ContainerConfig, String> {
+    let entrypoint = spec
+        .command
+        .clone()
+        .unwrap_or_else(|| image.entrypoint.clone());
     let cmd = match (&spec.args, &spec.command) {
         (Some(a), _) => a.clone(),
         (None, Some(_)) => Vec::new(),
@@ -18,7 +25,9 @@ pub fn container_config(spec: &ContainerSpec, image: &ImageConfig, hostname: &st
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err("no command to run: the image has no ENTRYPOINT or CMD; set command".to_string());
+        return Err(
+            "no command to run: the image has no ENTRYPOINT or CMD; set command".to_string(),
+        );
     }
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match env.iter_mut().find(|(ek, _)| ek == k) {
@@ -34,7 +43,11 @@ pub fn container_config(spec: &ContainerSpec, image: &ImageConfig, hostname: &st
     for e in &spec.env {
         set(&e.name, &e.value);
     }
-    let cwd = spec.working_dir.clone().or_else(|| image.working_dir.clone()).unwrap_or_else(|| "/".to_string());
+    let cwd = spec
+        .working_dir
+        .clone()
+        .or_else(|| image.working_dir.clone())
+        .unwrap_or_else(|| "/".to_string());
     Ok(ContainerConfig {
         args,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -43,7 +56,10 @@ pub fn container_config(spec: &ContainerSpec, image: &ImageConfig, hostname: &st
         hostname: hostname.to_string(),
         // Validation already checked these quantities.
         cpu_millis: spec.cpu.as_ref().and_then(|q| parse_cpu_millis(&q.0).ok()),
-        memory_bytes: spec.memory.as_ref().and_then(|q| parse_memory_bytes(&q.0).ok()),
+        memory_bytes: spec
+            .memory
+            .as_ref()
+            .and_then(|q| parse_memory_bytes(&q.0).ok()),
     })
 }
 
@@ -58,7 +74,10 @@ mod tests {
             command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
             args: args.map(|c| c.iter().map(|s| s.to_string()).collect()),
             working_dir: None,
-            env: vec![qci_spec::EnvVar { name: "B".into(), value: "spec".into() }],
+            env: vec![qci_spec::EnvVar {
+                name: "B".into(),
+                value: "spec".into(),
+            }],
             ports: vec![],
             cpu: None,
             memory: Some(qci_spec::Quantity("64Mi".into())),
@@ -79,21 +98,46 @@ mod tests {
     fn docker_semantics() {
         let c = container_config(&spec(None, None), &image(), "web").unwrap();
         assert_eq!(c.args, vec!["/entry", "--serve"]);
-        assert_eq!(c.env, vec!["PATH=/opt/bin", "HOSTNAME=web", "A=img", "B=spec"]);
+        assert_eq!(
+            c.env,
+            vec!["PATH=/opt/bin", "HOSTNAME=web", "A=img", "B=spec"]
+        );
         assert_eq!(c.cwd, "/app");
         assert_eq!(c.user.as_deref(), Some("www"));
         assert_eq!(c.memory_bytes, Some(64 << 20));
-        assert_eq!(container_config(&spec(Some(&["sh"]), None), &image(), "w").unwrap().args, vec!["sh"]);
-        assert_eq!(container_config(&spec(None, Some(&["-v"])), &image(), "w").unwrap().args, vec!["/entry", "-v"]);
-        assert_eq!(container_config(&spec(Some(&["a"]), Some(&["b"])), &image(), "w").unwrap().args, vec!["a", "b"]);
+        assert_eq!(
+            container_config(&spec(Some(&["sh"]), None), &image(), "w")
+                .unwrap()
+                .args,
+            vec!["sh"]
+        );
+        assert_eq!(
+            container_config(&spec(None, Some(&["-v"])), &image(), "w")
+                .unwrap()
+                .args,
+            vec!["/entry", "-v"]
+        );
+        assert_eq!(
+            container_config(&spec(Some(&["a"]), Some(&["b"])), &image(), "w")
+                .unwrap()
+                .args,
+            vec!["a", "b"]
+        );
     }
 
     #[test]
     fn defaults_when_the_image_says_nothing() {
-        let img = ImageConfig { cmd: vec!["sh".into()], ..Default::default() };
+        let img = ImageConfig {
+            cmd: vec!["sh".into()],
+            ..Default::default()
+        };
         let c = container_config(&spec(None, None), &img, "w").unwrap();
         assert_eq!(c.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!(c.cwd, "/");
-        assert!(container_config(&spec(None, None), &ImageConfig::default(), "w").unwrap_err().contains("no command"));
+        assert!(
+            container_config(&spec(None, None), &ImageConfig::default(), "w")
+                .unwrap_err()
+                .contains("no command")
+        );
     }
 }

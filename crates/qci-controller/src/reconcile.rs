@@ -8,7 +8,8 @@ use futures_util::future::join_all;
 use qci_image::PulledImage;
 use qci_runtime::{ExitRecord, Observed, StartRequest};
 use qci_spec::{
-    ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase, GroupStatus, RestartPolicy,
+    ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase,
+    GroupStatus, RestartPolicy,
 };
 
 use crate::{Controller, ControllerError};
@@ -23,7 +24,9 @@ fn restart_delay(restart_count: u32) -> Duration {
     if restart_count == 0 {
         return Duration::ZERO;
     }
-    BACKOFF_BASE.saturating_mul(1 << (restart_count - 1).min(8)).min(BACKOFF_MAX)
+    BACKOFF_BASE
+        .saturating_mul(1 << (restart_count - 1).min(8))
+        .min(BACKOFF_MAX)
 }
 
 /// What to do with one container in this pass.
@@ -37,7 +40,9 @@ enum Act {
 impl Controller {
     /// Returns true when another pass should follow at once.
     pub(crate) async fn reconcile(&self, id: &str) -> Result<bool, ControllerError> {
-        let Some(g) = self.store.get_group(id)? else { return Ok(false) };
+        let Some(g) = self.store.get_group(id)? else {
+            return Ok(false);
+        };
         if g.deletion_requested_at.is_some() {
             self.cleanup(&g).await?;
             return Ok(false);
@@ -48,7 +53,14 @@ impl Controller {
         self.sync(&g).await
     }
 
-    fn event(&self, g: &ContainerGroup, container: Option<&str>, ty: EventType, reason: &str, message: &str) {
+    fn event(
+        &self,
+        g: &ContainerGroup,
+        container: Option<&str>,
+        ty: EventType,
+        reason: &str,
+        message: &str,
+    ) {
         if let Err(e) = self.store.add_event(&g.id, container, ty, reason, message) {
             tracing::warn!("recording event: {e}");
         }
@@ -59,7 +71,10 @@ impl Controller {
             let msg = format!("cannot create the group's namespaces: {e}");
             if g.status.message.as_deref() != Some(&msg) {
                 self.event(g, None, EventType::Warning, "FailedSandbox", &msg);
-                let status = GroupStatus { message: Some(msg), ..g.status.clone() };
+                let status = GroupStatus {
+                    message: Some(msg),
+                    ..g.status.clone()
+                };
                 self.store.set_status(&g.id, &status)?;
             }
             return Ok(false);
@@ -67,15 +82,37 @@ impl Controller {
         let now = Utc::now();
         let policy = g.spec.restart_policy;
         let prev = &g.status;
-        let init_obs = join_all(g.spec.init_containers.iter().map(|c| self.runtime.observe(&g.id, &c.name))).await;
-        let work_obs = join_all(g.spec.containers.iter().map(|c| self.runtime.observe(&g.id, &c.name))).await;
+        let init_obs = join_all(
+            g.spec
+                .init_containers
+                .iter()
+                .map(|c| self.runtime.observe(&g.id, &c.name)),
+        )
+        .await;
+        let work_obs = join_all(
+            g.spec
+                .containers
+                .iter()
+                .map(|c| self.runtime.observe(&g.id, &c.name)),
+        )
+        .await;
 
         let mut init: Vec<(ContainerStatus, Act)> = g
             .spec
             .init_containers
             .iter()
             .zip(&init_obs)
-            .map(|(c, o)| assess(g, c, find(&prev.init_containers, &c.name), o, policy, true, now))
+            .map(|(c, o)| {
+                assess(
+                    g,
+                    c,
+                    find(&prev.init_containers, &c.name),
+                    o,
+                    policy,
+                    true,
+                    now,
+                )
+            })
             .collect();
         let mut work: Vec<(ContainerStatus, Act)> = g
             .spec
@@ -113,13 +150,30 @@ impl Controller {
         }
 
         // Report exits seen for the first time.
-        for (c, (st, _)) in g.spec.init_containers.iter().zip(&init).chain(g.spec.containers.iter().zip(&work)) {
-            let before = find(&prev.init_containers, &c.name).or_else(|| find(&prev.containers, &c.name));
-            if let (Some(fin), true) = (st.finished_at, st.exit_code.is_some()) {
-                if before.and_then(|b| b.finished_at) != Some(fin) {
-                    let ty = if st.exit_code == Some(0) { EventType::Normal } else { EventType::Warning };
-                    self.event(g, Some(&c.name), ty, "Exited", &format!("container exited: {}", describe_exit(st)));
-                }
+        for (c, (st, _)) in g
+            .spec
+            .init_containers
+            .iter()
+            .zip(&init)
+            .chain(g.spec.containers.iter().zip(&work))
+        {
+            let before =
+                find(&prev.init_containers, &c.name).or_else(|| find(&prev.containers, &c.name));
+            if let (Some(fin), true) = (st.finished_at, st.exit_code.is_some())
+                && before.and_then(|b| b.finished_at) != Some(fin)
+            {
+                let ty = if st.exit_code == Some(0) {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
+                self.event(
+                    g,
+                    Some(&c.name),
+                    ty,
+                    "Exited",
+                    &format!("container exited: {}", describe_exit(st)),
+                );
             }
         }
 
@@ -130,7 +184,13 @@ impl Controller {
             .iter()
             .zip(&init)
             .map(|(c, (_, a))| (c, true, *a))
-            .chain(g.spec.containers.iter().zip(&work).map(|(c, (_, a))| (c, false, *a)))
+            .chain(
+                g.spec
+                    .containers
+                    .iter()
+                    .zip(&work)
+                    .map(|(c, (_, a))| (c, false, *a)),
+            )
             .filter(|(_, _, a)| *a != Act::Nothing)
             .collect();
         let acted = !to_start.is_empty();
@@ -138,8 +198,14 @@ impl Controller {
             let mut images: Vec<&str> = to_start.iter().map(|(c, _, _)| c.image.as_str()).collect();
             images.sort();
             images.dedup();
-            let pulled: HashMap<&str, Result<PulledImage, String>> =
-                join_all(images.iter().map(|i| async move { (*i, self.ensure_image(g, i).await) })).await.into_iter().collect();
+            let pulled: HashMap<&str, Result<PulledImage, String>> = join_all(
+                images
+                    .iter()
+                    .map(|i| async move { (*i, self.ensure_image(g, i).await) }),
+            )
+            .await
+            .into_iter()
+            .collect();
             let results = join_all(to_start.iter().map(|(c, is_init, act)| {
                 let pulled = &pulled[c.image.as_str()];
                 let prev_st = if *is_init {
@@ -163,10 +229,19 @@ impl Controller {
         let init_st: Vec<ContainerStatus> = init.into_iter().map(|(s, _)| s).collect();
         let work_st: Vec<ContainerStatus> = work.into_iter().map(|(s, _)| s).collect();
         let (phase, message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
-        let status = GroupStatus { phase, message, init_containers: init_st, containers: work_st };
+        let status = GroupStatus {
+            phase,
+            message,
+            init_containers: init_st,
+            containers: work_st,
+        };
         if status != *prev {
             if status.phase != prev.phase {
-                let ty = if status.phase == GroupPhase::Failed { EventType::Warning } else { EventType::Normal };
+                let ty = if status.phase == GroupPhase::Failed {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
                 let msg = match &status.message {
                     Some(m) => format!("group is {}: {m}", status.phase),
                     None => format!("group is {}", status.phase),
@@ -182,13 +257,23 @@ impl Controller {
     /// checked at the registry each time, others only when absent).
     async fn ensure_image(&self, g: &ContainerGroup, image: &str) -> Result<PulledImage, String> {
         let always = !image.contains('@') && image_tag(image).is_none_or(|t| t == "latest");
-        if !always {
-            if let Some(img) = self.images.local(image) {
-                self.event(g, None, EventType::Normal, "Pulled", &format!("image {image:?} is already present"));
-                return Ok(img);
-            }
+        if !always && let Some(img) = self.images.local(image) {
+            self.event(
+                g,
+                None,
+                EventType::Normal,
+                "Pulled",
+                &format!("image {image:?} is already present"),
+            );
+            return Ok(img);
         }
-        self.event(g, None, EventType::Normal, "Pulling", &format!("pulling image {image:?}"));
+        self.event(
+            g,
+            None,
+            EventType::Normal,
+            "Pulling",
+            &format!("pulling image {image:?}"),
+        );
         let t = Instant::now();
         match self.images.pull(image).await {
             Ok(img) => {
@@ -208,7 +293,13 @@ impl Controller {
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.event(g, None, EventType::Warning, "Failed", &format!("failed to pull image {image:?}: {msg}"));
+                self.event(
+                    g,
+                    None,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("failed to pull image {image:?}: {msg}"),
+                );
                 Err(msg)
             }
         }
@@ -235,7 +326,13 @@ impl Controller {
         };
         if act == Act::Restart {
             st.restart_count += 1;
-            self.event(g, Some(name), EventType::Normal, "Restarting", &format!("restarting container (restart {})", st.restart_count));
+            self.event(
+                g,
+                Some(name),
+                EventType::Normal,
+                "Restarting",
+                &format!("restarting container (restart {})", st.restart_count),
+            );
         }
         let started = match crate::process::container_config(c, &img.config, &g.name) {
             Err(msg) => {
@@ -246,7 +343,11 @@ impl Controller {
                 let req = StartRequest {
                     group_id: g.id.clone(),
                     name: name.to_string(),
-                    layers: img.layers.iter().map(|l| self.images.layer_dir(l)).collect(),
+                    layers: img
+                        .layers
+                        .iter()
+                        .map(|l| self.images.layer_dir(l))
+                        .collect(),
                     config,
                 };
                 self.runtime.start(&req).await.map_err(|e| e.to_string())
@@ -256,7 +357,13 @@ impl Controller {
         st.retry_at = None;
         match started {
             Ok(rec) => {
-                self.event(g, Some(name), EventType::Normal, "Started", &format!("started container (pid {})", rec.pid));
+                self.event(
+                    g,
+                    Some(name),
+                    EventType::Normal,
+                    "Started",
+                    &format!("started container (pid {})", rec.pid),
+                );
                 st.state = ContainerState::Running;
                 st.reason = None;
                 st.message = None;
@@ -266,7 +373,13 @@ impl Controller {
                 st.finished_at = None;
             }
             Err(msg) => {
-                self.event(g, Some(name), EventType::Warning, "Failed", &format!("cannot start container: {msg}"));
+                self.event(
+                    g,
+                    Some(name),
+                    EventType::Warning,
+                    "Failed",
+                    &format!("cannot start container: {msg}"),
+                );
                 // The runtime left an exit record; the next pass applies the restart policy.
                 st.state = ContainerState::Waiting;
                 st.reason = Some("StartError".into());
@@ -282,8 +395,17 @@ impl Controller {
         let grace = Duration::from_secs(g.spec.termination_grace_period_seconds);
         let names: Vec<&str> = g.spec.all_containers().map(|c| c.name.as_str()).collect();
         let stops = names.iter().map(|n| async move {
-            if matches!(self.runtime.observe(&g.id, n).await, Observed::Running(_) | Observed::Starting) {
-                self.event(g, Some(n), EventType::Normal, "Killing", &format!("stopping container {n:?}"));
+            if matches!(
+                self.runtime.observe(&g.id, n).await,
+                Observed::Running(_) | Observed::Starting
+            ) {
+                self.event(
+                    g,
+                    Some(n),
+                    EventType::Normal,
+                    "Killing",
+                    &format!("stopping container {n:?}"),
+                );
             }
             self.runtime.stop(&g.id, n, grace).await
         });
@@ -314,13 +436,18 @@ fn assess(
     is_init: bool,
     now: DateTime<Utc>,
 ) -> (ContainerStatus, Act) {
-    let mut st = prev.cloned().unwrap_or_else(|| ContainerStatus { name: c.name.clone(), ..Default::default() });
+    let mut st = prev.cloned().unwrap_or_else(|| ContainerStatus {
+        name: c.name.clone(),
+        ..Default::default()
+    });
     st.pid = None;
     match obs {
         Observed::Absent | Observed::Broken => {
             st.state = ContainerState::Waiting;
             if let Some(at) = st.retry_at.filter(|at| *at > now) {
-                if st.reason.as_deref() == Some("ErrImagePull") || st.reason.as_deref() == Some("ImagePullBackOff") {
+                if st.reason.as_deref() == Some("ErrImagePull")
+                    || st.reason.as_deref() == Some("ImagePullBackOff")
+                {
                     st.reason = Some("ImagePullBackOff".into());
                     let _ = at;
                 }
@@ -362,7 +489,11 @@ fn assess(
             }
             let at = match st.retry_at {
                 Some(at) if st.finished_at.is_some() => at,
-                _ => e.finished_at + chrono::Duration::from_std(restart_delay(st.restart_count)).unwrap_or_default(),
+                _ => {
+                    e.finished_at
+                        + chrono::Duration::from_std(restart_delay(st.restart_count))
+                            .unwrap_or_default()
+                }
             };
             if at <= now {
                 st.retry_at = None;
@@ -433,7 +564,9 @@ fn phase_of(
         }
         return (GroupPhase::Pending, Some(msg));
     }
-    let init_done = init.iter().all(|s| s.state == ContainerState::Terminated && s.exit_code == Some(0));
+    let init_done = init
+        .iter()
+        .all(|s| s.state == ContainerState::Terminated && s.exit_code == Some(0));
     if !init_done {
         let waiting = init.iter().chain(work).find_map(waiting_reason);
         return (GroupPhase::Pending, waiting);
@@ -441,11 +574,24 @@ fn phase_of(
     if work.iter().all(|s| s.state == ContainerState::Terminated) {
         return match work.iter().find(|s| s.exit_code != Some(0)) {
             None => (GroupPhase::Succeeded, None),
-            Some(f) => (GroupPhase::Failed, Some(format!("container {:?} failed: {}", f.name, describe_exit(f)))),
+            Some(f) => (
+                GroupPhase::Failed,
+                Some(format!(
+                    "container {:?} failed: {}",
+                    f.name,
+                    describe_exit(f)
+                )),
+            ),
         };
     }
-    let started = work.iter().all(|s| s.state != ContainerState::Waiting || s.restart_count > 0 || s.started_at.is_some());
-    if started && work.iter().any(|s| matches!(s.state, ContainerState::Running | ContainerState::Waiting)) {
+    let started = work.iter().all(|s| {
+        s.state != ContainerState::Waiting || s.restart_count > 0 || s.started_at.is_some()
+    });
+    if started
+        && work
+            .iter()
+            .any(|s| matches!(s.state, ContainerState::Running | ContainerState::Waiting))
+    {
         return (GroupPhase::Running, work.iter().find_map(waiting_reason));
     }
     (GroupPhase::Pending, work.iter().find_map(waiting_reason))

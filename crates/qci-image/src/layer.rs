@@ -9,7 +9,10 @@ pub enum LayerError {
     #[error("layer entry {path:?} escapes the layer root")]
     Escape { path: String },
     #[error("layer entry {path:?}: {source}")]
-    Entry { path: String, source: std::io::Error },
+    Entry {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("reading layer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -40,7 +43,9 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
     let reader: Box<dyn Read> = match &magic[..n] {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(head.chain(f))),
         [0x28, 0xb5, 0x2f, 0xfd] => {
-            return Err(LayerError::Io(std::io::Error::other("zstd-compressed layers are not supported yet")));
+            return Err(LayerError::Io(std::io::Error::other(
+                "zstd-compressed layers are not supported yet",
+            )));
         }
         _ => Box::new(head.chain(f)),
     };
@@ -54,7 +59,9 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
         let shown = raw.display().to_string();
-        let rel = clean(&raw).ok_or_else(|| LayerError::Escape { path: shown.clone() })?;
+        let rel = clean(&raw).ok_or_else(|| LayerError::Escape {
+            path: shown.clone(),
+        })?;
         if let Some(target) = entry.link_name()? {
             // Hard links must point inside the layer too; tar checks symlink-ancestors itself.
             if entry.header().entry_type().is_hard_link() && clean(&target).is_none() {
@@ -63,7 +70,10 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
         }
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-        let err = |source| LayerError::Entry { path: shown.clone(), source };
+        let err = |source| LayerError::Entry {
+            path: shown.clone(),
+            source,
+        };
         if name == ".wh..wh..opq" {
             let dir = root.join(&parent);
             ensure_inside(root, &dir, &shown)?;
@@ -75,8 +85,13 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
             fs::create_dir_all(&dir).map_err(err)?;
             let target = dir.join(hidden);
             let _ = fs::remove_dir_all(&target).or_else(|_| fs::remove_file(&target));
-            nix::sys::stat::mknod(&target, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
-                .map_err(|e| err(e.into()))?;
+            nix::sys::stat::mknod(
+                &target,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .map_err(|e| err(e.into()))?;
         } else if !entry.unpack_in(root).map_err(err)? {
             return Err(LayerError::Escape { path: shown });
         }
@@ -114,8 +129,13 @@ fn ensure_inside(root: &Path, dir: &Path, shown: &str) -> Result<(), LayerError>
     if let Ok(rel) = dir.strip_prefix(root) {
         for c in rel.components() {
             cur.push(c);
-            if fs::symlink_metadata(&cur).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
-                return Err(LayerError::Escape { path: shown.to_string() });
+            if fs::symlink_metadata(&cur)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false)
+            {
+                return Err(LayerError::Escape {
+                    path: shown.to_string(),
+                });
             }
         }
     }
@@ -157,7 +177,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn unpack(entries: &[(&str, Option<&[u8]>)], gzip: bool) -> (tempfile::TempDir, Result<(), LayerError>) {
+    fn unpack(
+        entries: &[(&str, Option<&[u8]>)],
+        gzip: bool,
+    ) -> (tempfile::TempDir, Result<(), LayerError>) {
         let dir = tempfile::tempdir().unwrap();
         let mut data = tarball(entries);
         if gzip {
@@ -174,7 +197,12 @@ mod tests {
     #[test]
     fn files_whiteouts_and_opaque_dirs() {
         let (dir, r) = unpack(
-            &[("etc/", None), ("etc/hello", Some(b"hi")), ("etc/.wh.gone", Some(b"")), ("var/.wh..wh..opq", Some(b""))],
+            &[
+                ("etc/", None),
+                ("etc/hello", Some(b"hi")),
+                ("etc/.wh.gone", Some(b"")),
+                ("var/.wh..wh..opq", Some(b"")),
+            ],
             true,
         );
         r.unwrap();
@@ -182,7 +210,12 @@ mod tests {
         assert_eq!(fs::read(out.join("etc/hello")).unwrap(), b"hi");
         let wh = fs::symlink_metadata(out.join("etc/gone")).unwrap();
         assert!(wh.file_type().is_char_device());
-        assert_eq!(xattr::get(out.join("var"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            xattr::get(out.join("var"), "trusted.overlay.opaque")
+                .unwrap()
+                .as_deref(),
+            Some(&b"y"[..])
+        );
     }
 
     #[test]

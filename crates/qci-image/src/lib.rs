@@ -11,7 +11,7 @@
 mod layer;
 mod store;
 
-pub use layer::{unpack_layer, LayerError};
+pub use layer::{LayerError, unpack_layer};
 pub use store::{ImageConfig, ImageError, ImageStore, PulledImage};
 
 /// Installs the process-wide TLS crypto provider (ring). Call once, early in `main`.

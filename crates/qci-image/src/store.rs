@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::layer::{unpack_layer, LayerError};
+use crate::layer::{LayerError, unpack_layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -22,7 +22,11 @@ pub enum ImageError {
     #[error("pulling {reference}: {message}")]
     Registry { reference: String, message: String },
     #[error("image {reference}: layer {digest}: {source}")]
-    Layer { reference: String, digest: String, source: LayerError },
+    Layer {
+        reference: String,
+        digest: String,
+        source: LayerError,
+    },
     #[error("image {reference}: unusable config: {message}")]
     Config { reference: String, message: String },
     #[error("image store: {0}")]
@@ -88,10 +92,20 @@ impl ImageStore {
     }
 
     fn ref_path(&self, reference: &str) -> PathBuf {
-        let escaped: String =
-            reference.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let escaped: String = reference
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let hash = hex::encode(Sha256::digest(reference.as_bytes()));
-        self.root.join("refs").join(format!("{escaped}-{}.json", &hash[..12]))
+        self.root
+            .join("refs")
+            .join(format!("{escaped}-{}.json", &hash[..12]))
     }
 
     /// The image a reference resolved to at its last pull, if all its layers are still here.
@@ -99,7 +113,10 @@ impl ImageStore {
         let text = std::fs::read_to_string(self.ref_path(reference)).ok()?;
         let mut img: PulledImage = serde_json::from_str(&text).ok()?;
         img.downloaded_bytes = 0;
-        img.layers.iter().all(|l| self.layer_dir(l).is_dir()).then_some(img)
+        img.layers
+            .iter()
+            .all(|l| self.layer_dir(l).is_dir())
+            .then_some(img)
     }
 
     fn client_for(&self, registry: &str) -> Client {
@@ -108,8 +125,11 @@ impl ImageStore {
             .entry(registry.to_string())
             .or_insert_with(|| {
                 let plain = is_loopback(registry) || self.insecure.iter().any(|h| h == registry);
-                let protocol =
-                    if plain { ClientProtocol::HttpsExcept(vec![registry.to_string()]) } else { ClientProtocol::Https };
+                let protocol = if plain {
+                    ClientProtocol::HttpsExcept(vec![registry.to_string()])
+                } else {
+                    ClientProtocol::Https
+                };
                 Client::new(ClientConfig {
                     protocol,
                     connect_timeout: Some(std::time::Duration::from_secs(10)),
@@ -123,34 +143,56 @@ impl ImageStore {
     /// Resolves `reference` at its registry and makes sure every blob of the image is present,
     /// verified and unpacked. Blobs already present are not downloaded again.
     pub async fn pull(&self, reference: &str) -> Result<PulledImage, ImageError> {
-        let r: Reference = reference
-            .parse()
-            .map_err(|e: oci_client::ParseError| ImageError::BadReference { reference: reference.into(), reason: e.to_string() })?;
+        let r: Reference =
+            reference
+                .parse()
+                .map_err(|e: oci_client::ParseError| ImageError::BadReference {
+                    reference: reference.into(),
+                    reason: e.to_string(),
+                })?;
         let client = self.client_for(r.resolve_registry());
         let auth = RegistryAuth::Anonymous;
         let reg_err = |e: oci_client::errors::OciDistributionError| ImageError::Registry {
             reference: reference.to_string(),
             message: describe(&e),
         };
-        let (manifest, digest) = client.pull_image_manifest(&r, &auth).await.map_err(reg_err)?;
+        let (manifest, digest) = client
+            .pull_image_manifest(&r, &auth)
+            .await
+            .map_err(reg_err)?;
         let mut downloaded = 0;
-        downloaded += self.fetch_blob(&client, &r, &manifest.config).await.map_err(reg_err)?;
+        downloaded += self
+            .fetch_blob(&client, &r, &manifest.config)
+            .await
+            .map_err(reg_err)?;
         let config_bytes = tokio::fs::read(self.blob_path(&manifest.config.digest)).await?;
-        let config = parse_config(&config_bytes).map_err(|message| ImageError::Config { reference: reference.into(), message })?;
+        let config = parse_config(&config_bytes).map_err(|message| ImageError::Config {
+            reference: reference.into(),
+            message,
+        })?;
         let mut layers = Vec::new();
         for layer in &manifest.layers {
-            downloaded += self.ensure_layer(&client, &r, layer).await.map_err(|e| match e {
-                LayerFetchError::Registry(e) => reg_err(e),
-                LayerFetchError::Layer(source) => ImageError::Layer {
-                    reference: reference.to_string(),
-                    digest: layer.digest.clone(),
-                    source,
-                },
-                LayerFetchError::Io(e) => ImageError::Io(e),
-            })?;
+            downloaded += self
+                .ensure_layer(&client, &r, layer)
+                .await
+                .map_err(|e| match e {
+                    LayerFetchError::Registry(e) => reg_err(e),
+                    LayerFetchError::Layer(source) => ImageError::Layer {
+                        reference: reference.to_string(),
+                        digest: layer.digest.clone(),
+                        source,
+                    },
+                    LayerFetchError::Io(e) => ImageError::Io(e),
+                })?;
             layers.push(layer.digest.clone());
         }
-        let img = PulledImage { reference: reference.to_string(), digest, config, layers, downloaded_bytes: downloaded };
+        let img = PulledImage {
+            reference: reference.to_string(),
+            digest,
+            config,
+            layers,
+            downloaded_bytes: downloaded,
+        };
         let json = serde_json::to_vec_pretty(&img).map_err(std::io::Error::other)?;
         write_atomic(&self.ref_path(reference), &json, &self.root.join("tmp")).await?;
         Ok(img)
@@ -174,7 +216,10 @@ impl ImageStore {
         if path.exists() {
             return Ok(0);
         }
-        let tmp = self.root.join("tmp").join(format!("{}.{}", hex_of(&desc.digest), std::process::id()));
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}", hex_of(&desc.digest), std::process::id()));
         let mut file = tokio::fs::File::create(&tmp).await?;
         // pull_blob verifies the digest while streaming to the file.
         let res = client.pull_blob(r, desc, &mut file).await;
@@ -190,12 +235,20 @@ impl ImageStore {
         Ok(size)
     }
 
-    async fn ensure_layer(&self, client: &Client, r: &Reference, desc: &OciDescriptor) -> Result<u64, LayerFetchError> {
+    async fn ensure_layer(
+        &self,
+        client: &Client,
+        r: &Reference,
+        desc: &OciDescriptor,
+    ) -> Result<u64, LayerFetchError> {
         let dir = self.layer_dir(&desc.digest);
         if dir.is_dir() {
             return Ok(0);
         }
-        let n = self.fetch_blob(client, r, desc).await.map_err(LayerFetchError::Registry)?;
+        let n = self
+            .fetch_blob(client, r, desc)
+            .await
+            .map_err(LayerFetchError::Registry)?;
         let lock = self.lock_for(&format!("unpack:{}", desc.digest));
         let _guard = lock.lock().await;
         if dir.is_dir() {
@@ -217,7 +270,8 @@ enum LayerFetchError {
 }
 
 fn parse_config(bytes: &[u8]) -> Result<ImageConfig, String> {
-    let c: oci_spec::image::ImageConfiguration = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let c: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let cfg = c.config().clone().unwrap_or_default();
     Ok(ImageConfig {
         entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
@@ -254,7 +308,11 @@ fn is_loopback(registry: &str) -> bool {
         _ => registry,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    host == "localhost"
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 fn hex_of(digest: &str) -> &str {
@@ -262,7 +320,11 @@ fn hex_of(digest: &str) -> &str {
 }
 
 async fn write_atomic(path: &Path, data: &[u8], tmp_dir: &Path) -> std::io::Result<()> {
-    let tmp = tmp_dir.join(format!("ref.{}.{:?}", std::process::id(), std::thread::current().id()));
+    let tmp = tmp_dir.join(format!(
+        "ref.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let tmp = tmp.with_extension(format!("{}", uuid_like()));
     let mut f = tokio::fs::File::create(&tmp).await?;
     f.write_all(data).await?;

@@ -4,9 +4,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    UserBuilder,
 };
 
 use crate::user;
@@ -90,7 +91,13 @@ pub fn build_spec(
         .cwd(PathBuf::from(&cfg.cwd))
         .no_new_privileges(false)
         .capabilities(capabilities)
-        .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).soft(nofile).hard(nofile).build()?])
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(nofile)
+                .hard(nofile)
+                .build()?,
+        ])
         .build()?;
 
     let mut mounts = oci_spec::runtime::get_default_mounts();
@@ -120,16 +127,27 @@ pub fn build_spec(
         ns(LinuxNamespaceType::Ipc, Some(sandbox.dir.join("ipc")))?,
         ns(LinuxNamespaceType::Uts, Some(sandbox.dir.join("uts")))?,
     ];
-    let mut resources = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?]);
+    let mut resources = LinuxResourcesBuilder::default().devices(vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?,
+    ]);
     if let Some(bytes) = cfg.memory_bytes {
         let b = i64::try_from(bytes).unwrap_or(i64::MAX);
         // Swap limit equal to the memory limit: no swap beyond it, as a container service expects.
         resources = resources.memory(LinuxMemoryBuilder::default().limit(b).swap(b).build()?);
     }
     if let Some(millis) = cfg.cpu_millis {
-        let quota = i64::try_from(millis * CPU_PERIOD / 1000).unwrap_or(i64::MAX).max(1000);
-        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build()?);
+        let quota = i64::try_from(millis * CPU_PERIOD / 1000)
+            .unwrap_or(i64::MAX)
+            .max(1000);
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD)
+                .build()?,
+        );
     }
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
@@ -141,7 +159,12 @@ pub fn build_spec(
 
     let mut spec = Spec::default();
     spec.set_hostname(Some(cfg.hostname.clone()));
-    spec.set_root(Some(RootBuilder::default().path(rootfs).readonly(false).build()?));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path(rootfs)
+            .readonly(false)
+            .build()?,
+    ));
     spec.set_process(Some(process));
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
@@ -164,14 +187,28 @@ mod tests {
             cpu_millis: Some(500),
             memory_bytes: Some(256 << 20),
         };
-        let spec = build_spec(&cfg, d.path(), SandboxPaths { dir: Path::new("/sb") }, "/qci-x/cg-1/a").unwrap();
+        let spec = build_spec(
+            &cfg,
+            d.path(),
+            SandboxPaths {
+                dir: Path::new("/sb"),
+            },
+            "/qci-x/cg-1/a",
+        )
+        .unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], 256 << 20);
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(v["linux"]["cgroupsPath"], "/qci-x/cg-1/a");
         let nss = v["linux"]["namespaces"].as_array().unwrap();
-        assert!(nss.iter().any(|n| n["type"] == "network" && n["path"] == "/sb/net"));
-        assert!(nss.iter().any(|n| n["type"] == "pid" && n.get("path").is_none()));
+        assert!(
+            nss.iter()
+                .any(|n| n["type"] == "network" && n["path"] == "/sb/net")
+        );
+        assert!(
+            nss.iter()
+                .any(|n| n["type"] == "pid" && n.get("path").is_none())
+        );
         assert_eq!(v["root"]["readonly"], false);
         assert_eq!(v["hostname"], "web");
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 /// Mount points of every cgroup hierarchy (v1 controllers and the v2 unified tree).
 pub fn hierarchy_roots() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return vec![] };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
     text.lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
@@ -19,7 +21,11 @@ pub fn hierarchy_roots() -> Vec<PathBuf> {
 /// Every existing directory of cgroup `rel` (e.g. `/qci-x/cg-y`), in all hierarchies.
 pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     let rel = rel.trim_start_matches('/');
-    hierarchy_roots().into_iter().map(|r| r.join(rel)).filter(|p| p.is_dir()).collect()
+    hierarchy_roots()
+        .into_iter()
+        .map(|r| r.join(rel))
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// Removes cgroup `rel` and any empty children, in all hierarchies. cgroup directories are
@@ -42,7 +48,10 @@ fn remove_tree(dir: &std::path::Path) -> std::io::Result<()> {
     match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(std::io::Error::other(format!("removing cgroup {}: {e}", dir.display()))),
+        Err(e) => Err(std::io::Error::other(format!(
+            "removing cgroup {}: {e}",
+            dir.display()
+        ))),
     }
 }
 
@@ -52,10 +61,10 @@ pub fn oom_kills(rel: &str) -> u64 {
     let rel = rel.trim_start_matches('/');
     for root in hierarchy_roots() {
         for file in ["memory.events", "memory.oom_control"] {
-            if let Ok(text) = std::fs::read_to_string(root.join(rel).join(file)) {
-                if let Some(n) = text.lines().find_map(|l| l.strip_prefix("oom_kill ")) {
-                    return n.trim().parse().unwrap_or(0);
-                }
+            if let Ok(text) = std::fs::read_to_string(root.join(rel).join(file))
+                && let Some(n) = text.lines().find_map(|l| l.strip_prefix("oom_kill "))
+            {
+                return n.trim().parse().unwrap_or(0);
             }
         }
     }

@@ -48,7 +48,8 @@ impl Layout {
     }
 
     pub fn log_path(&self, group_id: &str, container: &str) -> PathBuf {
-        self.group_log_dir(group_id).join(format!("{container}.log"))
+        self.group_log_dir(group_id)
+            .join(format!("{container}.log"))
     }
 
     /// The group's namespace files, /etc/hosts and /etc/hostname.

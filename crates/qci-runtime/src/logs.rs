@@ -18,11 +18,18 @@ pub struct LogLine {
 impl LogLine {
     pub fn parse(line: &str) -> Option<LogLine> {
         let mut it = line.splitn(4, ' ');
-        let time = DateTime::parse_from_rfc3339(it.next()?).ok()?.with_timezone(&Utc);
+        let time = DateTime::parse_from_rfc3339(it.next()?)
+            .ok()?
+            .with_timezone(&Utc);
         let stream = it.next()?.to_string();
         let full = it.next()? != "P";
         let text = it.next().unwrap_or("").to_string();
-        Some(LogLine { time, stream, full, text })
+        Some(LogLine {
+            time,
+            stream,
+            full,
+            text,
+        })
     }
 }
 
@@ -37,8 +44,15 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<LogLine>, u64
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     // Only whole records: the monitor may be writing the last one right now.
-    let end = buf.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-    let lines = String::from_utf8_lossy(&buf[..end]).lines().filter_map(LogLine::parse).collect();
+    let end = buf
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let lines = String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .filter_map(LogLine::parse)
+        .collect();
     Ok((lines, offset + end as u64))
 }
 
@@ -84,7 +98,11 @@ mod tests {
     fn read_only_whole_records() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("l");
-        std::fs::write(&p, "2026-01-01T00:00:00Z stdout F one\n2026-01-01T00:00:01Z stdout F tw").unwrap();
+        std::fs::write(
+            &p,
+            "2026-01-01T00:00:00Z stdout F one\n2026-01-01T00:00:01Z stdout F tw",
+        )
+        .unwrap();
         let (lines, off) = read_from(&p, 0).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(off, 34);

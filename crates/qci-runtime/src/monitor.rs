@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,9 @@ pub fn parse_handshake(stdout: &[u8]) -> Result<StartRecord, String> {
     let text = String::from_utf8_lossy(stdout);
     let line = text.lines().last().unwrap_or("");
     match serde_json::from_str::<Handshake>(line) {
-        Ok(Handshake { started: Some(s), .. }) => Ok(s),
+        Ok(Handshake {
+            started: Some(s), ..
+        }) => Ok(s),
         Ok(Handshake { error: Some(e), .. }) => Err(e),
         _ => Err(format!("the monitor gave no answer (it printed {line:?})")),
     }
@@ -154,21 +156,35 @@ mod fork {
 /// Tells the launcher how the start went, once; closing the pipe lets it exit.
 fn report(hs: &mut Option<File>, h: &Handshake) {
     if let Some(mut f) = hs.take() {
-        let _ = f.write_all(format!("{}\n", serde_json::to_string(h).unwrap_or_default()).as_bytes());
+        let _ =
+            f.write_all(format!("{}\n", serde_json::to_string(h).unwrap_or_default()).as_bytes());
     }
 }
 
 /// The monitor proper (in the forked child). Returns the monitor's exit code.
 fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     let dir = args.bundle.clone();
-    let diag = OpenOptions::new().create(true).append(true).open(dir.join("monitor.log"));
+    let diag = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("monitor.log"));
     let say = |msg: &str| {
         if let Ok(mut f) = diag.as_ref() {
-            let _ = writeln!(f, "{} {msg}", Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true));
+            let _ = writeln!(
+                f,
+                "{} {msg}",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
         }
     };
     let fail = |hs: &mut Option<File>, msg: String| {
-        report(hs, &Handshake { started: None, error: Some(msg) });
+        report(
+            hs,
+            &Handshake {
+                started: None,
+                error: Some(msg),
+            },
+        );
         1
     };
     // Leave qci's session and stdio: the launcher's caller waits for EOF on them.
@@ -185,7 +201,12 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
 
     let log = match OpenOptions::new().create(true).append(true).open(&args.log) {
         Ok(f) => Arc::new(Mutex::new(f)),
-        Err(e) => return fail(hs, format!("monitor: opening log {}: {e}", args.log.display())),
+        Err(e) => {
+            return fail(
+                hs,
+                format!("monitor: opening log {}: {e}", args.log.display()),
+            );
+        }
     };
     let (out_r, out_w) = match nix::unistd::pipe() {
         Ok(p) => p,
@@ -213,16 +234,36 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         Ok(_) => {
             let msg = runc_errors(&runc_log);
             say(&format!("runc create failed: {msg}"));
-            let _ = runc.command(&["delete", "--force", &args.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = runc
+                .command(&["delete", "--force", &args.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             return fail(hs, format!("runc create: {msg}"));
         }
-        Err(e) => return fail(hs, format!("cannot run runc ({}): {e}; install it with `apt-get install runc`", runc.binary.display())),
+        Err(e) => {
+            return fail(
+                hs,
+                format!(
+                    "cannot run runc ({}): {e}; install it with `apt-get install runc`",
+                    runc.binary.display()
+                ),
+            );
+        }
     }
-    let pid: i32 = match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+    let pid: i32 = match std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
         Some(p) => p,
         None => return fail(hs, "runc create wrote no pid file".to_string()),
     };
-    let out = runc.command(&["start", &args.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output();
+    let out = runc
+        .command(&["start", &args.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
     match out {
         Ok(o) if o.status.success() => {}
         other => {
@@ -230,15 +271,28 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => e.to_string(),
             };
-            let _ = runc.command(&["delete", "--force", &args.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = runc
+                .command(&["delete", "--force", &args.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             return fail(hs, format!("runc start: {msg}"));
         }
     }
-    let started = StartRecord { pid: pid as u32, started_at: Utc::now() };
+    let started = StartRecord {
+        pid: pid as u32,
+        started_at: Utc::now(),
+    };
     if let Err(e) = write_json_atomic(&dir.join("started.json"), &started) {
         say(&format!("writing started.json: {e}"));
     }
-    report(hs, &Handshake { started: Some(started.clone()), error: None });
+    report(
+        hs,
+        &Handshake {
+            started: Some(started.clone()),
+            error: None,
+        },
+    );
 
     let (exit_code, signal) = wait_for(pid, &say);
     for r in readers {
@@ -257,7 +311,9 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         say(&format!("writing exit.json: {e}"));
         return 1;
     }
-    say(&format!("container exited: code {exit_code}, signal {signal:?}, oom {oom_killed}"));
+    say(&format!(
+        "container exited: code {exit_code}, signal {signal:?}, oom {oom_killed}"
+    ));
     0
 }
 
@@ -267,7 +323,9 @@ fn wait_for(pid: i32, say: &dyn Fn(&str)) -> (i32, Option<i32>) {
     loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(p, code)) if p == target => return (code, None),
-            Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return (128 + sig as i32, Some(sig as i32)),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == target => {
+                return (128 + sig as i32, Some(sig as i32));
+            }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -291,7 +349,11 @@ fn runc_errors(path: &Path) -> String {
         .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
         .filter_map(|v| v["msg"].as_str().map(str::to_string))
         .collect();
-    if msgs.is_empty() { "failed without a message".to_string() } else { msgs.join("; ") }
+    if msgs.is_empty() {
+        "failed without a message".to_string()
+    } else {
+        msgs.join("; ")
+    }
 }
 
 /// Longest line kept whole; longer ones are split into partial (`P`) records.
@@ -304,7 +366,11 @@ fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<File>) {
     let mut pending: Vec<u8> = Vec::new();
     let emit = |line: &[u8], full: bool| {
         let mut rec = Vec::with_capacity(line.len() + 48);
-        rec.extend_from_slice(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes());
+        rec.extend_from_slice(
+            Utc::now()
+                .to_rfc3339_opts(SecondsFormat::Nanos, true)
+                .as_bytes(),
+        );
         rec.extend_from_slice(format!(" {stream} {} ", if full { 'F' } else { 'P' }).as_bytes());
         rec.extend_from_slice(line);
         rec.push(b'\n');
@@ -357,10 +423,21 @@ mod tests {
 
     #[test]
     fn handshake() {
-        assert!(parse_handshake(b"{\"error\":\"boom\"}\n").unwrap_err().contains("boom"));
+        assert!(
+            parse_handshake(b"{\"error\":\"boom\"}\n")
+                .unwrap_err()
+                .contains("boom")
+        );
         assert!(parse_handshake(b"").is_err());
-        let s = StartRecord { pid: 7, started_at: Utc::now() };
-        let line = serde_json::to_string(&Handshake { started: Some(s.clone()), error: None }).unwrap();
+        let s = StartRecord {
+            pid: 7,
+            started_at: Utc::now(),
+        };
+        let line = serde_json::to_string(&Handshake {
+            started: Some(s.clone()),
+            error: None,
+        })
+        .unwrap();
         assert_eq!(parse_handshake(line.as_bytes()).unwrap(), s);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 /// Mount points currently listed in /proc/self/mountinfo.
 pub fn mount_points() -> std::io::Result<Vec<PathBuf>> {
@@ -20,7 +20,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -33,22 +36,49 @@ fn unescape(s: &str) -> String {
 }
 
 pub fn is_mounted(path: &Path) -> bool {
-    mount_points().map(|m| m.iter().any(|p| p == path)).unwrap_or(false)
+    mount_points()
+        .map(|m| m.iter().any(|p| p == path))
+        .unwrap_or(false)
 }
 
 /// Mounts an overlay of `lower` (bottom first) with `upper` and `work` at `target`.
-pub fn mount_overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> std::io::Result<()> {
+pub fn mount_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> std::io::Result<()> {
     // overlayfs lists the top layer first.
-    let lowers: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+    let lowers: Vec<String> = lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
     if opts.len() > 4000 {
         return Err(std::io::Error::other(format!(
             "the image has too many layers ({}) for one overlay mount",
             lower.len()
         )));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| std::io::Error::other(format!("mounting the overlay root filesystem at {}: {e}", target.display())))
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        std::io::Error::other(format!(
+            "mounting the overlay root filesystem at {}: {e}",
+            target.display()
+        ))
+    })
 }
 
 /// Unmounts `path` if it is a mount point (lazily, so a busy mount still goes away).
@@ -62,5 +92,9 @@ pub fn unmount_if_mounted(path: &Path) -> std::io::Result<()> {
 
 /// Every mount point at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    mount_points().unwrap_or_default().into_iter().filter(|p| p.starts_with(dir)).collect()
+    mount_points()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect()
 }

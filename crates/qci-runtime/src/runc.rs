@@ -10,7 +10,10 @@ pub enum RuncError {
     #[error("runc {args}: {stderr}")]
     Failed { args: String, stderr: String },
     #[error("cannot run runc ({path}): {source}; install it with `apt-get install runc`")]
-    Spawn { path: String, source: std::io::Error },
+    Spawn {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -38,8 +41,13 @@ pub struct Runc {
 
 impl Runc {
     pub fn new(root: &Path) -> Runc {
-        let binary = std::env::var_os("QCI_RUNC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("runc"));
-        Runc { binary, root: root.to_path_buf() }
+        let binary = std::env::var_os("QCI_RUNC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("runc"));
+        Runc {
+            binary,
+            root: root.to_path_buf(),
+        }
     }
 
     /// A runc command with the global flags set; arguments follow.
@@ -50,17 +58,38 @@ impl Runc {
     }
 
     /// `runc create` for the monitor: stdio is the container's, errors go to `log`.
-    pub fn create_command(&self, id: &str, bundle: &Path, pid_file: &Path, log: &Path) -> std::process::Command {
+    pub fn create_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        log: &Path,
+    ) -> std::process::Command {
         let mut c = std::process::Command::new(&self.binary);
-        c.arg("--root").arg(&self.root).arg("--log").arg(log).arg("--log-format").arg("json");
-        c.arg("create").arg("--bundle").arg(bundle).arg("--pid-file").arg(pid_file).arg(id);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--log")
+            .arg(log)
+            .arg("--log-format")
+            .arg("json");
+        c.arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id);
         c
     }
 
     async fn run(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {
         let mut cmd = tokio::process::Command::from(self.command(args));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.output().await.map_err(|source| RuncError::Spawn { path: self.binary.display().to_string(), source })
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.output().await.map_err(|source| RuncError::Spawn {
+            path: self.binary.display().to_string(),
+            source,
+        })
     }
 
     async fn run_ok(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {
@@ -83,11 +112,17 @@ impl Runc {
             if err.contains("does not exist") || err.contains("not exist") {
                 return Ok(None);
             }
-            return Err(RuncError::Failed { args: format!("state {id}"), stderr: err.trim().to_string() });
+            return Err(RuncError::Failed {
+                args: format!("state {id}"),
+                stderr: err.trim().to_string(),
+            });
         }
         serde_json::from_slice(&out.stdout)
             .map(Some)
-            .map_err(|e| RuncError::Failed { args: format!("state {id}"), stderr: format!("unreadable state: {e}") })
+            .map_err(|e| RuncError::Failed {
+                args: format!("state {id}"),
+                stderr: format!("unreadable state: {e}"),
+            })
     }
 
     /// Sends a signal to the container's processes. A stopped or missing container is not an error.
@@ -95,7 +130,9 @@ impl Runc {
         match self.run_ok(&["kill", "--all", id, signal]).await {
             Ok(_) => Ok(()),
             Err(RuncError::Failed { stderr, .. })
-                if stderr.contains("not running") || stderr.contains("does not exist") || stderr.contains("process already finished") =>
+                if stderr.contains("not running")
+                    || stderr.contains("does not exist")
+                    || stderr.contains("process already finished") =>
             {
                 Ok(())
             }
@@ -115,6 +152,10 @@ impl Runc {
     /// Ids of every container under this root.
     pub async fn list(&self) -> Result<Vec<String>, RuncError> {
         let out = self.run_ok(&["list", "-q"]).await?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect())
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect())
     }
 }

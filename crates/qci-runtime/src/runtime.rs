@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::bundle::{build_spec, BundleError, ContainerConfig, SandboxPaths};
+use crate::bundle::{BundleError, ContainerConfig, SandboxPaths, build_spec};
 use crate::layout::Layout;
-use crate::monitor::{parse_handshake, read_json, ExitRecord, MonitorArgs, StartRecord};
+use crate::monitor::{ExitRecord, MonitorArgs, StartRecord, parse_handshake, read_json};
 use crate::runc::{Runc, RuncError};
 use crate::{cgroup, mounts, sandbox};
 
@@ -18,7 +18,10 @@ pub enum RuntimeError {
     #[error("{0}")]
     Runc(#[from] RuncError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("starting the container: {0}")]
     Start(String),
 }
@@ -61,7 +64,12 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(layout: Layout, exe: PathBuf) -> Result<Runtime, RuntimeError> {
-        for d in [&layout.run_dir, &layout.runc_root, &layout.data_dir.join("containers"), &layout.data_dir.join("logs")] {
+        for d in [
+            &layout.run_dir,
+            &layout.runc_root,
+            &layout.data_dir.join("containers"),
+            &layout.data_dir.join("logs"),
+        ] {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
         let runc = Runc::new(&layout.runc_root);
@@ -90,14 +98,20 @@ impl Runtime {
         let dir = self.layout.container_dir(&id);
         let res = self.start_in(&id, &dir, req).await;
         if let Err(e) = &res {
-            self.record_start_failure(&req.group_id, &req.name, &e.to_string()).await?;
+            self.record_start_failure(&req.group_id, &req.name, &e.to_string())
+                .await?;
         }
         res
     }
 
     /// Records that a container could not start, as an exit record (exit code 128, as
     /// Kubernetes reports it), so the failure is observed like any exit.
-    pub async fn record_start_failure(&self, group_id: &str, name: &str, message: &str) -> Result<(), RuntimeError> {
+    pub async fn record_start_failure(
+        &self,
+        group_id: &str,
+        name: &str,
+        message: &str,
+    ) -> Result<(), RuntimeError> {
         self.remove_container(group_id, name).await?;
         let dir = self.layout.container_dir(&Layout::runc_id(group_id, name));
         let rec = ExitRecord {
@@ -109,13 +123,20 @@ impl Runtime {
             start_error: Some(message.to_string()),
         };
         std::fs::create_dir_all(&dir).map_err(io("recording a start failure"))?;
-        crate::monitor::write_json_atomic(&dir.join("exit.json"), &rec).map_err(io("recording a start failure"))
+        crate::monitor::write_json_atomic(&dir.join("exit.json"), &rec)
+            .map_err(io("recording a start failure"))
     }
 
-    async fn start_in(&self, id: &str, dir: &Path, req: &StartRequest) -> Result<StartRecord, RuntimeError> {
+    async fn start_in(
+        &self,
+        id: &str,
+        dir: &Path,
+        req: &StartRequest,
+    ) -> Result<StartRecord, RuntimeError> {
         let rootfs = dir.join("rootfs");
         for d in ["rootfs", "upper", "work"] {
-            std::fs::create_dir_all(dir.join(d)).map_err(io(format!("creating {}", dir.join(d).display())))?;
+            std::fs::create_dir_all(dir.join(d))
+                .map_err(io(format!("creating {}", dir.join(d).display())))?;
         }
         let mut layers = req.layers.clone();
         if layers.is_empty() {
@@ -123,11 +144,18 @@ impl Runtime {
             std::fs::create_dir_all(&empty).map_err(io("creating an empty layer"))?;
             layers.push(empty);
         }
-        mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs).map_err(io("root filesystem"))?;
+        mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)
+            .map_err(io("root filesystem"))?;
         let sandbox_dir = self.layout.sandbox_dir(&req.group_id);
         let cgroup = self.container_cgroup(&req.group_id, &req.name);
-        let spec = build_spec(&req.config, &rootfs, SandboxPaths { dir: &sandbox_dir }, &cgroup)?;
-        spec.save(dir.join("config.json")).map_err(BundleError::from)?;
+        let spec = build_spec(
+            &req.config,
+            &rootfs,
+            SandboxPaths { dir: &sandbox_dir },
+            &cgroup,
+        )?;
+        spec.save(dir.join("config.json"))
+            .map_err(BundleError::from)?;
         let log = self.layout.log_path(&req.group_id, &req.name);
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent).map_err(io("creating the log dir"))?;
@@ -141,14 +169,23 @@ impl Runtime {
         };
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("monitor").args(args.to_args());
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(runc) = std::env::var_os("QCI_RUNC") {
             cmd.env("QCI_RUNC", runc);
         }
-        let out = cmd.output().await.map_err(io(format!("starting the monitor ({})", self.exe.display())))?;
+        let out = cmd
+            .output()
+            .await
+            .map_err(io(format!("starting the monitor ({})", self.exe.display())))?;
         parse_handshake(&out.stdout).map_err(|e| {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            RuntimeError::Start(if stderr.trim().is_empty() { e } else { format!("{e}: {}", stderr.trim()) })
+            RuntimeError::Start(if stderr.trim().is_empty() {
+                e
+            } else {
+                format!("{e}: {}", stderr.trim())
+            })
         })
     }
 
@@ -191,9 +228,17 @@ impl Runtime {
     }
 
     /// SIGTERM, then SIGKILL once `grace` has passed; returns when the container has exited.
-    pub async fn stop(&self, group_id: &str, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+    pub async fn stop(
+        &self,
+        group_id: &str,
+        name: &str,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
         let id = Layout::runc_id(group_id, name);
-        if !matches!(self.observe(group_id, name).await, Observed::Running(_) | Observed::Starting) {
+        if !matches!(
+            self.observe(group_id, name).await,
+            Observed::Running(_) | Observed::Starting
+        ) {
             return Ok(());
         }
         self.runc.kill(&id, "TERM").await?;
@@ -201,14 +246,18 @@ impl Runtime {
             return Ok(());
         }
         self.runc.kill(&id, "KILL").await?;
-        self.wait_exit(group_id, name, Duration::from_secs(10)).await;
+        self.wait_exit(group_id, name, Duration::from_secs(10))
+            .await;
         Ok(())
     }
 
     async fn wait_exit(&self, group_id: &str, name: &str, limit: Duration) -> bool {
         let start = Instant::now();
         loop {
-            if !matches!(self.observe(group_id, name).await, Observed::Running(_) | Observed::Starting) {
+            if !matches!(
+                self.observe(group_id, name).await,
+                Observed::Running(_) | Observed::Starting
+            ) {
                 return true;
             }
             if start.elapsed() >= limit {
@@ -235,8 +284,10 @@ impl Runtime {
 
     /// Removes what the group had beside its containers: namespaces, cgroup, logs.
     pub async fn remove_group(&self, group_id: &str) -> Result<(), RuntimeError> {
-        sandbox::remove(&self.layout.sandbox_dir(group_id)).map_err(io("removing the group's namespaces"))?;
-        cgroup::remove(&self.layout.group_cgroup(group_id)).map_err(io("removing the group's cgroup"))?;
+        sandbox::remove(&self.layout.sandbox_dir(group_id))
+            .map_err(io("removing the group's namespaces"))?;
+        cgroup::remove(&self.layout.group_cgroup(group_id))
+            .map_err(io("removing the group's cgroup"))?;
         let logs = self.layout.group_log_dir(group_id);
         match std::fs::remove_dir_all(&logs) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing logs")(e)),
@@ -247,7 +298,9 @@ impl Runtime {
 
 /// True if the monitor recorded in the container dir still runs (and is a qci monitor for it).
 fn monitor_alive(dir: &Path, id: &str) -> bool {
-    let Some(pid) = std::fs::read_to_string(dir.join("monitor.pid")).ok().and_then(|s| s.trim().parse::<u32>().ok())
+    let Some(pid) = std::fs::read_to_string(dir.join("monitor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
     else {
         // The launcher writes the pid file right after fork: give a starting monitor the benefit.
         return std::fs::metadata(dir.join("config.json"))

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
 
 use crate::mounts::{is_mounted, unmount_if_mounted};
 
@@ -40,14 +40,26 @@ pub fn ensure(dir: &Path, hostname: &str) -> std::io::Result<()> {
     let res = std::thread::spawn(move || -> std::io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
             .map_err(|e| std::io::Error::other(format!("creating namespaces: {e}")))?;
-        nix::unistd::sethostname(&name).map_err(|e| std::io::Error::other(format!("setting hostname: {e}")))?;
+        nix::unistd::sethostname(&name)
+            .map_err(|e| std::io::Error::other(format!("setting hostname: {e}")))?;
         loopback::up()?;
         for ns in NAMESPACES {
             let file = ns_path(&dir2, ns);
             std::fs::File::create(&file)?;
             let src = format!("/proc/thread-self/ns/{ns}");
-            mount(Some(src.as_str()), &file, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| std::io::Error::other(format!("pinning the {ns} namespace at {}: {e}", file.display())))?;
+            mount(
+                Some(src.as_str()),
+                &file,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "pinning the {ns} namespace at {}: {e}",
+                    file.display()
+                ))
+            })?;
         }
         Ok(())
     })
@@ -99,7 +111,9 @@ mod loopback {
         // SAFETY: fd came from socket(2) above and is closed once.
         unsafe { libc::close(fd) };
         if r < 0 {
-            return Err(std::io::Error::other(format!("bringing loopback up: {err}")));
+            return Err(std::io::Error::other(format!(
+                "bringing loopback up: {err}"
+            )));
         }
         Ok(())
     }

@@ -11,10 +11,10 @@ mod status;
 mod validate;
 
 pub use group::{
-    ContainerGroup, ContainerSpec, EnvVar, GroupSpec, PortSpec, Protocol, RestartPolicy,
-    DEFAULT_OWNER, MAX_CONTAINERS,
+    ContainerGroup, ContainerSpec, DEFAULT_OWNER, EnvVar, GroupSpec, MAX_CONTAINERS, PortSpec,
+    Protocol, RestartPolicy,
 };
-pub use parse::{parse_spec, SpecError};
-pub use quantity::{parse_cpu_millis, parse_memory_bytes, Quantity};
+pub use parse::{SpecError, parse_spec};
+pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
 pub use status::{ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus};
-pub use validate::{validate, FieldError};
+pub use validate::{FieldError, validate};

@@ -1,7 +1,7 @@
 //! Reading a spec from YAML or JSON, with errors that name the field.
 
 use crate::group::GroupSpec;
-use crate::validate::{validate, FieldError};
+use crate::validate::{FieldError, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -28,10 +28,12 @@ pub fn parse_spec(text: &str) -> Result<GroupSpec, SpecError> {
     let trimmed = text.trim_start();
     let spec: GroupSpec = if trimmed.starts_with('{') {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
     } else {
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
     };
     validate(&spec).map_err(SpecError::Invalid)?;
     Ok(spec)
@@ -45,11 +47,19 @@ fn malformed(path: String, msg: String) -> SpecError {
         Some(rest) if !field.is_empty() => rest.to_string(),
         _ => msg,
     };
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((name, tail)) = rest.split_once('`') {
-            field = if field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
-            message = format!("unknown field{}", tail.split(" at line").next().unwrap_or(""));
-        }
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'));
+    if let Some((name, tail)) = unknown {
+        field = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        message = format!(
+            "unknown field{}",
+            tail.split(" at line").next().unwrap_or("")
+        );
     }
     if field.is_empty() {
         field = "spec".to_string();
@@ -95,21 +105,34 @@ containers:
 
     #[test]
     fn unknown_field_is_named() {
-        let e = parse_spec("name: a\ncontainers:\n  - name: b\n    image: x\n    imagee: y\n").unwrap_err();
-        assert!(e.to_string().starts_with("containers[0].imagee: unknown field"), "{e}");
+        let e = parse_spec("name: a\ncontainers:\n  - name: b\n    image: x\n    imagee: y\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("containers[0].imagee: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]
     fn wrong_type_is_named() {
-        let e = parse_spec(r#"{"name":"a","containers":[{"name":"b","image":"x","ports":[{"port":"http"}]}]}"#)
-            .unwrap_err();
-        assert!(e.to_string().starts_with("containers[0].ports[0].port:"), "{e}");
+        let e = parse_spec(
+            r#"{"name":"a","containers":[{"name":"b","image":"x","ports":[{"port":"http"}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("containers[0].ports[0].port:"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_port_is_named() {
         let e = parse_spec("name: a\ncontainers:\n  - {name: b, image: x}\n  - {name: c, image: x, ports: [{port: 70000}]}\n")
             .unwrap_err();
-        assert_eq!(e.to_string(), "containers[1].ports[0].port: must be between 1 and 65535");
+        assert_eq!(
+            e.to_string(),
+            "containers[1].ports[0].port: must be between 1 and 65535"
+        );
     }
 }

@@ -34,7 +34,11 @@ impl<'de> Deserialize<'de> for Quantity {
 /// CPU cores as thousandths of a core: `0.5` and `500m` both give 500.
 pub fn parse_cpu_millis(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let bad = || format!("invalid cpu quantity {s:?}: use cores such as 0.5 or 2, or millicores such as 500m");
+    let bad = || {
+        format!(
+            "invalid cpu quantity {s:?}: use cores such as 0.5 or 2, or millicores such as 500m"
+        )
+    };
     if let Some(m) = s.strip_suffix('m') {
         return m.parse::<u64>().map_err(|_| bad());
     }
@@ -44,7 +48,9 @@ pub fn parse_cpu_millis(s: &str) -> Result<u64, String> {
     }
     let millis = v * 1000.0;
     if (millis - millis.round()).abs() > 1e-6 {
-        return Err(format!("invalid cpu quantity {s:?}: finer than 1m (0.001 cores)"));
+        return Err(format!(
+            "invalid cpu quantity {s:?}: finer than 1m (0.001 cores)"
+        ));
     }
     Ok(millis.round() as u64)
 }
@@ -53,9 +59,13 @@ pub fn parse_cpu_millis(s: &str) -> Result<u64, String> {
 pub fn parse_memory_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let bad = || {
-        format!("invalid memory quantity {s:?}: use a byte count or a number with a suffix such as 256Mi, 1Gi or 512M")
+        format!(
+            "invalid memory quantity {s:?}: use a byte count or a number with a suffix such as 256Mi, 1Gi or 512M"
+        )
     };
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let mult: u64 = match suffix {
         "" => 1,
@@ -73,7 +83,9 @@ pub fn parse_memory_bytes(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult).ok_or_else(|| format!("memory quantity {s:?} is too large"));
+        return n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("memory quantity {s:?} is too large"));
     }
     let f: f64 = num.parse().map_err(|_| bad())?;
     let bytes = f * mult as f64;

@@ -25,7 +25,10 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -43,16 +46,25 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         e.add("containers", format!("a group holds at most {MAX_CONTAINERS} containers (init containers included), this one has {total}"));
     }
     if spec.termination_grace_period_seconds > MAX_GRACE_SECONDS {
-        e.add("termination_grace_period_seconds", format!("must be at most {MAX_GRACE_SECONDS}"));
+        e.add(
+            "termination_grace_period_seconds",
+            format!("must be at most {MAX_GRACE_SECONDS}"),
+        );
     }
     let mut names: HashMap<&str, String> = HashMap::new();
     let mut ports: HashMap<(i64, crate::Protocol), String> = HashMap::new();
-    let lists = [("init_containers", &spec.init_containers), ("containers", &spec.containers)];
+    let lists = [
+        ("init_containers", &spec.init_containers),
+        ("containers", &spec.containers),
+    ];
     for (list, containers) in lists {
         for (i, c) in containers.iter().enumerate() {
             let path = format!("{list}[{i}]");
             if let Some(first) = names.get(c.name.as_str()) {
-                e.add(format!("{path}.name"), format!("duplicate container name {:?} (also {first})", c.name));
+                e.add(
+                    format!("{path}.name"),
+                    format!("duplicate container name {:?} (also {first})", c.name),
+                );
             } else {
                 names.insert(&c.name, path.clone());
             }
@@ -107,7 +119,10 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
     }
     for (j, p) in c.ports.iter().enumerate() {
         if !(1..=65535).contains(&p.port) {
-            e.add(format!("{path}.ports[{j}].port"), "must be between 1 and 65535");
+            e.add(
+                format!("{path}.ports[{j}].port"),
+                "must be between 1 and 65535",
+            );
         }
     }
     if let Some(q) = &c.cpu {
@@ -141,9 +156,15 @@ fn check_dns_label(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.len() > 63 {
-        return Err(format!("must be at most 63 characters, {:?} has {}", s, s.len()));
+        return Err(format!(
+            "must be at most 63 characters, {:?} has {}",
+            s,
+            s.len()
+        ));
     }
-    let ok = s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    let ok = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if !ok {
@@ -159,7 +180,9 @@ fn check_image(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.trim() != s || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{s:?} is not a valid image reference: it contains whitespace"));
+        return Err(format!(
+            "{s:?} is not a valid image reference: it contains whitespace"
+        ));
     }
     oci_spec::distribution::Reference::from_str(s)
         .map(|_| ())
@@ -179,10 +202,19 @@ mod tests {
 
     #[test]
     fn names_and_images() {
-        let e = errs("name: Web_1\ncontainers:\n  - {name: a, image: 'UPPER/Case'}\n  - {name: a, image: 'ok:1'}\n");
+        let e = errs(
+            "name: Web_1\ncontainers:\n  - {name: a, image: 'UPPER/Case'}\n  - {name: a, image: 'ok:1'}\n",
+        );
         assert!(e[0].starts_with("name: "), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("containers[0].image: ")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("containers[1].name: duplicate")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.starts_with("containers[0].image: ")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("containers[1].name: duplicate")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -191,7 +223,11 @@ mod tests {
         for i in 0..21 {
             y.push_str(&format!("  - {{name: c{i}, image: bb}}\n"));
         }
-        assert!(errs(&y).iter().any(|m| m.starts_with("containers: a group holds at most 20")));
+        assert!(
+            errs(&y)
+                .iter()
+                .any(|m| m.starts_with("containers: a group holds at most 20"))
+        );
     }
 
     #[test]
@@ -199,16 +235,32 @@ mod tests {
         let e = errs(
             "name: p\ninit_containers:\n  - {name: i, image: bb, memory: 1Mi}\ncontainers:\n  - {name: a, image: bb, ports: [{port: 80}], cpu: 0}\n  - {name: b, image: bb, ports: [{port: 80, protocol: TCP}, {port: 80, protocol: UDP}], memory: lots}\n",
         );
-        assert!(e.contains(&"init_containers[0].memory: must be at least 6Mi".to_string()), "{e:?}");
-        assert!(e.contains(&"containers[0].cpu: must be more than 0".to_string()), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("containers[1].ports[0].port: port 80/TCP is already used")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("containers[1].memory: invalid memory quantity")), "{e:?}");
+        assert!(
+            e.contains(&"init_containers[0].memory: must be at least 6Mi".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"containers[0].cpu: must be more than 0".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("containers[1].ports[0].port: port 80/TCP is already used")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("containers[1].memory: invalid memory quantity")),
+            "{e:?}"
+        );
         assert_eq!(e.len(), 4, "{e:?}");
     }
 
     #[test]
     fn working_dir_and_env() {
-        let e = errs("name: w\ncontainers:\n  - {name: a, image: bb, working_dir: rel, env: [{name: 'A=B'}]}\n  - {name: b, image: bb, working_dir: /a/../b}\n");
+        let e = errs(
+            "name: w\ncontainers:\n  - {name: a, image: bb, working_dir: rel, env: [{name: 'A=B'}]}\n  - {name: b, image: bb, working_dir: /a/../b}\n",
+        );
         assert_eq!(
             e,
             vec![

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use qci_spec::{ContainerGroup, Event, EventType, GroupPhase, GroupSpec, GroupStatus};
-use rusqlite::{params, Connection, OptionalExtension};
-use rusqlite_migration::{Migrations, M};
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,14 +73,18 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations().to_latest(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// An in-memory store, for tests.
     pub fn open_in_memory() -> Result<Store> {
         let mut conn = Connection::open_in_memory()?;
         migrations().to_latest(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -93,14 +97,19 @@ impl Store {
     pub fn create_group(&self, owner: &str, spec: &GroupSpec) -> Result<ContainerGroup> {
         let id = new_group_id();
         let now = Utc::now();
-        let status = GroupStatus { phase: GroupPhase::Pending, ..Default::default() };
+        let status = GroupStatus {
+            phase: GroupPhase::Pending,
+            ..Default::default()
+        };
         let r = self.conn().execute(
             "INSERT INTO container_groups (id, owner, name, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, owner, spec.name, serde_json::to_string(spec)?, serde_json::to_string(&status)?, now.to_rfc3339()],
         );
         match r {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 return Err(StoreError::NameTaken(spec.name.clone()));
             }
             Err(e) => return Err(e.into()),
@@ -135,15 +144,21 @@ impl Store {
     /// Any owner's group, by id (for the controller).
     pub fn get_group(&self, id: &str) -> Result<Option<ContainerGroup>> {
         let conn = self.conn();
-        conn.query_row(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"), params![id], read_group_row)
-            .optional()?
-            .transpose()
+        conn.query_row(
+            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
+            params![id],
+            read_group_row,
+        )
+        .optional()?
+        .transpose()
     }
 
     /// The owner's groups, oldest first.
     pub fn list_groups(&self, owner: &str) -> Result<Vec<ContainerGroup>> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 ORDER BY created_at, id"))?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 ORDER BY created_at, id"
+        ))?;
         let rows = st.query_map(params![owner], read_group_row)?;
         rows.map(|r| r?).collect()
     }
@@ -151,16 +166,19 @@ impl Store {
     /// Every group of every owner (for the controller).
     pub fn all_groups(&self) -> Result<Vec<ContainerGroup>> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {GROUP_COLUMNS} FROM container_groups ORDER BY created_at, id"))?;
+        let mut st = conn.prepare(&format!(
+            "SELECT {GROUP_COLUMNS} FROM container_groups ORDER BY created_at, id"
+        ))?;
         let rows = st.query_map([], read_group_row)?;
         rows.map(|r| r?).collect()
     }
 
     /// Replaces a group's observed status. Returns false if the group is gone.
     pub fn set_status(&self, id: &str, status: &GroupStatus) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("UPDATE container_groups SET status = ?2 WHERE id = ?1", params![id, serde_json::to_string(status)?])?;
+        let n = self.conn().execute(
+            "UPDATE container_groups SET status = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(status)?],
+        )?;
         Ok(n == 1)
     }
 
@@ -175,7 +193,11 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }
-        conn.query_row(&format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"), params![id], read_group_row)?
+        conn.query_row(
+            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
+            params![id],
+            read_group_row,
+        )?
     }
 
     /// Removes a group and its events for good.
@@ -189,11 +211,25 @@ impl Store {
     }
 
     /// Records an event for a group (the owner is the group's).
-    pub fn add_event(&self, group_id: &str, container: Option<&str>, ty: EventType, reason: &str, message: &str) -> Result<()> {
+    pub fn add_event(
+        &self,
+        group_id: &str,
+        container: Option<&str>,
+        ty: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT INTO events (owner, group_id, container, type, reason, message, time)
              SELECT owner, id, ?2, ?3, ?4, ?5, ?6 FROM container_groups WHERE id = ?1",
-            params![group_id, container, ty.as_str(), reason, message, Utc::now().to_rfc3339()],
+            params![
+                group_id,
+                container,
+                ty.as_str(),
+                reason,
+                message,
+                Utc::now().to_rfc3339()
+            ],
         )?;
         Ok(())
     }
@@ -210,7 +246,11 @@ impl Store {
                 id: r.get(0)?,
                 group_id: r.get(1)?,
                 container: r.get(2)?,
-                event_type: if ty == "Warning" { EventType::Warning } else { EventType::Normal },
+                event_type: if ty == "Warning" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 reason: r.get(4)?,
                 message: r.get(5)?,
                 time: parse_time(&r.get::<_, String>(6)?),
@@ -242,7 +282,9 @@ fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGro
 }
 
 fn parse_time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
 }
 
 /// `cg-` and 16 hex digits: short enough to type, random enough never to collide.
@@ -255,7 +297,10 @@ mod tests {
     use super::*;
 
     fn spec(name: &str) -> GroupSpec {
-        qci_spec::parse_spec(&format!("name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n")).unwrap()
+        qci_spec::parse_spec(&format!(
+            "name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -268,12 +313,25 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let g = s.create_group("default", &spec("web")).unwrap();
         assert!(g.id.starts_with("cg-"));
-        assert!(matches!(s.create_group("default", &spec("web")), Err(StoreError::NameTaken(_))));
+        assert!(matches!(
+            s.create_group("default", &spec("web")),
+            Err(StoreError::NameTaken(_))
+        ));
         assert_eq!(s.find_group("default", "web").unwrap().id, g.id);
         assert_eq!(s.find_group("default", &g.id).unwrap().name, "web");
-        assert!(matches!(s.find_group("other", "web"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.find_group("other", "web"),
+            Err(StoreError::NotFound(_))
+        ));
         s.create_group("other", &spec("web")).unwrap();
-        s.add_event(&g.id, Some("a"), EventType::Normal, "Pulling", "pulling image").unwrap();
+        s.add_event(
+            &g.id,
+            Some("a"),
+            EventType::Normal,
+            "Pulling",
+            "pulling image",
+        )
+        .unwrap();
         assert_eq!(s.events(&g.id).unwrap()[0].reason, "Pulling");
         let d = s.request_deletion(&g.id).unwrap();
         assert_eq!(d.status.phase, GroupPhase::Deleting);
@@ -288,8 +346,19 @@ mod tests {
     fn survives_reopen() {
         let dir = std::env::temp_dir().join(format!("qci-store-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let id = Store::open(&dir).unwrap().create_group("default", &spec("keep")).unwrap().id;
-        assert_eq!(Store::open(&dir).unwrap().find_group("default", "keep").unwrap().id, id);
+        let id = Store::open(&dir)
+            .unwrap()
+            .create_group("default", &spec("keep"))
+            .unwrap()
+            .id;
+        assert_eq!(
+            Store::open(&dir)
+                .unwrap()
+                .find_group("default", "keep")
+                .unwrap()
+                .id,
+            id
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,13 +25,25 @@ pub const INDEX_HTML: &str = "<h1>served by busybox httpd in qci</h1>\n";
 
 /// Pushes `busybox` (CMD `sh`) to `registry` as `repo:tag`; returns the reference.
 pub async fn push_busybox(registry: &str, repo: &str, tag: &str) -> String {
-    push_image(registry, repo, tag, &ImageSpec { cmd: Some(vec!["sh".into()]), ..Default::default() }).await
+    push_image(
+        registry,
+        repo,
+        tag,
+        &ImageSpec {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 fn busybox_layer(spec: &ImageSpec) -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox is missing: install it with `apt-get install busybox-static`");
-    let list = std::process::Command::new("/bin/busybox").arg("--list").output().expect("running busybox --list");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("running busybox --list");
     let mut b = tar::Builder::new(Vec::new());
     let dir = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
         let mut h = tar::Header::new_gnu();
@@ -58,13 +70,22 @@ fn busybox_layer(spec: &ImageSpec) -> Vec<u8> {
         b.append_data(&mut h, path, data).expect("tar file");
     };
     file(&mut b, "bin/busybox", &busybox, 0o755);
-    file(&mut b, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644);
+    file(
+        &mut b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        0o644,
+    );
     file(&mut b, "etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644);
     file(&mut b, "index.html", INDEX_HTML.as_bytes(), 0o644);
     for (path, data, mode) in &spec.files {
         file(&mut b, path.trim_start_matches('/'), data, *mode);
     }
-    for applet in String::from_utf8_lossy(&list.stdout).lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_mode(0o777);
@@ -72,7 +93,8 @@ fn busybox_layer(spec: &ImageSpec) -> Vec<u8> {
         h.set_gid(0);
         h.set_mtime(0);
         h.set_size(0);
-        b.append_link(&mut h, format!("bin/{applet}"), "busybox").expect("tar symlink");
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .expect("tar symlink");
     }
     b.into_inner().expect("tar")
 }
@@ -109,11 +131,20 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
     let config = Config::oci_v1(serde_json::to_vec(&config).expect("json"), None);
     let reference = format!("{registry}/{repo}:{tag}");
     let r: Reference = reference.parse().expect("reference");
-    let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
     let layers = [layer];
     let manifest = OciImageManifest::build(&layers, &config, None);
     client
-        .push(&r, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+        .push(
+            &r,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            Some(manifest),
+        )
         .await
         .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
     reference

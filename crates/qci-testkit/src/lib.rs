@@ -12,13 +12,17 @@ pub mod image;
 mod registry;
 mod server;
 
-pub use image::{push_busybox, push_image, ImageSpec};
+pub use image::{ImageSpec, push_busybox, push_image};
 pub use registry::Registry;
 pub use server::Server;
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed before use).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0").local_addr().expect("local addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// Where test data dirs go: `QCI_TEST_DIR`, or /var/tmp/qci-tests (overlayfs needs a real
@@ -27,7 +31,8 @@ pub fn test_root() -> std::path::PathBuf {
     let p = std::env::var_os("QCI_TEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("/var/tmp/qci-tests"));
-    std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating test dir {}: {e}", p.display()));
+    std::fs::create_dir_all(&p)
+        .unwrap_or_else(|e| panic!("creating test dir {}: {e}", p.display()));
     p
 }
 
@@ -44,6 +49,9 @@ pub fn require(programs: &[(&str, &str)]) {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok();
-        assert!(found, "{prog} is missing: install it with `apt-get install {package}` (or run ./scripts/test.sh)");
+        assert!(
+            found,
+            "{prog} is missing: install it with `apt-get install {package}` (or run ./scripts/test.sh)"
+        );
     }
 }

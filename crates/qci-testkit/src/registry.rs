@@ -14,8 +14,13 @@ impl Registry {
         let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
-            .expect("docker-registry is missing: install it with `apt-get install docker-registry`");
-        let dir = tempfile::Builder::new().prefix("qci-registry-").tempdir_in(crate::test_root()).expect("temp dir");
+            .expect(
+                "docker-registry is missing: install it with `apt-get install docker-registry`",
+            );
+        let dir = tempfile::Builder::new()
+            .prefix("qci-registry-")
+            .tempdir_in(crate::test_root())
+            .expect("temp dir");
         let port = crate::free_port();
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
@@ -32,10 +37,17 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("starting docker-registry");
-        let reg = Registry { port, child, _dir: dir };
+        let reg = Registry {
+            port,
+            child,
+            _dir: dir,
+        };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(15), "docker-registry did not listen on port {port} within 15s");
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "docker-registry did not listen on port {port} within 15s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         reg

@@ -31,7 +31,10 @@ impl Server {
         let port = crate::free_port();
         let url = format!("http://127.0.0.1:{port}");
         let layout = Layout::new(&data_dir).expect("layout");
-        let log_path = crate::test_root().join(format!("{}.serve.log", data_dir.file_name().unwrap().to_string_lossy()));
+        let log_path = crate::test_root().join(format!(
+            "{}.serve.log",
+            data_dir.file_name().unwrap().to_string_lossy()
+        ));
         let mut s = Server {
             exe: exe.to_path_buf(),
             data_dir,
@@ -47,7 +50,11 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("serve log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("serve log");
         let child = Command::new(&self.exe)
             .arg("serve")
             .arg("--data-dir")
@@ -69,7 +76,11 @@ impl Server {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("qci serve exited with {status}:\n{}", self.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "qci serve did not answer within 20s:\n{}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "qci serve did not answer within 20s:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -116,25 +127,41 @@ impl Server {
             .args(["list", "-q"])
             .output()
             .expect("runc list");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|s| !s.is_empty()).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     /// Mount points at or below the data dir.
     pub fn mounts(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dir = self.data_dir.to_string_lossy().to_string();
-        info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&dir)).map(str::to_string).collect()
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&dir))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Existing cgroup directories of a group, in every hierarchy.
     pub fn group_cgroups(&self, group_id: &str) -> Vec<PathBuf> {
-        cgroup_roots().into_iter().map(|r| r.join(&self.layout.cgroup_parent).join(group_id)).filter(|p| p.exists()).collect()
+        cgroup_roots()
+            .into_iter()
+            .map(|r| r.join(&self.layout.cgroup_parent).join(group_id))
+            .filter(|p| p.exists())
+            .collect()
     }
 
     fn cleanup(&mut self) {
         self.kill9();
         for id in self.runc_ids() {
-            let _ = Command::new("runc").arg("--root").arg(&self.layout.runc_root).args(["delete", "--force", &id]).output();
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&self.layout.runc_root)
+                .args(["delete", "--force", &id])
+                .output();
         }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "qci", version, about = "Self-hosted elastic container instances: run container groups on this machine")]
+#[command(
+    name = "qci",
+    version,
+    about = "Self-hosted elastic container instances: run container groups on this machine"
+)]
 pub struct Cli {
     /// The qci server to talk to [default: http://127.0.0.1:7070]
     #[arg(long, global = true, env = "QCI_SERVER")]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use crate::cli::ServeArgs;
 
@@ -19,18 +19,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runc = std::env::var("QCI_RUNC").unwrap_or_else(|_| "runc".into());
     match std::process::Command::new(&runc).arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => bail!("runc ({runc}) is not installed or does not run; install it with `apt-get install runc`"),
+        _ => bail!(
+            "runc ({runc}) is not installed or does not run; install it with `apt-get install runc`"
+        ),
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let layout = qci_runtime::Layout::new(&args.data_dir).context("data dir")?;
     let store = qci_store::Store::open(&layout.data_dir).context("opening the store")?;
-    let images = qci_image::ImageStore::open(&layout.data_dir.join("images"), args.insecure_registries.clone())
-        .context("opening the image store")?;
+    let images = qci_image::ImageStore::open(
+        &layout.data_dir.join("images"),
+        args.insecure_registries.clone(),
+    )
+    .context("opening the image store")?;
     let exe = std::env::current_exe().context("locating the qci binary")?;
-    let runtime = qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
+    let runtime =
+        qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
     let controller = qci_controller::Controller::new(store.clone(), images, runtime);
     let waker = controller.clone();
-    let state = qci_api::AppState { store, layout: layout.clone(), on_change: Arc::new(move || waker.wake()) };
+    let state = qci_api::AppState {
+        store,
+        layout: layout.clone(),
+        on_change: Arc::new(move || waker.wake()),
+    };
     let app = qci_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -42,7 +53,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "qci serve ready"
     );
     tokio::spawn(controller.run());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving the API")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving the API")?;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
-use qci_testkit::{push_busybox, Registry, Server};
+use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 
@@ -33,7 +33,12 @@ containers:
     )
 }
 
-async fn wait_for<F: Fn(&ContainerGroup) -> bool>(s: &Server, id: &str, what: &str, f: F) -> ContainerGroup {
+async fn wait_for<F: Fn(&ContainerGroup) -> bool>(
+    s: &Server,
+    id: &str,
+    what: &str,
+    f: F,
+) -> ContainerGroup {
     let start = Instant::now();
     loop {
         let g = s.client.get_group(id).await.expect("get group");
@@ -51,8 +56,17 @@ async fn wait_for<F: Fn(&ContainerGroup) -> bool>(s: &Server, id: &str, what: &s
 }
 
 async fn logs_of(s: &Server, id: &str, container: &str) -> String {
-    let opts = qci_client::LogOptions { container: Some(container.into()), ..Default::default() };
-    s.client.logs(id, &opts).await.expect("logs").text().await.expect("log text")
+    let opts = qci_client::LogOptions {
+        container: Some(container.into()),
+        ..Default::default()
+    };
+    s.client
+        .logs(id, &opts)
+        .await
+        .expect("logs")
+        .text()
+        .await
+        .expect("log text")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,12 +81,24 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     let (ok, out, err) = s.cli(&["create", "-f", spec_file.to_str().unwrap(), "--wait"]);
     assert!(ok, "qci create failed: {err}\n{}", s.log());
     let id = out.trim().to_string();
-    assert!(id.starts_with("cg-") && !id.contains('\n'), "create printed {out:?}");
+    assert!(
+        id.starts_with("cg-") && !id.contains('\n'),
+        "create printed {out:?}"
+    );
 
-    let g = wait_for(&s, &id, "client logs", |g| g.status.phase == GroupPhase::Running).await;
-    assert_eq!(g.status.init_containers[0].state, ContainerState::Terminated);
+    let g = wait_for(&s, &id, "client logs", |g| {
+        g.status.phase == GroupPhase::Running
+    })
+    .await;
+    assert_eq!(
+        g.status.init_containers[0].state,
+        ContainerState::Terminated
+    );
     assert_eq!(g.status.init_containers[0].exit_code, Some(0));
-    assert_eq!(g.status.init_containers[0].reason.as_deref(), Some("Completed"));
+    assert_eq!(
+        g.status.init_containers[0].reason.as_deref(),
+        Some("Completed")
+    );
     let start = Instant::now();
     let client_log = loop {
         let l = logs_of(&s, &id, "client").await;
@@ -81,7 +107,10 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(client_log.contains(qci_testkit::image::INDEX_HTML.trim()), "client log: {client_log:?}");
+    assert!(
+        client_log.contains(qci_testkit::image::INDEX_HTML.trim()),
+        "client log: {client_log:?}"
+    );
     assert!(client_log.contains("hello"), "client log: {client_log:?}");
     assert_eq!(logs_of(&s, &id, "setup").await, "init done\n");
 
@@ -89,12 +118,21 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     let (ok, out, _) = s.cli(&["logs", "web", "-c", "client", "--tail", "1"]);
     assert!(ok && out == "hello\n", "qci logs --tail 1 printed {out:?}");
     let (ok, out, _) = s.cli(&["get", "web"]);
-    assert!(ok && out.contains("Running") && out.contains("server"), "qci get printed {out}");
+    assert!(
+        ok && out.contains("Running") && out.contains("server"),
+        "qci get printed {out}"
+    );
     let (ok, out, _) = s.cli(&["get", &id, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("get -o json is JSON");
-    assert!(ok && v["status"]["phase"] == "Running" && v["spec"]["name"] == "web", "{out}");
+    assert!(
+        ok && v["status"]["phase"] == "Running" && v["spec"]["name"] == "web",
+        "{out}"
+    );
     let (ok, out, _) = s.cli(&["ls"]);
-    assert!(ok && out.contains(&id) && out.contains("2/2"), "qci ls printed {out}");
+    assert!(
+        ok && out.contains(&id) && out.contains("2/2"),
+        "qci ls printed {out}"
+    );
     let (ok, out, _) = s.cli(&["events", "web"]);
     for reason in ["Pulling", "Pulled", "Started", "Exited"] {
         assert!(ok && out.contains(reason), "events lack {reason}:\n{out}");
@@ -102,15 +140,33 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
 
     // The containers share the network namespace, have their own PID namespaces, the group's
     // hostname, and the cgroup limits of the spec.
-    let pids: Vec<u32> = g.status.containers.iter().map(|c| c.pid.expect("running container has a pid")).collect();
+    let pids: Vec<u32> = g
+        .status
+        .containers
+        .iter()
+        .map(|c| c.pid.expect("running container has a pid"))
+        .collect();
     let ns = |pid: u32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
     assert_eq!(ns(pids[0], "net"), ns(pids[1], "net"));
     assert_eq!(ns(pids[0], "ipc"), ns(pids[1], "ipc"));
     assert_ne!(ns(pids[0], "pid"), ns(pids[1], "pid"));
-    assert_ne!(ns(pids[0], "net"), std::fs::read_link("/proc/self/ns/net").unwrap());
-    let environ = |pid: u32| String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap()).replace('\0', "\n");
-    assert!(environ(pids[0]).lines().any(|l| l == "ROLE=server"), "server env: {}", environ(pids[0]));
-    assert!(!environ(pids[1]).contains("ROLE="), "env leaked between containers");
+    assert_ne!(
+        ns(pids[0], "net"),
+        std::fs::read_link("/proc/self/ns/net").unwrap()
+    );
+    let environ = |pid: u32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+            .replace('\0', "\n")
+    };
+    assert!(
+        environ(pids[0]).lines().any(|l| l == "ROLE=server"),
+        "server env: {}",
+        environ(pids[0])
+    );
+    assert!(
+        !environ(pids[1]).contains("ROLE="),
+        "env leaked between containers"
+    );
     assert!(environ(pids[1]).lines().any(|l| l == "HOSTNAME=web"));
     let hostname = std::process::Command::new("nsenter")
         .args(["-t", &pids[0].to_string(), "-u", "hostname"])
@@ -133,12 +189,23 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     s.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for pid in &pids {
-        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container pid {pid} died with qci serve");
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "container pid {pid} died with qci serve"
+        );
     }
     s.restart().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let g2 = wait_for(&s, &id, "Running after restart", |g| g.status.phase == GroupPhase::Running).await;
-    let pids2: Vec<u32> = g2.status.containers.iter().map(|c| c.pid.unwrap_or(0)).collect();
+    let g2 = wait_for(&s, &id, "Running after restart", |g| {
+        g.status.phase == GroupPhase::Running
+    })
+    .await;
+    let pids2: Vec<u32> = g2
+        .status
+        .containers
+        .iter()
+        .map(|c| c.pid.unwrap_or(0))
+        .collect();
     assert_eq!(pids, pids2, "containers were restarted instead of adopted");
     assert!(g2.status.containers.iter().all(|c| c.restart_count == 0));
 
@@ -148,15 +215,34 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     let (ok, _, err) = s.cli(&["delete", "web", "--wait"]);
     assert!(ok, "qci delete failed: {err}\n{}", s.log());
     assert!(s.client.get_group(&id).await.unwrap_err().is_not_found());
-    assert!(s.runc_ids().is_empty(), "runc still knows {:?}", s.runc_ids());
+    assert!(
+        s.runc_ids().is_empty(),
+        "runc still knows {:?}",
+        s.runc_ids()
+    );
     assert!(s.mounts().is_empty(), "mounts left: {:?}", s.mounts());
-    assert!(s.group_cgroups(&id).is_empty(), "cgroups left: {:?}", s.group_cgroups(&id));
+    assert!(
+        s.group_cgroups(&id).is_empty(),
+        "cgroups left: {:?}",
+        s.group_cgroups(&id)
+    );
     assert!(!s.layout.sandbox_dir(&id).exists(), "namespace dir left");
     for pid in &pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} left");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} left"
+        );
     }
     let containers_dir = s.data_dir.join("containers");
-    assert_eq!(std::fs::read_dir(&containers_dir).unwrap().count(), 0, "bundles left in {}", containers_dir.display());
+    assert_eq!(
+        std::fs::read_dir(&containers_dir).unwrap().count(),
+        0,
+        "bundles left in {}",
+        containers_dir.display()
+    );
     let (ok, _, err) = s.cli(&["delete", "web"]);
-    assert!(!ok && err.contains("not found"), "deleting an unknown group: {err}");
+    assert!(
+        !ok && err.contains("not found"),
+        "deleting an unknown group: {err}"
+    );
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use qci_client::{Client, ClientError};
 use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
 
@@ -13,15 +13,22 @@ use crate::cli::CreateArgs;
 pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> {
     let text = if a.file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the spec from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the spec from standard input")?;
         s
     } else {
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
     };
     let g = match client.create_group(&text).await {
         Ok(g) => g,
-        Err(ClientError::Api { message, fields, .. }) if !fields.is_empty() => {
-            eprintln!("error: {} is not a valid container group spec:", a.file.display());
+        Err(ClientError::Api {
+            message, fields, ..
+        }) if !fields.is_empty() => {
+            eprintln!(
+                "error: {} is not a valid container group spec:",
+                a.file.display()
+            );
             for f in fields {
                 eprintln!("  {f}");
             }
@@ -52,7 +59,11 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
         match g.status.phase {
             GroupPhase::Running | GroupPhase::Succeeded => return Ok(ExitCode::SUCCESS),
             GroupPhase::Failed => {
-                bail!("group {} failed: {}", g.name, g.status.message.as_deref().unwrap_or("no reason given"))
+                bail!(
+                    "group {} failed: {}",
+                    g.name,
+                    g.status.message.as_deref().unwrap_or("no reason given")
+                )
             }
             GroupPhase::Deleting => bail!("group {} is being deleted", g.name),
             GroupPhase::Pending => {}
@@ -65,7 +76,12 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
             );
         }
         if start.elapsed() > timeout {
-            bail!("group {} is still {} after {}s", g.name, g.status.phase, timeout.as_secs());
+            bail!(
+                "group {} is still {} after {}s",
+                g.name,
+                g.status.phase,
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -78,7 +94,9 @@ fn progress(g: &ContainerGroup) -> String {
         .iter()
         .chain(&g.status.containers)
         .map(|c| match &c.reason {
-            Some(r) if c.state != ContainerState::Running => format!("{} {} ({r})", c.name, c.state),
+            Some(r) if c.state != ContainerState::Running => {
+                format!("{} {} ({r})", c.name, c.state)
+            }
             _ => format!("{} {}", c.name, c.state),
         })
         .collect();
@@ -87,9 +105,18 @@ fn progress(g: &ContainerGroup) -> String {
 
 /// A container that cannot make progress without the user: bad image, or a start error.
 fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
-    g.status.init_containers.iter().chain(&g.status.containers).find_map(|c| {
-        let r = c.reason.as_deref()?;
-        matches!(r, "ErrImagePull" | "ImagePullBackOff" | "StartError")
-            .then(|| (c.name.clone(), r.to_string(), c.message.clone().unwrap_or_default()))
-    })
+    g.status
+        .init_containers
+        .iter()
+        .chain(&g.status.containers)
+        .find_map(|c| {
+            let r = c.reason.as_deref()?;
+            matches!(r, "ErrImagePull" | "ImagePullBackOff" | "StartError").then(|| {
+                (
+                    c.name.clone(),
+                    r.to_string(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
+        })
 }

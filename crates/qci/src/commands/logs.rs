@@ -9,7 +9,12 @@ use qci_client::{Client, LogOptions};
 use crate::cli::LogsArgs;
 
 pub async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<ExitCode> {
-    let opts = LogOptions { container: a.container, tail: a.tail, follow: a.follow, timestamps: a.timestamps };
+    let opts = LogOptions {
+        container: a.container,
+        tail: a.tail,
+        follow: a.follow,
+        timestamps: a.timestamps,
+    };
     let resp = client.logs(&a.group, &opts).await?;
     let mut body = resp.bytes_stream();
     let mut out = std::io::stdout().lock();

@@ -14,9 +14,21 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
         print_as(&groups, o)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![vec!["ID".into(), "NAME".into(), "PHASE".into(), "READY".into(), "RESTARTS".into(), "AGE".into()]];
+    let mut rows = vec![vec![
+        "ID".into(),
+        "NAME".into(),
+        "PHASE".into(),
+        "READY".into(),
+        "RESTARTS".into(),
+        "AGE".into(),
+    ]];
     for g in &groups {
-        let running = g.status.containers.iter().filter(|c| c.state == ContainerState::Running).count();
+        let running = g
+            .status
+            .containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .count();
         let restarts: u32 = g.status.containers.iter().map(|c| c.restart_count).sum();
         rows.push(vec![
             g.id.clone(),
@@ -48,13 +60,35 @@ fn summary(g: &ContainerGroup) -> String {
     if let Some(m) = &g.status.message {
         s.push_str(&format!("Message:   {m}\n"));
     }
-    s.push_str(&format!("Created:   {} ({} ago)\n", g.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), age(g.created_at)));
+    s.push_str(&format!(
+        "Created:   {} ({} ago)\n",
+        g.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        age(g.created_at)
+    ));
     s.push_str(&format!("Restart:   {:?}\n\n", g.spec.restart_policy));
-    let mut rows =
-        vec![vec!["CONTAINER".into(), "KIND".into(), "STATE".into(), "RESTARTS".into(), "EXIT".into(), "REASON".into(), "IMAGE".into()]];
-    let specs = g.spec.init_containers.iter().map(|c| ("init", c)).chain(g.spec.containers.iter().map(|c| ("work", c)));
+    let mut rows = vec![vec![
+        "CONTAINER".into(),
+        "KIND".into(),
+        "STATE".into(),
+        "RESTARTS".into(),
+        "EXIT".into(),
+        "REASON".into(),
+        "IMAGE".into(),
+    ]];
+    let specs = g
+        .spec
+        .init_containers
+        .iter()
+        .map(|c| ("init", c))
+        .chain(g.spec.containers.iter().map(|c| ("work", c)));
     for (kind, c) in specs {
-        let st = g.status.init_containers.iter().chain(&g.status.containers).find(|s| s.name == c.name);
+        let st = g
+            .status
+            .init_containers
+            .iter()
+            .chain(&g.status.containers)
+            .find(|s| s.name == c.name);
         let default = ContainerStatus::default();
         let st = st.unwrap_or(&default);
         rows.push(vec![
@@ -62,7 +96,9 @@ fn summary(g: &ContainerGroup) -> String {
             kind.into(),
             st.state.to_string(),
             st.restart_count.to_string(),
-            st.exit_code.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+            st.exit_code
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
             st.reason.clone().unwrap_or_else(|| "-".into()),
             c.image.clone(),
         ]);
@@ -85,7 +121,13 @@ fn summary(g: &ContainerGroup) -> String {
 
 pub async fn events(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
     let events = client.events(id).await?;
-    let mut rows = vec![vec!["TIME".into(), "TYPE".into(), "REASON".into(), "CONTAINER".into(), "MESSAGE".into()]];
+    let mut rows = vec![vec![
+        "TIME".into(),
+        "TYPE".into(),
+        "REASON".into(),
+        "CONTAINER".into(),
+        "MESSAGE".into(),
+    ]];
     for e in events {
         rows.push(vec![
             e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what qci needs on Debian 12 (as root), skipping what is already there.
+#   runtime: runc (containers), util-linux (nsenter, used by tests)
+#   tests:   docker-registry (a real OCI registry), busybox-static (the test image's content)
+#   build:   gcc and pkg-config for the C parts of some crates; Rust itself must be installed
+set -euo pipefail
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in runc util-linux ca-certificates gcc "$@"; do
+  have "$pkg" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "error: cargo is missing; install Rust (https://rustup.rs) and run this again" >&2
+    exit 1
+  fi
+fi

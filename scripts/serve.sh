@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds qci and runs `qci serve` (arguments are passed on,
+# e.g. --data-dir /var/lib/qci --listen 127.0.0.1:7070).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh
+cargo build --release --locked --bin qci
+exec target/release/qci serve "$@"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs every check and test: formatting, clippy, unit tests and
+# the end-to-end tests (real runc, a real registry on 127.0.0.1, real cgroups and namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh docker-registry busybox-static
+export CARGO_TERM_COLOR=never
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
