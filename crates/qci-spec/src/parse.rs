@@ -40,22 +40,24 @@ pub fn parse_spec(text: &str) -> Result<GroupSpec, SpecError> {
 }
 
 fn malformed(path: String, msg: String) -> SpecError {
-    // serde names the unknown field in the message; make it part of the path instead.
     let mut field = if path == "." { String::new() } else { path };
-    // yaml_serde already starts its message with the path.
-    let mut message = match msg.strip_prefix(&format!("{field}: ")) {
-        Some(rest) if !field.is_empty() => rest.to_string(),
+    // yaml_serde starts its message with the path (of the map, for an unknown field).
+    let mut message = match msg.split_once(": ") {
+        Some((pre, rest)) if !pre.is_empty() && field.starts_with(pre) => rest.to_string(),
         _ => msg,
     };
+    // serde names an unknown field in the message; make it part of the path instead.
     let unknown = message
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split_once('`'));
     if let Some((name, tail)) = unknown {
-        field = if field.is_empty() {
-            name.to_string()
-        } else {
-            format!("{field}.{name}")
-        };
+        if !field.ends_with(name) {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
         message = format!(
             "unknown field{}",
             tail.split(" at line").next().unwrap_or("")
@@ -111,6 +113,25 @@ containers:
             e.to_string()
                 .starts_with("containers[0].imagee: unknown field"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_field_is_named() {
+        let e = parse_spec("name: a\nfoo: 1\ncontainers: []\n").unwrap_err();
+        assert!(e.to_string().starts_with("foo: unknown field"), "{e}");
+        let e = parse_spec(r#"{"name":"a","containers":[],"bar":1}"#).unwrap_err();
+        assert!(e.to_string().starts_with("bar: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn not_a_spec() {
+        let e = parse_spec("- just\n- a list\n").unwrap_err();
+        assert!(e.to_string().starts_with("spec: "), "{e}");
+        let e = parse_spec("{\"name\": ").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "name: EOF while parsing a value at line 1 column 9"
         );
     }
 
