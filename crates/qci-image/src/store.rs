@@ -289,6 +289,14 @@ fn describe(e: &oci_client::errors::OciDistributionError) -> String {
         E::ImageManifestNotFoundError(m) => format!("manifest not found: {m}"),
         E::AuthenticationFailure(m) => format!("authentication failed: {m}"),
         E::UnauthorizedError { url } => format!("not authorized by the registry ({url})"),
+        E::RegistryError { envelope, url } => {
+            let said: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect();
+            format!("the registry answered {} ({url})", said.join("; "))
+        }
         E::RequestError(re) => {
             let mut msg = format!("cannot reach the registry: {re}");
             let mut src = std::error::Error::source(re);

@@ -85,6 +85,53 @@ impl Server {
         }
     }
 
+    /// Polls the group until `done` holds (panics with the group and the server log after 60s).
+    pub async fn wait_group<F: Fn(&qci_spec::ContainerGroup) -> bool>(
+        &self,
+        id: &str,
+        what: &str,
+        done: F,
+    ) -> qci_spec::ContainerGroup {
+        let start = Instant::now();
+        loop {
+            let g = self.client.get_group(id).await.expect("get group");
+            if done(&g) {
+                return g;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}; group: {}\nserver log:\n{}",
+                serde_json::to_string_pretty(&g).unwrap_or_default(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A container's whole log, as `qci logs -c` gives it.
+    pub async fn logs(&self, id: &str, container: &str) -> String {
+        let opts = qci_client::LogOptions {
+            container: Some(container.into()),
+            ..Default::default()
+        };
+        self.client
+            .logs(id, &opts)
+            .await
+            .expect("logs")
+            .text()
+            .await
+            .expect("log text")
+    }
+
+    /// Writes a spec file into the data dir and runs `qci create -f` on it (with `extra` flags).
+    pub fn create(&self, name: &str, spec: &str, extra: &[&str]) -> (bool, String, String) {
+        let path = self.data_dir.join(format!("{name}.spec"));
+        std::fs::write(&path, spec).expect("writing spec");
+        let mut args = vec!["create", "-f", path.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        self.cli(&args)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
+use qci_spec::{ContainerState, GroupPhase};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -33,52 +33,13 @@ containers:
     )
 }
 
-async fn wait_for<F: Fn(&ContainerGroup) -> bool>(
-    s: &Server,
-    id: &str,
-    what: &str,
-    f: F,
-) -> ContainerGroup {
-    let start = Instant::now();
-    loop {
-        let g = s.client.get_group(id).await.expect("get group");
-        if f(&g) {
-            return g;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; group: {}\nserver log:\n{}",
-            serde_json::to_string_pretty(&g).unwrap(),
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn logs_of(s: &Server, id: &str, container: &str) -> String {
-    let opts = qci_client::LogOptions {
-        container: Some(container.into()),
-        ..Default::default()
-    };
-    s.client
-        .logs(id, &opts)
-        .await
-        .expect("logs")
-        .text()
-        .await
-        .expect("log text")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() {
     let reg = Registry::start();
     let image = push_busybox(&reg.host(), "busybox", "latest").await;
     let mut s = Server::start(std::path::Path::new(QCI)).await;
-    let spec_file = s.data_dir.join("web.yaml");
-    std::fs::write(&spec_file, example_spec(&image)).unwrap();
-
     // Create through the CLI, as a user would.
-    let (ok, out, err) = s.cli(&["create", "-f", spec_file.to_str().unwrap(), "--wait"]);
+    let (ok, out, err) = s.create("web", &example_spec(&image), &["--wait"]);
     assert!(ok, "qci create failed: {err}\n{}", s.log());
     let id = out.trim().to_string();
     assert!(
@@ -86,10 +47,11 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
         "create printed {out:?}"
     );
 
-    let g = wait_for(&s, &id, "client logs", |g| {
-        g.status.phase == GroupPhase::Running
-    })
-    .await;
+    let g = s
+        .wait_group(&id, "client logs", |g| {
+            g.status.phase == GroupPhase::Running
+        })
+        .await;
     assert_eq!(
         g.status.init_containers[0].state,
         ContainerState::Terminated
@@ -101,7 +63,7 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     );
     let start = Instant::now();
     let client_log = loop {
-        let l = logs_of(&s, &id, "client").await;
+        let l = s.logs(&id, "client").await;
         if l.contains("hello") || start.elapsed() > Duration::from_secs(20) {
             break l;
         }
@@ -112,7 +74,7 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
         "client log: {client_log:?}"
     );
     assert!(client_log.contains("hello"), "client log: {client_log:?}");
-    assert_eq!(logs_of(&s, &id, "setup").await, "init done\n");
+    assert_eq!(s.logs(&id, "setup").await, "init done\n");
 
     // The CLI's views.
     let (ok, out, _) = s.cli(&["logs", "web", "-c", "client", "--tail", "1"]);
@@ -196,10 +158,11 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     }
     s.restart().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let g2 = wait_for(&s, &id, "Running after restart", |g| {
-        g.status.phase == GroupPhase::Running
-    })
-    .await;
+    let g2 = s
+        .wait_group(&id, "Running after restart", |g| {
+            g.status.phase == GroupPhase::Running
+        })
+        .await;
     let pids2: Vec<u32> = g2
         .status
         .containers

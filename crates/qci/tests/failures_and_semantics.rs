@@ -1,0 +1,256 @@
+//! End-to-end: bad input, failing containers, restart policies, and Docker's image semantics.
+
+use std::path::Path;
+
+use qci_spec::{ContainerState, GroupPhase};
+use qci_testkit::{ImageSpec, Registry, Server, push_busybox, push_image};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_spec_is_refused_with_the_field_path_and_changes_nothing() {
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = "name: web\ncontainers:\n  - {name: a, image: 127.0.0.1:1/bb}\n  - name: b\n    image: 127.0.0.1:1/bb\n    ports: [{port: 70000}]\n";
+    let (ok, out, err) = s.create("bad", spec, &[]);
+    assert!(!ok, "a bad spec was accepted: {out}");
+    assert!(
+        err.contains("containers[1].ports[0].port: must be between 1 and 65535"),
+        "stderr: {err}"
+    );
+    assert!(out.is_empty(), "stdout should be empty, got {out:?}");
+
+    // The API answers 400 with a JSON body naming the field.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/container-groups", s.url))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "x", "containers": [{"name": "a", "image": "bb", "memroy": "1Gi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "InvalidSpec");
+    assert_eq!(body["fields"][0]["field"], "containers[0].memroy");
+
+    for bad in [
+        "name: UPPER\ncontainers: [{name: a, image: bb}]\n",
+        "containers: [{name: a, image: bb}]\n",
+        "",
+        "::",
+    ] {
+        let (ok, _, err) = s.create("bad2", bad, &[]);
+        assert!(
+            !ok && err.contains("error"),
+            "{bad:?} was accepted or gave no error: {err}"
+        );
+    }
+    assert!(
+        s.client.list_groups().await.unwrap().is_empty(),
+        "a bad spec created a group"
+    );
+    assert!(s.runc_ids().is_empty());
+    assert_eq!(
+        std::fs::read_dir(s.data_dir.join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // Duplicate names and unknown groups are clear errors too.
+    let good =
+        "name: dup\nrestart_policy: Never\ncontainers: [{name: a, image: 127.0.0.1:1/none}]\n";
+    assert!(s.create("dup", good, &[]).0);
+    let (ok, _, err) = s.create("dup", good, &[]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = s.cli(&["get", "nosuch"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, _, err) = s.cli(&["logs", "dup", "-c", "nosuch"]);
+    assert!(!ok && err.contains("no container \"nosuch\""), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_images_and_commands_fail_with_their_reason() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+
+    // An image the registry does not have: ErrImagePull, with what the registry said.
+    let spec = format!(
+        "name: noimage\ncontainers: [{{name: a, image: '{}/does/not-exist:1'}}]\n",
+        reg.host()
+    );
+    let (ok, out, err) = s.create("noimage", &spec, &["--wait"]);
+    assert!(!ok, "create --wait succeeded for a missing image");
+    assert!(
+        out.starts_with("cg-"),
+        "the id is printed even when the wait fails: {out:?}"
+    );
+    assert!(
+        err.contains("ImagePull")
+            && err.contains("does/not-exist")
+            && err.contains("manifest unknown"),
+        "stderr: {err}"
+    );
+    let (_, events, _) = s.cli(&["events", "noimage"]);
+    assert!(
+        events.contains("Warning") && events.contains("failed to pull"),
+        "{events}"
+    );
+
+    // A command that is not in the image: StartError, and under Never the group fails.
+    let spec = format!(
+        "name: nocmd\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: [/no/such/binary]}}]\n"
+    );
+    let (ok, out, err) = s.create("nocmd", &spec, &["--wait"]);
+    assert!(!ok, "create --wait succeeded for a missing command");
+    assert!(err.contains("/no/such/binary"), "stderr: {err}");
+    let id = out.trim();
+    let g = s
+        .wait_group(id, "Failed", |g| g.status.phase == GroupPhase::Failed)
+        .await;
+    assert_eq!(g.status.containers[0].exit_code, Some(128));
+    assert_eq!(g.status.containers[0].reason.as_deref(), Some("StartError"));
+
+    // A failing init container under Never fails the group; work containers never start.
+    let spec = format!(
+        "name: badinit\nrestart_policy: Never\ninit_containers: [{{name: i, image: '{image}', command: [sh, -c, 'echo broken >&2; exit 3']}}]\ncontainers: [{{name: w, image: '{image}', command: [sleep, '60']}}]\n"
+    );
+    let (ok, out, err) = s.create("badinit", &spec, &["--wait"]);
+    assert!(!ok, "create --wait succeeded with a failing init container");
+    assert!(
+        err.contains("init container \"i\" failed: exit code 3"),
+        "stderr: {err}"
+    );
+    let g = s.client.get_group(out.trim()).await.unwrap();
+    assert_eq!(g.status.phase, GroupPhase::Failed);
+    assert_eq!(g.status.containers[0].state, ContainerState::Waiting);
+    assert_eq!(s.logs(out.trim(), "i").await, "broken\n");
+
+    // Deleting failed groups cleans up too.
+    for name in ["noimage", "nocmd", "badinit"] {
+        let (ok, _, err) = s.cli(&["delete", name, "--wait"]);
+        assert!(ok, "delete {name}: {err}");
+    }
+    assert!(s.runc_ids().is_empty(), "{:?}", s.runc_ids());
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_policies_exit_codes_and_oom() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+
+    // Never + success: Succeeded, exit code 0, reason Completed.
+    let spec = format!(
+        "name: done\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: [sh, -c, 'echo ok']}}, {{name: b, image: '{image}', command: ['true']}}]\n"
+    );
+    let id = s.create("done", &spec, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "Succeeded", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Succeeded, "{:?}", g.status);
+    assert!(
+        g.status
+            .containers
+            .iter()
+            .all(|c| c.exit_code == Some(0) && c.reason.as_deref() == Some("Completed"))
+    );
+    assert_eq!(s.logs(&id, "a").await, "ok\n");
+
+    // OnFailure: a failing container is restarted (the first restart is immediate); exit codes are kept.
+    let spec = format!(
+        "name: flaky\nrestart_policy: OnFailure\ncontainers: [{{name: a, image: '{image}', command: [sh, -c, 'echo run; exit 7']}}]\n"
+    );
+    let id = s.create("flaky", &spec, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "a restart", |g| {
+            g.status
+                .containers
+                .first()
+                .is_some_and(|c| c.restart_count >= 1)
+        })
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Running);
+    let g = s
+        .wait_group(&id, "back-off after the restart", |g| {
+            g.status
+                .containers
+                .first()
+                .and_then(|c| c.reason.as_deref())
+                == Some("CrashLoopBackOff")
+        })
+        .await;
+    assert_eq!(g.status.containers[0].exit_code, Some(7));
+    assert!(
+        s.logs(&id, "a").await.matches("run").count() >= 2,
+        "logs survive restarts"
+    );
+
+    // A container over its memory limit is OOMKilled (exit 137).
+    let spec = format!(
+        "name: oom\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', memory: 16Mi, command: [tail, /dev/zero]}}]\n"
+    );
+    let id = s.create("oom", &spec, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "OOM kill", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Failed);
+    assert_eq!(
+        g.status.containers[0].reason.as_deref(),
+        Some("OOMKilled"),
+        "{:?}",
+        g.status.containers[0]
+    );
+    assert_eq!(g.status.containers[0].exit_code, Some(137));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_entrypoint_cmd_env_workdir_and_user_apply_as_in_docker() {
+    let reg = Registry::start();
+    let script = b"#!/bin/sh\necho \"entry: $* | cwd=$(pwd) | id=$(id -u):$(id -g) | MODE=$MODE | PATH=$PATH\"\n".to_vec();
+    let spec = ImageSpec {
+        entrypoint: Some(vec!["/bin/entry.sh".into()]),
+        cmd: Some(vec!["default-arg".into()]),
+        env: vec!["MODE=image".into()],
+        working_dir: Some("/tmp".into()),
+        user: Some("nobody".into()),
+        files: vec![("bin/entry.sh".into(), script, 0o755)],
+    };
+    let image = push_image(&reg.host(), "app", "v1", &spec).await;
+    let s = Server::start(Path::new(QCI)).await;
+    let group = format!(
+        "name: sem\nrestart_policy: Never\ncontainers:\n  - {{name: plain, image: '{image}'}}\n  - {{name: args, image: '{image}', args: [given], env: [{{name: MODE, value: spec}}]}}\n  - {{name: cmd, image: '{image}', command: [sh, -c, 'echo cmd $0 $(pwd)'], working_dir: /etc}}\n"
+    );
+    let id = s.create("sem", &group, &[]).1.trim().to_string();
+    s.wait_group(&id, "all exited", |g| g.status.phase.is_final())
+        .await;
+    // The image sets no PATH... it does (MODE only replaces the default env), so Docker's default applies.
+    assert_eq!(
+        s.logs(&id, "plain").await,
+        "entry: default-arg | cwd=/tmp | id=65534:65534 | MODE=image | PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    assert!(
+        s.logs(&id, "args")
+            .await
+            .starts_with("entry: given | cwd=/tmp | id=65534:65534 | MODE=spec")
+    );
+    assert_eq!(s.logs(&id, "cmd").await, "cmd sh /etc\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_describes_itself() {
+    let s = Server::start(Path::new(QCI)).await;
+    let doc = s.client.openapi().await.unwrap();
+    for path in [
+        "/v1/container-groups",
+        "/v1/container-groups/{id}",
+        "/v1/container-groups/{id}/logs",
+        "/v1/container-groups/{id}/events",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi.json lacks {path}");
+    }
+    assert!(doc["components"]["schemas"]["GroupSpec"].is_object());
+    let (ok, out, _) = s.cli(&["version"]);
+    assert!(ok && out.contains("server: qci"), "{out}");
+}
