@@ -1,0 +1,140 @@
+//! Benchmark: create→Running of a one-container group whose image is already present, beside
+//! a bare `runc run -d` of an equivalent bundle (same image layer, same command), in the same
+//! run. Prints both, and their ratio.
+//!
+//! Run as root: `cargo bench -p qci --bench create_to_running` (QCI_BENCH_RUNS sets the count).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use qci_spec::GroupPhase;
+use qci_testkit::{push_busybox, Registry, Server};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = ms(v[v.len() / 2]);
+    println!(
+        "{name:<34} n={:<3} median {median:7.1} ms   p90 {:7.1} ms   min {:7.1} ms   max {:7.1} ms",
+        v.len(),
+        ms(v[v.len() * 9 / 10]),
+        ms(v[0]),
+        ms(v[v.len() - 1])
+    );
+    median
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let runs: usize = std::env::var("QCI_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let reg = Registry::start();
+    // A pinned tag: with the image present, qci does not contact the registry.
+    let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+    // `sleep` as PID 1 ignores SIGTERM; a short grace period keeps the (untimed) deletes short.
+    let spec = |i: usize| {
+        format!(
+            "name: bench-{i}\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600']}}]\n"
+        )
+    };
+
+    // Warm-up: pulls the image once.
+    let g = s.client.create_group(&spec(0)).await.expect("create");
+    s.wait_group(&g.id, "warm-up Running", |g| g.status.phase == GroupPhase::Running).await;
+    let layer = std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
+        .expect("layers dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.extension().is_none())
+        .expect("an unpacked layer");
+    delete(&s, &g.id).await;
+
+    let mut qci = Vec::new();
+    for i in 1..=runs {
+        let t = Instant::now();
+        let g = s.client.create_group(&spec(i)).await.expect("create");
+        loop {
+            let g = s.client.get_group(&g.id).await.expect("get");
+            match g.status.phase {
+                GroupPhase::Running => break,
+                GroupPhase::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
+                other => panic!("group ended {other}: {:?}", g.status),
+            }
+        }
+        qci.push(t.elapsed());
+        delete(&s, &g.id).await;
+    }
+
+    let runc = bare_runc(&layer, runs);
+    println!();
+    let a = stats("qci create -> Running (API)", qci);
+    let b = stats("runc run -d (bare bundle)", runc);
+    println!("ratio qci / runc: {:.2}", a / b);
+}
+
+async fn delete(s: &Server, id: &str) {
+    s.client.delete_group(id).await.expect("delete");
+    let t = Instant::now();
+    while s.client.get_group(id).await.is_ok() {
+        assert!(t.elapsed() < Duration::from_secs(60), "delete took over a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `runc run -d` of a bundle made by `runc spec`, rootfs an overlay of the same layer.
+fn bare_runc(layer: &Path, runs: usize) -> Vec<Duration> {
+    let dir = tempfile::Builder::new().prefix("qci-bench-runc-").tempdir_in(qci_testkit::test_root()).expect("tmp");
+    let root = dir.path().join("state");
+    let bundle = dir.path().join("bundle");
+    for d in ["rootfs", "upper", "work"] {
+        std::fs::create_dir_all(bundle.join(d)).unwrap();
+    }
+    let ok = Command::new("runc").args(["spec", "--bundle"]).arg(&bundle).status().expect("runc spec");
+    assert!(ok.success());
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
+    cfg["root"]["readonly"] = false.into();
+    cfg["process"]["rlimits"] = serde_json::json!([]);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        layer.display(),
+        bundle.join("upper").display(),
+        bundle.join("work").display()
+    );
+    let rootfs = bundle.join("rootfs");
+    nix::mount::mount(Some("overlay"), &rootfs, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
+        .expect("overlay mount");
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let id = format!("qci-bench-{}-{i}", std::process::id());
+        let t = Instant::now();
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "-d", "--pid-file"])
+            .arg(dir.path().join("pid"))
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&id)
+            // The container inherits runc's stdio: no pipes, or waiting for EOF would hang.
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("runc run");
+        times.push(t.elapsed());
+        assert!(out.success(), "runc run -d failed for {id}");
+        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).output();
+    }
+    let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+    times
+}
