@@ -104,7 +104,6 @@ impl Controller {
             .zip(&init_obs)
             .map(|(c, o)| {
                 assess(
-                    g,
                     c,
                     find(&prev.init_containers, &c.name),
                     o,
@@ -119,7 +118,7 @@ impl Controller {
             .containers
             .iter()
             .zip(&work_obs)
-            .map(|(c, o)| assess(g, c, find(&prev.containers, &c.name), o, policy, false, now))
+            .map(|(c, o)| assess(c, find(&prev.containers, &c.name), o, policy, false, now))
             .collect();
 
         // Init containers run one at a time, in order: only the first unfinished one may act.
@@ -428,7 +427,6 @@ fn find<'a>(list: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStat
 
 /// The container's status as observed, and what this pass should do about it.
 fn assess(
-    _g: &ContainerGroup,
     c: &ContainerSpec,
     prev: Option<&ContainerStatus>,
     obs: &Observed,
@@ -444,12 +442,10 @@ fn assess(
     match obs {
         Observed::Absent | Observed::Broken => {
             st.state = ContainerState::Waiting;
-            if let Some(at) = st.retry_at.filter(|at| *at > now) {
-                if st.reason.as_deref() == Some("ErrImagePull")
-                    || st.reason.as_deref() == Some("ImagePullBackOff")
-                {
+            if st.retry_at.is_some_and(|at| at > now) {
+                // Between pull attempts, as Kubernetes says it.
+                if st.reason.as_deref() == Some("ErrImagePull") {
                     st.reason = Some("ImagePullBackOff".into());
-                    let _ = at;
                 }
                 return (st, Act::Nothing);
             }
@@ -488,8 +484,8 @@ fn assess(
                 return (st, Act::Nothing);
             }
             let at = match st.retry_at {
-                Some(at) if st.finished_at.is_some() => at,
-                _ => {
+                Some(at) => at,
+                None => {
                     e.finished_at
                         + chrono::Duration::from_std(restart_delay(st.restart_count))
                             .unwrap_or_default()

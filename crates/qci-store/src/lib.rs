@@ -173,10 +173,12 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
-    /// Replaces a group's observed status. Returns false if the group is gone.
+    /// Replaces a group's observed status. Returns false if the group is gone. Once deletion
+    /// was requested the phase stays Deleting, whatever a pass that began earlier reports.
     pub fn set_status(&self, id: &str, status: &GroupStatus) -> Result<bool> {
         let n = self.conn().execute(
-            "UPDATE container_groups SET status = ?2 WHERE id = ?1",
+            "UPDATE container_groups SET status = CASE WHEN deletion_requested_at IS NULL THEN ?2
+                 ELSE json_set(?2, '$.phase', 'Deleting') END WHERE id = ?1",
             params![id, serde_json::to_string(status)?],
         )?;
         Ok(n == 1)
@@ -335,6 +337,15 @@ mod tests {
         assert_eq!(s.events(&g.id).unwrap()[0].reason, "Pulling");
         let d = s.request_deletion(&g.id).unwrap();
         assert_eq!(d.status.phase, GroupPhase::Deleting);
+        let running = GroupStatus {
+            phase: GroupPhase::Running,
+            ..Default::default()
+        };
+        assert!(s.set_status(&g.id, &running).unwrap());
+        assert_eq!(
+            s.get_group(&g.id).unwrap().unwrap().status.phase,
+            GroupPhase::Deleting
+        );
         assert!(d.deletion_requested_at.is_some());
         s.remove_group(&g.id).unwrap();
         assert!(s.get_group(&g.id).unwrap().is_none());

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qci_spec::GroupPhase;
-use qci_testkit::{push_busybox, Registry, Server};
+use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 
@@ -32,7 +32,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs: usize = std::env::var("QCI_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::var("QCI_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let reg = Registry::start();
     // A pinned tag: with the image present, qci does not contact the registry.
     let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
@@ -46,7 +49,10 @@ async fn main() {
 
     // Warm-up: pulls the image once.
     let g = s.client.create_group(&spec(0)).await.expect("create");
-    s.wait_group(&g.id, "warm-up Running", |g| g.status.phase == GroupPhase::Running).await;
+    s.wait_group(&g.id, "warm-up Running", |g| {
+        g.status.phase == GroupPhase::Running
+    })
+    .await;
     let layer = std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
         .expect("layers dir")
         .flatten()
@@ -82,23 +88,34 @@ async fn delete(s: &Server, id: &str) {
     s.client.delete_group(id).await.expect("delete");
     let t = Instant::now();
     while s.client.get_group(id).await.is_ok() {
-        assert!(t.elapsed() < Duration::from_secs(60), "delete took over a minute");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "delete took over a minute"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// `runc run -d` of a bundle made by `runc spec`, rootfs an overlay of the same layer.
 fn bare_runc(layer: &Path, runs: usize) -> Vec<Duration> {
-    let dir = tempfile::Builder::new().prefix("qci-bench-runc-").tempdir_in(qci_testkit::test_root()).expect("tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("qci-bench-runc-")
+        .tempdir_in(qci_testkit::test_root())
+        .expect("tmp");
     let root = dir.path().join("state");
     let bundle = dir.path().join("bundle");
     for d in ["rootfs", "upper", "work"] {
         std::fs::create_dir_all(bundle.join(d)).unwrap();
     }
-    let ok = Command::new("runc").args(["spec", "--bundle"]).arg(&bundle).status().expect("runc spec");
+    let ok = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .status()
+        .expect("runc spec");
     assert!(ok.success());
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = false.into();
     cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
     cfg["root"]["readonly"] = false.into();
@@ -111,8 +128,14 @@ fn bare_runc(layer: &Path, runs: usize) -> Vec<Duration> {
         bundle.join("work").display()
     );
     let rootfs = bundle.join("rootfs");
-    nix::mount::mount(Some("overlay"), &rootfs, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()))
-        .expect("overlay mount");
+    nix::mount::mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .expect("overlay mount");
     let mut times = Vec::new();
     for i in 0..runs {
         let id = format!("qci-bench-{}-{i}", std::process::id());
@@ -133,7 +156,11 @@ fn bare_runc(layer: &Path, runs: usize) -> Vec<Duration> {
             .expect("runc run");
         times.push(t.elapsed());
         assert!(out.success(), "runc run -d failed for {id}");
-        let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).output();
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", &id])
+            .output();
     }
     let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
     times

@@ -53,10 +53,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "qci serve ready"
     );
     tokio::spawn(controller.run());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving the API")?;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopped = stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown().await;
+        stopped.notify_one();
+    });
+    tokio::select! {
+        r = server => r.context("serving the API")?,
+        // Open `logs -f` streams must not keep the process alive for ever.
+        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
+            tracing::info!("closing the connections still open");
+        }
+    }
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
 }

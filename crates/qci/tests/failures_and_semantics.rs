@@ -141,11 +141,20 @@ async fn restart_policies_exit_codes_and_oom() {
     let image = push_busybox(&reg.host(), "bb", "1.0").await;
     let s = Server::start(Path::new(QCI)).await;
 
-    // Never + success: Succeeded, exit code 0, reason Completed.
+    // Never + success: Succeeded, exit code 0, reason Completed. `logs -f`, started before the
+    // container, follows it to its end and then returns.
     let spec = format!(
-        "name: done\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: [sh, -c, 'echo ok']}}, {{name: b, image: '{image}', command: ['true']}}]\n"
+        "name: done\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: [sh, -c, 'echo ok; sleep 1; echo bye']}}, {{name: b, image: '{image}', command: ['true']}}]\n"
     );
     let id = s.create("done", &spec, &[]).1.trim().to_string();
+    let (exe, url) = (QCI.to_string(), s.url.clone());
+    let follow = std::thread::spawn(move || {
+        std::process::Command::new(exe)
+            .args(["logs", "done", "-c", "a", "-f"])
+            .env("QCI_SERVER", url)
+            .output()
+            .unwrap()
+    });
     let g = s
         .wait_group(&id, "Succeeded", |g| g.status.phase.is_final())
         .await;
@@ -154,9 +163,17 @@ async fn restart_policies_exit_codes_and_oom() {
         g.status
             .containers
             .iter()
-            .all(|c| c.exit_code == Some(0) && c.reason.as_deref() == Some("Completed"))
+            .all(|c| { c.exit_code == Some(0) && c.reason.as_deref() == Some("Completed") })
     );
-    assert_eq!(s.logs(&id, "a").await, "ok\n");
+    assert_eq!(s.logs(&id, "a").await, "ok\nbye\n");
+    let followed = follow.join().unwrap();
+    assert!(followed.status.success());
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "ok\nbye\n");
+    let (ok, out, _) = s.cli(&["logs", "done"]);
+    assert!(
+        ok && out.contains("[a] ok\n") && out.contains("[a] bye\n"),
+        "all containers' logs: {out:?}"
+    );
 
     // OnFailure: a failing container is restarted (the first restart is immediate); exit codes are kept.
     let spec = format!(

@@ -27,7 +27,7 @@ containers:
     memory: 256Mi
   - name: client
     image: {image}
-    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ ; echo $GREETING; sleep 3600"]
+    command: ["sh", "-c", "until wget -qO- http://127.0.0.1:8080/; do sleep 0.2; done; echo $GREETING; sleep 3600"]
     env: [{{name: GREETING, value: hello}}]
 "#
     )
