@@ -86,8 +86,8 @@ impl Client {
         url: &str,
     ) -> Result<reqwest::Response, ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Connect {
-            url: url.to_string(),
-            reason: chain(&e),
+            url: self.base.clone(),
+            reason: root_cause(&e),
         })?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -202,6 +202,15 @@ impl Client {
         let url = self.url("/v1/openapi.json");
         self.json(self.http.get(&url), &url).await
     }
+}
+
+/// The innermost cause ("Connection refused (os error 111)"): what a user can act on.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// An error with its causes, for messages a user reads.

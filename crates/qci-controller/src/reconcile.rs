@@ -276,16 +276,23 @@ impl Controller {
         let t = Instant::now();
         match self.images.pull(image).await {
             Ok(img) => {
+                let how = if img.downloaded_bytes == 0 {
+                    "is up to date".to_string()
+                } else {
+                    format!(
+                        "was pulled, {} downloaded",
+                        human_bytes(img.downloaded_bytes)
+                    )
+                };
                 self.event(
                     g,
                     None,
                     EventType::Normal,
                     "Pulled",
                     &format!(
-                        "pulled image {image:?} ({}) in {:.2}s, {} downloaded",
+                        "image {image:?} {how} ({}, {:.2}s)",
                         img.digest,
-                        t.elapsed().as_secs_f64(),
-                        human_bytes(img.downloaded_bytes)
+                        t.elapsed().as_secs_f64()
                     ),
                 );
                 Ok(img)

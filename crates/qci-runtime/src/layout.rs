@@ -37,6 +37,11 @@ impl Layout {
         })
     }
 
+    /// The socket monitors poke when a container exits.
+    pub fn notify_socket(&self) -> PathBuf {
+        self.run_dir.join("notify.sock")
+    }
+
     /// The bundle and monitor files of one container.
     pub fn container_dir(&self, runc_id: &str) -> PathBuf {
         self.data_dir.join("containers").join(runc_id)

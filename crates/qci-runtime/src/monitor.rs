@@ -36,6 +36,9 @@ pub struct MonitorArgs {
     pub log: PathBuf,
     /// The container's cgroup, relative to the hierarchy roots (for OOM detection).
     pub cgroup: String,
+    /// A unix datagram socket poked once the exit is recorded, so `qci serve` (if it runs)
+    /// looks at once instead of at its next pass.
+    pub notify: PathBuf,
 }
 
 impl MonitorArgs {
@@ -52,6 +55,8 @@ impl MonitorArgs {
             self.log.display().to_string(),
             "--cgroup".into(),
             self.cgroup.clone(),
+            "--notify".into(),
+            self.notify.display().to_string(),
         ]
     }
 }
@@ -314,6 +319,10 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     say(&format!(
         "container exited: code {exit_code}, signal {signal:?}, oom {oom_killed}"
     ));
+    // A hint only: nobody may be listening, and the exit record is what counts.
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = sock.send_to(args.id.as_bytes(), &args.notify);
+    }
     0
 }
 

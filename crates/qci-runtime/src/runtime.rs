@@ -166,6 +166,7 @@ impl Runtime {
             bundle: dir.to_path_buf(),
             log,
             cgroup,
+            notify: self.layout.notify_socket(),
         };
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("monitor").args(args.to_args());

@@ -140,6 +140,8 @@ pub struct MonitorCli {
     pub log: PathBuf,
     #[arg(long)]
     pub cgroup: String,
+    #[arg(long)]
+    pub notify: PathBuf,
 }
 
 impl MonitorCli {
@@ -150,6 +152,7 @@ impl MonitorCli {
             bundle: self.bundle.clone(),
             log: self.log.clone(),
             cgroup: self.cgroup.clone(),
+            notify: self.notify.clone(),
         }
     }
 }

@@ -52,6 +52,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cgroup_parent = %layout.cgroup_parent,
         "qci serve ready"
     );
+    if let Err(e) = listen_for_exits(&layout, controller.clone()) {
+        // Exits are then seen at the next pass (250 ms) instead of at once.
+        tracing::warn!("no exit notifications: {e:#}");
+    }
     tokio::spawn(controller.run());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopped = stopping.clone();
@@ -76,4 +80,22 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+/// Monitors poke this socket when a container exits; each poke wakes the controller.
+fn listen_for_exits(
+    layout: &qci_runtime::Layout,
+    controller: Arc<qci_controller::Controller>,
+) -> anyhow::Result<()> {
+    let path = layout.notify_socket();
+    let _ = std::fs::remove_file(&path);
+    let sock = tokio::net::UnixDatagram::bind(&path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    tokio::spawn(async move {
+        let mut buf = [0u8; 256];
+        while sock.recv(&mut buf).await.is_ok() {
+            controller.wake();
+        }
+    });
+    Ok(())
 }

@@ -100,6 +100,9 @@ fn progress(g: &ContainerGroup) -> String {
             _ => format!("{} {}", c.name, c.state),
         })
         .collect();
+    if parts.is_empty() {
+        return format!("{}: {}", g.name, g.status.phase);
+    }
     format!("{}: {}  {}", g.name, g.status.phase, parts.join(", "))
 }
 
