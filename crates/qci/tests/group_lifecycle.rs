@@ -209,3 +209,40 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
         "deleting an unknown group: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_cut_short_by_a_crash_is_finished_after_restart() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "busybox", "2").await;
+    let mut s = Server::start(std::path::Path::new(QCI)).await;
+    // `sleep` as PID 1 ignores SIGTERM, so the delete waits out the grace period.
+    let spec = format!(
+        "name: stubborn\ntermination_grace_period_seconds: 3\ncontainers:\n  - {{name: a, image: '{image}', command: [sleep, '3600']}}\n  - {{name: b, image: '{image}', command: [sleep, '3600']}}\n"
+    );
+    let (ok, out, err) = s.create("stubborn", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let g = s.client.delete_group(&id).await.unwrap();
+    assert_eq!(g.status.phase, GroupPhase::Deleting);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.kill9();
+    // Still there, still marked for deletion, containers still running.
+    assert_eq!(s.runc_ids().len(), 2);
+    s.restart().await;
+    let g = s.client.get_group(&id).await.unwrap();
+    assert_eq!(g.status.phase, GroupPhase::Deleting);
+    let start = Instant::now();
+    while s.client.get_group(&id).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "delete not finished after restart:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.runc_ids().is_empty(), "{:?}", s.runc_ids());
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+    assert!(s.group_cgroups(&id).is_empty());
+    assert!(!s.layout.sandbox_dir(&id).exists());
+    assert!(!s.layout.group_log_dir(&id).exists());
+}
