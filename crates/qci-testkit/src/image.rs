@@ -3,14 +3,31 @@
 use std::io::Write;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::OciImageManifest;
+use oci_client::manifest::{
+    IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex,
+    OciImageManifest, Platform,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
+/// Which media types an image is pushed with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// OCI image manifest, config and gzip layer.
+    #[default]
+    Oci,
+    /// Docker image manifest v2 schema 2, with Docker's config and layer media types.
+    Docker,
+}
+
 /// What goes into a test image besides busybox.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
+    pub format: Format,
+    /// The config's architecture; `amd64` when empty.
+    pub architecture: String,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
@@ -106,7 +123,11 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
     let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).expect("gzip");
-    let layer = ImageLayer::oci_v1_gzip(gz.finish().expect("gzip"), None);
+    let gz = gz.finish().expect("gzip");
+    let layer = match spec.format {
+        Format::Oci => ImageLayer::oci_v1_gzip(gz, None),
+        Format::Docker => ImageLayer::new(gz, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE.to_string(), None),
+    };
     let mut cfg = serde_json::json!({
         "Env": if spec.env.is_empty() { vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()] } else { spec.env.clone() },
     });
@@ -122,13 +143,22 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
     if let Some(u) = &spec.user {
         cfg["User"] = serde_json::json!(u);
     }
+    let arch = if spec.architecture.is_empty() {
+        "amd64"
+    } else {
+        spec.architecture.as_str()
+    };
     let config = serde_json::json!({
-        "architecture": "amd64",
+        "architecture": arch,
         "os": "linux",
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     });
-    let config = Config::oci_v1(serde_json::to_vec(&config).expect("json"), None);
+    let config = serde_json::to_vec(&config).expect("json");
+    let config = match spec.format {
+        Format::Oci => Config::oci_v1(config, None),
+        Format::Docker => Config::new(config, IMAGE_DOCKER_CONFIG_MEDIA_TYPE.to_string(), None),
+    };
     let reference = format!("{registry}/{repo}:{tag}");
     let r: Reference = reference.parse().expect("reference");
     let client = Client::new(ClientConfig {
@@ -136,7 +166,10 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
         ..Default::default()
     });
     let layers = [layer];
-    let manifest = OciImageManifest::build(&layers, &config, None);
+    let mut manifest = OciImageManifest::build(&layers, &config, None);
+    if spec.format == Format::Docker {
+        manifest.media_type = Some(IMAGE_MANIFEST_MEDIA_TYPE.to_string());
+    }
     client
         .push(
             &r,
@@ -147,5 +180,55 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
         )
         .await
         .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
+    reference
+}
+
+/// Pushes an OCI image index at `registry/repo:tag` whose entries are the manifests already
+/// pushed at `registry/repo:<member tag>`, listed in the order given with their architecture
+/// (os linux); returns the index reference.
+pub async fn push_index(registry: &str, repo: &str, tag: &str, members: &[(&str, &str)]) -> String {
+    qci_image::init_tls();
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let mut manifests = Vec::new();
+    for (arch, member) in members {
+        let r: Reference = format!("{registry}/{repo}:{member}")
+            .parse()
+            .expect("reference");
+        let (bytes, digest) = client
+            .pull_manifest_raw(
+                &r,
+                &RegistryAuth::Anonymous,
+                &[OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading back {r}: {e}"));
+        let platform: Platform =
+            serde_json::from_value(serde_json::json!({"architecture": arch, "os": "linux"}))
+                .expect("platform");
+        manifests.push(ImageIndexEntry {
+            media_type: OCI_IMAGE_MEDIA_TYPE.to_string(),
+            digest,
+            size: bytes.len() as i64,
+            platform: Some(platform),
+            annotations: None,
+            artifact_type: None,
+        });
+    }
+    let index = OciImageIndex {
+        schema_version: 2,
+        media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()),
+        manifests,
+        artifact_type: None,
+        annotations: None,
+    };
+    let reference = format!("{registry}/{repo}:{tag}");
+    let r: Reference = reference.parse().expect("reference");
+    client
+        .push_manifest_list(&r, &RegistryAuth::Anonymous, index)
+        .await
+        .unwrap_or_else(|e| panic!("pushing index {reference}: {e}"));
     reference
 }

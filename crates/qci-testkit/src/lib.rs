@@ -12,7 +12,7 @@ pub mod image;
 mod registry;
 mod server;
 
-pub use image::{ImageSpec, push_busybox, push_image};
+pub use image::{Format, ImageSpec, push_busybox, push_image, push_index};
 pub use registry::Registry;
 pub use server::Server;
 

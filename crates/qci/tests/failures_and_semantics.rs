@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use qci_spec::{ContainerState, GroupPhase};
-use qci_testkit::{ImageSpec, Registry, Server, push_busybox, push_image};
+use qci_testkit::{Format, ImageSpec, Registry, Server, push_busybox, push_image, push_index};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 
@@ -233,6 +233,7 @@ async fn image_entrypoint_cmd_env_workdir_and_user_apply_as_in_docker() {
         working_dir: Some("/tmp".into()),
         user: Some("nobody".into()),
         files: vec![("bin/entry.sh".into(), script, 0o755)],
+        ..Default::default()
     };
     let image = push_image(&reg.host(), "app", "v1", &spec).await;
     let s = Server::start(Path::new(QCI)).await;
@@ -270,4 +271,52 @@ async fn the_api_describes_itself() {
     assert!(doc["components"]["schemas"]["GroupSpec"].is_object());
     let (ok, out, _) = s.cli(&["version"]);
     assert!(ok && out.contains("server: qci"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_manifests_and_multi_arch_indexes_are_pulled() {
+    let reg = Registry::start();
+    let marker = |text: &str| {
+        vec![(
+            "etc/arch".to_string(),
+            format!("{text}\n").into_bytes(),
+            0o644,
+        )]
+    };
+    let cat = Some(vec!["cat".to_string(), "/etc/arch".to_string()]);
+    let docker = ImageSpec {
+        format: Format::Docker,
+        cmd: cat.clone(),
+        files: marker("docker"),
+        ..Default::default()
+    };
+    let docker = push_image(&reg.host(), "dock", "v1", &docker).await;
+    for arch in ["arm64", "amd64"] {
+        let spec = ImageSpec {
+            architecture: arch.to_string(),
+            cmd: cat.clone(),
+            files: marker(arch),
+            ..Default::default()
+        };
+        push_image(&reg.host(), "multi", arch, &spec).await;
+    }
+    // The arm64 entry comes first: qci must choose by platform, not by position.
+    let multi = push_index(
+        &reg.host(),
+        "multi",
+        "v1",
+        &[("arm64", "arm64"), ("amd64", "amd64")],
+    )
+    .await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: formats\nrestart_policy: Never\ncontainers:\n  - {{name: docker, image: '{docker}'}}\n  - {{name: multi, image: '{multi}'}}\n"
+    );
+    let id = s.create("formats", &spec, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "both done", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Succeeded, "{:?}", g.status);
+    assert_eq!(s.logs(&id, "docker").await, "docker\n");
+    assert_eq!(s.logs(&id, "multi").await, "amd64\n");
 }
