@@ -24,7 +24,12 @@ pub struct EventList {
     responses((status = 200, body = GroupList)))]
 pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, ApiError> {
     Ok(Json(GroupList {
-        items: s.store.list_groups(DEFAULT_OWNER)?,
+        items: s
+            .store
+            .list_groups(DEFAULT_OWNER)?
+            .into_iter()
+            .map(ContainerGroup::masked)
+            .collect(),
     }))
 }
 
@@ -49,7 +54,7 @@ pub async fn create_group(
     let g = s.store.create_group(DEFAULT_OWNER, &spec)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_change)();
-    Ok((StatusCode::CREATED, Json(g)))
+    Ok((StatusCode::CREATED, Json(g.masked())))
 }
 
 /// Gets one container group by id or name.
@@ -60,7 +65,7 @@ pub async fn get_group(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ContainerGroup>, ApiError> {
-    Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?))
+    Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?.masked()))
 }
 
 /// Deletes a container group: its containers are stopped (SIGTERM, then SIGKILL after the
@@ -77,7 +82,7 @@ pub async fn delete_group(
     let g = s.store.request_deletion(&g.id)?;
     tracing::info!(group = %g.id, "deletion requested");
     (s.on_change)();
-    Ok((StatusCode::ACCEPTED, Json(g)))
+    Ok((StatusCode::ACCEPTED, Json(g.masked())))
 }
 
 /// A group's events, oldest first.

@@ -81,6 +81,7 @@ mod tests {
             ports: vec![],
             cpu: None,
             memory: Some(qci_spec::Quantity("64Mi".into())),
+            image_pull_policy: None,
         }
     }
 

@@ -5,17 +5,31 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use qci_image::PulledImage;
+use qci_image::{Credentials, PulledImage};
 use qci_runtime::{ExitRecord, Observed, StartRequest};
 use qci_spec::{
     ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase,
-    GroupStatus, RestartPolicy,
+    GroupStatus, PullPolicy, RestartPolicy,
 };
 
 use crate::{Controller, ControllerError};
 
-/// Wait before pulling again after a failed pull.
-const PULL_RETRY: Duration = Duration::from_secs(5);
+/// Wait before pulling again after failed pulls: 5 s, doubling up to 5 minutes.
+const PULL_BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+fn pull_backoff(failures: u32) -> Duration {
+    PULL_BACKOFF_BASE
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(BACKOFF_MAX)
+}
+
+/// Why a container has no image to start from.
+#[derive(Debug, Clone)]
+struct PullFailure {
+    /// ErrImagePull or ErrImageNeverPull.
+    reason: &'static str,
+    message: String,
+}
 /// Crash-loop back-off: the first restart is immediate, then 10 s doubling up to 5 minutes.
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -194,19 +208,23 @@ impl Controller {
             .collect();
         let acted = !to_start.is_empty();
         if acted {
-            let mut images: Vec<&str> = to_start.iter().map(|(c, _, _)| c.image.as_str()).collect();
-            images.sort();
+            // Each (image, policy) once per pass, whatever number of containers use it.
+            let mut images: Vec<(&str, PullPolicy)> = to_start
+                .iter()
+                .map(|(c, _, _)| (c.image.as_str(), c.pull_policy()))
+                .collect();
+            images.sort_by_key(|(i, p)| (*i, *p as u8));
             images.dedup();
-            let pulled: HashMap<&str, Result<PulledImage, String>> = join_all(
+            let pulled: HashMap<(&str, PullPolicy), Result<PulledImage, PullFailure>> = join_all(
                 images
                     .iter()
-                    .map(|i| async move { (*i, self.ensure_image(g, i).await) }),
+                    .map(|&(i, p)| async move { ((i, p), self.ensure_image(g, i, p).await) }),
             )
             .await
             .into_iter()
             .collect();
             let results = join_all(to_start.iter().map(|(c, is_init, act)| {
-                let pulled = &pulled[c.image.as_str()];
+                let pulled = &pulled[&(c.image.as_str(), c.pull_policy())];
                 let prev_st = if *is_init {
                     init.iter().find(|(s, _)| s.name == c.name)
                 } else {
@@ -252,29 +270,57 @@ impl Controller {
         Ok(acted)
     }
 
-    /// The image, pulled if the pull policy says so (`:latest` and untagged images are
-    /// checked at the registry each time, others only when absent).
-    async fn ensure_image(&self, g: &ContainerGroup, image: &str) -> Result<PulledImage, String> {
-        let always = !image.contains('@') && image_tag(image).is_none_or(|t| t == "latest");
-        if !always && let Some(img) = self.images.local(image) {
-            self.event(
-                g,
-                None,
-                EventType::Normal,
-                "Pulled",
-                &format!("image {image:?} is already present"),
-            );
-            return Ok(img);
+    /// The image for a container, as its pull policy says: from the store when allowed and
+    /// present, else from the registry with the group's credential for that registry.
+    async fn ensure_image(
+        &self,
+        g: &ContainerGroup,
+        image: &str,
+        policy: PullPolicy,
+    ) -> Result<PulledImage, PullFailure> {
+        if policy != PullPolicy::Always {
+            if let Some(img) = self.images.local(image) {
+                self.event(
+                    g,
+                    None,
+                    EventType::Normal,
+                    "Pulled",
+                    &format!(
+                        "image {image:?} is already present on this machine ({})",
+                        img.digest
+                    ),
+                );
+                return Ok(img);
+            }
+            if policy == PullPolicy::Never {
+                let message =
+                    format!("image {image:?} is not present and image_pull_policy is Never");
+                self.event(g, None, EventType::Warning, "ErrImageNeverPull", &message);
+                return Err(PullFailure {
+                    reason: "ErrImageNeverPull",
+                    message,
+                });
+            }
         }
+        let creds = self
+            .credentials_for(g, image)
+            .map_err(|message| PullFailure {
+                reason: "ErrImagePull",
+                message,
+            })?;
+        let login = creds
+            .as_ref()
+            .map(|c| format!(" as {}", c.username))
+            .unwrap_or_default();
         self.event(
             g,
             None,
             EventType::Normal,
             "Pulling",
-            &format!("pulling image {image:?}"),
+            &format!("pulling image {image:?}{login}"),
         );
         let t = Instant::now();
-        match self.images.pull(image).await {
+        match self.images.pull(image, creds.as_ref(), None).await {
             Ok(img) => {
                 let how = if img.downloaded_bytes == 0 {
                     "is up to date".to_string()
@@ -298,17 +344,45 @@ impl Controller {
                 Ok(img)
             }
             Err(e) => {
-                let msg = e.to_string();
+                let message = e.to_string();
                 self.event(
                     g,
                     None,
                     EventType::Warning,
                     "Failed",
-                    &format!("failed to pull image {image:?}: {msg}"),
+                    &format!("failed to pull image {image:?}: {message}"),
                 );
-                Err(msg)
+                Err(PullFailure {
+                    reason: "ErrImagePull",
+                    message,
+                })
             }
         }
+    }
+
+    /// The group's credential for the image's registry, decrypted.
+    fn credentials_for(
+        &self,
+        g: &ContainerGroup,
+        image: &str,
+    ) -> Result<Option<Credentials>, String> {
+        let registry = image_registry(image);
+        let Some(c) = g
+            .spec
+            .registry_credentials
+            .iter()
+            .find(|c| c.registry() == registry)
+        else {
+            return Ok(None);
+        };
+        let password = self
+            .store
+            .reveal(&c.password)
+            .map_err(|e| format!("the credential for {registry} cannot be read: {e}"))?;
+        Ok(Some(Credentials {
+            username: c.username.clone(),
+            password,
+        }))
     }
 
     async fn start_one(
@@ -316,20 +390,25 @@ impl Controller {
         g: &ContainerGroup,
         c: &ContainerSpec,
         act: Act,
-        pulled: &Result<PulledImage, String>,
+        pulled: &Result<PulledImage, PullFailure>,
         mut st: ContainerStatus,
     ) -> ContainerStatus {
         let name = c.name.as_str();
         let img = match pulled {
             Ok(img) => img,
-            Err(msg) => {
+            Err(f) => {
                 st.state = ContainerState::Waiting;
-                st.reason = Some("ErrImagePull".into());
-                st.message = Some(msg.clone());
-                st.retry_at = Some(Utc::now() + PULL_RETRY);
+                st.reason = Some(f.reason.into());
+                st.message = Some(f.message.clone());
+                st.pull_failures += 1;
+                st.retry_at = Some(Utc::now() + pull_backoff(st.pull_failures));
                 return st;
             }
         };
+        st.pull_failures = 0;
+        if let Err(e) = self.images.touch(img).await {
+            tracing::warn!("recording use of {}: {e}", img.reference);
+        }
         if act == Act::Restart {
             st.restart_count += 1;
             self.event(
@@ -451,7 +530,10 @@ fn assess(
             st.state = ContainerState::Waiting;
             if st.retry_at.is_some_and(|at| at > now) {
                 // Between pull attempts, as Kubernetes says it.
-                if st.reason.as_deref() == Some("ErrImagePull") {
+                if matches!(
+                    st.reason.as_deref(),
+                    Some("ErrImagePull" | "ErrImageNeverPull")
+                ) {
                     st.reason = Some("ImagePullBackOff".into());
                 }
                 return (st, Act::Nothing);
@@ -614,10 +696,15 @@ fn waiting_reason(s: &ContainerStatus) -> Option<String> {
     })
 }
 
-/// The tag of an image reference, if it has one (a `:` after the last `/`).
-fn image_tag(image: &str) -> Option<&str> {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    last.split_once(':').map(|(_, t)| t)
+/// The registry an image reference names (`docker.io` when it names none), as credentials
+/// are matched against it.
+fn image_registry(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            qci_spec::normalize_registry(first)
+        }
+        _ => "docker.io".to_string(),
+    }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -633,10 +720,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags() {
-        assert_eq!(image_tag("127.0.0.1:5000/busybox"), None);
-        assert_eq!(image_tag("127.0.0.1:5000/busybox:1.36"), Some("1.36"));
-        assert_eq!(image_tag("busybox:latest"), Some("latest"));
+    fn registries() {
+        assert_eq!(image_registry("127.0.0.1:5000/busybox"), "127.0.0.1:5000");
+        assert_eq!(
+            image_registry("Registry.Example.com/a/b:1"),
+            "registry.example.com"
+        );
+        assert_eq!(image_registry("busybox:latest"), "docker.io");
+        assert_eq!(image_registry("library/busybox"), "docker.io");
+        assert_eq!(image_registry("localhost/x"), "localhost");
+    }
+
+    #[test]
+    fn pull_backoff_doubles() {
+        assert_eq!(pull_backoff(1), Duration::from_secs(5));
+        assert_eq!(pull_backoff(2), Duration::from_secs(10));
+        assert_eq!(pull_backoff(20), BACKOFF_MAX);
     }
 
     #[test]

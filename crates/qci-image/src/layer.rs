@@ -17,7 +17,7 @@ pub enum LayerError {
     Io(#[from] std::io::Error),
 }
 
-/// Unpacks a layer blob (gzip, zstd is refused with a clear error, or plain tar) into `dest`,
+/// Unpacks a layer blob (gzip, zstd or plain tar, told apart by their magic bytes) into `dest`,
 /// which must not exist yet. On error nothing of the layer is left.
 pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<(), LayerError> {
     let tmp = dest.with_extension("partial");
@@ -42,11 +42,7 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let reader: Box<dyn Read> = match &magic[..n] {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(head.chain(f))),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            return Err(LayerError::Io(std::io::Error::other(
-                "zstd-compressed layers are not supported yet",
-            )));
-        }
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::stream::read::Decoder::new(head.chain(f))?),
         _ => Box::new(head.chain(f)),
     };
     let mut ar = tar::Archive::new(reader);
@@ -216,6 +212,16 @@ mod tests {
                 .as_deref(),
             Some(&b"y"[..])
         );
+    }
+
+    #[test]
+    fn zstd_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = zstd::encode_all(&tarball(&[("hello", Some(b"zstd"))])[..], 3).unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, data).unwrap();
+        unpack_layer(&blob, &dir.path().join("out")).unwrap();
+        assert_eq!(fs::read(dir.path().join("out/hello")).unwrap(), b"zstd");
     }
 
     #[test]

@@ -12,7 +12,9 @@ mod layer;
 mod store;
 
 pub use layer::{LayerError, unpack_layer};
-pub use store::{ImageConfig, ImageError, ImageStore, PulledImage};
+pub use store::{
+    Credentials, ImageConfig, ImageError, ImageStore, ProgressFn, PulledImage, RegistryConfig,
+};
 
 /// Installs the process-wide TLS crypto provider (ring). Call once, early in `main`.
 pub fn init_tls() {

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
+use chrono::{DateTime, Utc};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -21,6 +22,9 @@ pub enum ImageError {
     BadReference { reference: String, reason: String },
     #[error("pulling {reference}: {message}")]
     Registry { reference: String, message: String },
+    /// The registry could not be reached at all (connection or TLS failure).
+    #[error("pulling {reference}: {message}")]
+    Unreachable { reference: String, message: String },
     #[error("image {reference}: layer {digest}: {source}")]
     Layer {
         reference: String,
@@ -52,32 +56,74 @@ pub struct PulledImage {
     pub config: ImageConfig,
     /// Layer blob digests, bottom first.
     pub layers: Vec<String>,
+    /// Compressed size of config and layers, as the manifest gives them.
+    #[serde(default)]
+    pub size: u64,
     /// Bytes downloaded by the pull that produced this (0 when everything was present).
     #[serde(default)]
     pub downloaded_bytes: u64,
+    /// When a container last started from it (or it was pulled).
+    #[serde(default)]
+    pub last_used: Option<DateTime<Utc>>,
 }
+
+/// A registry login for one pull.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ******)", self.username)
+    }
+}
+
+/// How registries are reached.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// `host:port` registries that may be reached over plain HTTP (loopback ones always may).
+    pub insecure: Vec<String>,
+    /// PEM CA certificates trusted beside the system roots.
+    pub ca_pems: Vec<Vec<u8>>,
+}
+
+/// Called while blobs download: (blob digest, bytes done, bytes in all).
+pub type ProgressFn = dyn Fn(&str, u64, u64) + Send + Sync;
+
+/// (registry, plain HTTP, login): what a registry client is made for.
+type ClientKey = (String, bool, String);
 
 /// The store plus registry clients. Cheap to clone.
 #[derive(Clone)]
 pub struct ImageStore {
     root: PathBuf,
-    insecure: Arc<Vec<String>>,
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    registries: Arc<RegistryConfig>,
+    /// One client per (registry, scheme, login): oci-client keeps tokens per client.
+    clients: Arc<Mutex<HashMap<ClientKey, Client>>>,
+    /// Registries that answered over plain HTTP (true) or HTTPS (false).
+    plain: Arc<Mutex<HashMap<String, bool>>>,
     /// One download or unpack of a given digest at a time, whoever asks.
     blob_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl ImageStore {
-    /// `insecure` lists `host:port` registries that may be reached over plain HTTP;
-    /// registries on loopback addresses always may.
-    pub fn open(root: &Path, insecure: Vec<String>) -> Result<ImageStore, ImageError> {
+    pub fn open(root: &Path, registries: RegistryConfig) -> Result<ImageStore, ImageError> {
         for d in ["blobs/sha256", "layers/sha256", "refs", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
+        // Partial downloads of a process that died; finished blobs are kept.
+        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         Ok(ImageStore {
             root: root.to_path_buf(),
-            insecure: Arc::new(insecure),
+            registries: Arc::new(registries),
             clients: Default::default(),
+            plain: Default::default(),
             blob_locks: Default::default(),
         })
     }
@@ -119,19 +165,80 @@ impl ImageStore {
             .then_some(img)
     }
 
-    fn client_for(&self, registry: &str) -> Client {
+    /// Every image the store holds a reference for.
+    pub fn list(&self) -> Vec<PulledImage> {
+        let mut out: Vec<PulledImage> = std::fs::read_dir(self.root.join("refs"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .filter_map(|b| serde_json::from_slice(&b).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a: &PulledImage, b| a.reference.cmp(&b.reference));
+        out
+    }
+
+    /// Forgets a reference (its blobs and layers go at the next garbage collection unless
+    /// something else uses them). Returns false if the store did not have it.
+    pub fn remove(&self, reference: &str) -> Result<bool, ImageError> {
+        match std::fs::remove_file(self.ref_path(reference)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records that the image was just used (for least-recently-used collection).
+    pub async fn touch(&self, img: &PulledImage) -> Result<(), ImageError> {
+        let mut img = img.clone();
+        img.last_used = Some(Utc::now());
+        img.downloaded_bytes = 0;
+        self.save_ref(&img).await
+    }
+
+    async fn save_ref(&self, img: &PulledImage) -> Result<(), ImageError> {
+        let json = serde_json::to_vec_pretty(img).map_err(std::io::Error::other)?;
+        write_atomic(
+            &self.ref_path(&img.reference),
+            &json,
+            &self.root.join("tmp"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn client_for(&self, registry: &str, plain: bool, creds: Option<&Credentials>) -> Client {
+        let login = creds
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c.username,
+                    hex::encode(Sha256::digest(c.password.as_bytes()))
+                )
+            })
+            .unwrap_or_default();
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
-            .entry(registry.to_string())
+            .entry((registry.to_string(), plain, login))
             .or_insert_with(|| {
-                let plain = is_loopback(registry) || self.insecure.iter().any(|h| h == registry);
                 let protocol = if plain {
                     ClientProtocol::HttpsExcept(vec![registry.to_string()])
                 } else {
                     ClientProtocol::Https
                 };
+                let extra_root_certificates = self
+                    .registries
+                    .ca_pems
+                    .iter()
+                    .map(|pem| Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data: pem.clone(),
+                    })
+                    .collect();
                 Client::new(ClientConfig {
                     protocol,
+                    extra_root_certificates,
                     connect_timeout: Some(std::time::Duration::from_secs(10)),
                     read_timeout: Some(std::time::Duration::from_secs(60)),
                     ..Default::default()
@@ -141,8 +248,14 @@ impl ImageStore {
     }
 
     /// Resolves `reference` at its registry and makes sure every blob of the image is present,
-    /// verified and unpacked. Blobs already present are not downloaded again.
-    pub async fn pull(&self, reference: &str) -> Result<PulledImage, ImageError> {
+    /// verified and unpacked. Blobs already present are not downloaded again. Registries that
+    /// may be plain HTTP are tried over HTTPS first, as Docker does.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        creds: Option<&Credentials>,
+        progress: Option<&ProgressFn>,
+    ) -> Result<PulledImage, ImageError> {
         let r: Reference =
             reference
                 .parse()
@@ -150,19 +263,64 @@ impl ImageStore {
                     reference: reference.into(),
                     reason: e.to_string(),
                 })?;
-        let client = self.client_for(r.resolve_registry());
-        let auth = RegistryAuth::Anonymous;
-        let reg_err = |e: oci_client::errors::OciDistributionError| ImageError::Registry {
-            reference: reference.to_string(),
-            message: describe(&e),
+        let registry = r.resolve_registry().to_string();
+        let may_be_plain = is_loopback(&registry) || self.registries.insecure.contains(&registry);
+        let known = self
+            .plain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&registry)
+            .copied();
+        let res = match known {
+            Some(plain) => self.pull_with(&r, reference, plain, creds, progress).await,
+            None if may_be_plain => {
+                match self.pull_with(&r, reference, false, creds, progress).await {
+                    Err(ImageError::Unreachable { .. }) => {
+                        let res = self.pull_with(&r, reference, true, creds, progress).await;
+                        if !matches!(res, Err(ImageError::Unreachable { .. })) {
+                            self.plain
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(registry.clone(), true);
+                        }
+                        res
+                    }
+                    other => other,
+                }
+            }
+            None => self.pull_with(&r, reference, false, creds, progress).await,
         };
+        if known.is_none() && !matches!(res, Err(ImageError::Unreachable { .. })) {
+            self.plain
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(registry)
+                .or_insert(false);
+        }
+        res
+    }
+
+    async fn pull_with(
+        &self,
+        r: &Reference,
+        reference: &str,
+        plain: bool,
+        creds: Option<&Credentials>,
+        progress: Option<&ProgressFn>,
+    ) -> Result<PulledImage, ImageError> {
+        let client = self.client_for(r.resolve_registry(), plain, creds);
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let reg_err = |e: oci_client::errors::OciDistributionError| registry_error(reference, &e);
         let (manifest, digest) = client
-            .pull_image_manifest(&r, &auth)
+            .pull_image_manifest(r, &auth)
             .await
             .map_err(reg_err)?;
         let mut downloaded = 0;
         downloaded += self
-            .fetch_blob(&client, &r, &manifest.config)
+            .fetch_blob(&client, r, &manifest.config, progress)
             .await
             .map_err(reg_err)?;
         let config_bytes = tokio::fs::read(self.blob_path(&manifest.config.digest)).await?;
@@ -170,20 +328,31 @@ impl ImageStore {
             reference: reference.into(),
             message,
         })?;
+        let size = manifest.config.size.max(0) as u64
+            + manifest
+                .layers
+                .iter()
+                .map(|l| l.size.max(0) as u64)
+                .sum::<u64>();
+        // Layers download (and unpack) in parallel; oci-client bounds the connections.
+        let fetched = futures_util::future::join_all(
+            manifest
+                .layers
+                .iter()
+                .map(|layer| self.ensure_layer(&client, r, layer, progress)),
+        )
+        .await;
         let mut layers = Vec::new();
-        for layer in &manifest.layers {
-            downloaded += self
-                .ensure_layer(&client, &r, layer)
-                .await
-                .map_err(|e| match e {
-                    LayerFetchError::Registry(e) => reg_err(e),
-                    LayerFetchError::Layer(source) => ImageError::Layer {
-                        reference: reference.to_string(),
-                        digest: layer.digest.clone(),
-                        source,
-                    },
-                    LayerFetchError::Io(e) => ImageError::Io(e),
-                })?;
+        for (layer, res) in manifest.layers.iter().zip(fetched) {
+            downloaded += res.map_err(|e| match e {
+                LayerFetchError::Registry(e) => reg_err(e),
+                LayerFetchError::Layer(source) => ImageError::Layer {
+                    reference: reference.to_string(),
+                    digest: layer.digest.clone(),
+                    source,
+                },
+                LayerFetchError::Io(e) => ImageError::Io(e),
+            })?;
             layers.push(layer.digest.clone());
         }
         let img = PulledImage {
@@ -191,10 +360,11 @@ impl ImageStore {
             digest,
             config,
             layers,
+            size,
             downloaded_bytes: downloaded,
+            last_used: Some(Utc::now()),
         };
-        let json = serde_json::to_vec_pretty(&img).map_err(std::io::Error::other)?;
-        write_atomic(&self.ref_path(reference), &json, &self.root.join("tmp")).await?;
+        self.save_ref(&img).await?;
         Ok(img)
     }
 
@@ -209,24 +379,37 @@ impl ImageStore {
         client: &Client,
         r: &Reference,
         desc: &OciDescriptor,
+        progress: Option<&ProgressFn>,
     ) -> Result<u64, oci_client::errors::OciDistributionError> {
         let path = self.blob_path(&desc.digest);
         let lock = self.lock_for(&desc.digest);
         let _guard = lock.lock().await;
+        let total = desc.size.max(0) as u64;
         if path.exists() {
+            if let Some(p) = progress {
+                p(&desc.digest, total, total);
+            }
             return Ok(0);
         }
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}.{}", hex_of(&desc.digest), std::process::id()));
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}", hex_of(&desc.digest), uuid_like()));
+        let file = tokio::fs::File::create(&tmp).await?;
+        let mut out = Counting {
+            inner: file,
+            done: 0,
+            digest: &desc.digest,
+            total,
+            progress,
+        };
         // pull_blob verifies the digest while streaming to the file.
-        let res = client.pull_blob(r, desc, &mut file).await;
+        let res = client.pull_blob(r, desc, &mut out).await;
         if let Err(e) = res {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
+        let mut file = out.inner;
         file.flush().await?;
         file.sync_all().await?;
         let size = file.metadata().await?.len();
@@ -240,13 +423,18 @@ impl ImageStore {
         client: &Client,
         r: &Reference,
         desc: &OciDescriptor,
+        progress: Option<&ProgressFn>,
     ) -> Result<u64, LayerFetchError> {
         let dir = self.layer_dir(&desc.digest);
         if dir.is_dir() {
+            if let Some(p) = progress {
+                let total = desc.size.max(0) as u64;
+                p(&desc.digest, total, total);
+            }
             return Ok(0);
         }
         let n = self
-            .fetch_blob(client, r, desc)
+            .fetch_blob(client, r, desc, progress)
             .await
             .map_err(LayerFetchError::Registry)?;
         let lock = self.lock_for(&format!("unpack:{}", desc.digest));
@@ -260,6 +448,46 @@ impl ImageStore {
             .map_err(|e| LayerFetchError::Io(std::io::Error::other(e)))?
             .map_err(LayerFetchError::Layer)?;
         Ok(n)
+    }
+}
+
+/// A file writer that reports how much has been written.
+struct Counting<'a> {
+    inner: tokio::fs::File,
+    done: u64,
+    digest: &'a str,
+    total: u64,
+    progress: Option<&'a ProgressFn>,
+}
+
+impl tokio::io::AsyncWrite for Counting<'_> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &res {
+            self.done += *n as u64;
+            if let Some(p) = self.progress {
+                p(self.digest, self.done, self.total);
+            }
+        }
+        res
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -280,6 +508,21 @@ fn parse_config(bytes: &[u8]) -> Result<ImageConfig, String> {
         working_dir: cfg.working_dir().clone().filter(|w| !w.is_empty()),
         user: cfg.user().clone().filter(|u| !u.is_empty()),
     })
+}
+
+fn registry_error(reference: &str, e: &oci_client::errors::OciDistributionError) -> ImageError {
+    let message = describe(e);
+    if matches!(e, oci_client::errors::OciDistributionError::RequestError(_)) {
+        ImageError::Unreachable {
+            reference: reference.to_string(),
+            message,
+        }
+    } else {
+        ImageError::Registry {
+            reference: reference.to_string(),
+            message,
+        }
+    }
 }
 
 /// Registry errors in words a user can act on, with what the registry said.

@@ -28,6 +28,44 @@ pub struct GroupSpec {
     pub init_containers: Vec<ContainerSpec>,
     /// Run in parallel once every init container has completed.
     pub containers: Vec<ContainerSpec>,
+    /// Credentials for private registries; each applies to images whose registry is `server`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_credentials: Vec<RegistryCredential>,
+}
+
+/// A registry login. The password is stored encrypted and never shown again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredential {
+    /// The registry, as `host[:port]` (a scheme or path is ignored).
+    pub server: String,
+    pub username: String,
+    /// Write-only: the API answers with a mask.
+    pub password: String,
+}
+
+/// The value shown instead of a password.
+pub const PASSWORD_MASK: &str = "******";
+
+impl RegistryCredential {
+    /// `server` reduced to `host[:port]`, lower-cased, as image references name registries.
+    pub fn registry(&self) -> String {
+        normalize_registry(&self.server)
+    }
+}
+
+/// `https://Registry.Example.com:5000/v2/` → `registry.example.com:5000`; Docker Hub's
+/// aliases become `docker.io`.
+pub fn normalize_registry(server: &str) -> String {
+    let s = server.trim();
+    let s = s.split_once("://").map(|(_, rest)| rest).unwrap_or(s);
+    let host = s.split('/').next().unwrap_or("").to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        _ => host,
+    }
 }
 
 fn default_grace() -> u64 {
@@ -79,6 +117,40 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub memory: Option<Quantity>,
+    /// When to contact the registry; Kubernetes' default: `Always` for `:latest` or no tag,
+    /// `IfNotPresent` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum PullPolicy {
+    /// Resolve the tag at the registry at every start; download only missing blobs.
+    Always,
+    /// Use the image if present, else pull it.
+    IfNotPresent,
+    /// Never contact the registry; fail with ErrImageNeverPull if the image is absent.
+    Never,
+}
+
+impl ContainerSpec {
+    /// The pull policy in force: the one given, or Kubernetes' default for the image.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.image_pull_policy.unwrap_or_else(|| {
+            let last = self.image.rsplit('/').next().unwrap_or(&self.image);
+            let tag = last
+                .split('@')
+                .next()
+                .unwrap_or(last)
+                .split_once(':')
+                .map(|(_, t)| t);
+            if self.image.contains('@') || tag.is_some_and(|t| t != "latest") {
+                PullPolicy::IfNotPresent
+            } else {
+                PullPolicy::Always
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -119,4 +191,14 @@ pub struct ContainerGroup {
     pub deletion_requested_at: Option<DateTime<Utc>>,
     pub spec: GroupSpec,
     pub status: GroupStatus,
+}
+
+impl ContainerGroup {
+    /// The group as the API shows it: passwords replaced by [`PASSWORD_MASK`].
+    pub fn masked(mut self) -> ContainerGroup {
+        for c in &mut self.spec.registry_credentials {
+            c.password = PASSWORD_MASK.to_string();
+        }
+        self
+    }
 }

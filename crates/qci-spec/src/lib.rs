@@ -11,8 +11,8 @@ mod status;
 mod validate;
 
 pub use group::{
-    ContainerGroup, ContainerSpec, DEFAULT_OWNER, EnvVar, GroupSpec, MAX_CONTAINERS, PortSpec,
-    Protocol, RestartPolicy,
+    ContainerGroup, ContainerSpec, DEFAULT_OWNER, EnvVar, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK,
+    PortSpec, Protocol, PullPolicy, RegistryCredential, RestartPolicy, normalize_registry,
 };
 pub use parse::{SpecError, parse_spec};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};

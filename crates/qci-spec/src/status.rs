@@ -85,6 +85,13 @@ pub struct ContainerStatus {
     /// When qci tries again after a failed pull or start, or restarts after an exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+    /// Failed pulls in a row (the back-off between tries doubles with each).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pull_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

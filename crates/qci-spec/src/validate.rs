@@ -78,6 +78,36 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
             }
         }
     }
+    let mut servers: HashMap<String, usize> = HashMap::new();
+    for (i, c) in spec.registry_credentials.iter().enumerate() {
+        let path = format!("registry_credentials[{i}]");
+        let reg = c.registry();
+        if reg.is_empty() || reg.contains(|ch: char| ch.is_whitespace() || ch == '@') {
+            e.add(
+                format!("{path}.server"),
+                format!(
+                    "{:?} is not a registry host such as registry.example.com:5000",
+                    c.server
+                ),
+            );
+        } else if let Some(first) = servers.insert(reg.clone(), i) {
+            e.add(
+                format!("{path}.server"),
+                format!("{reg} already has a credential (registry_credentials[{first}])"),
+            );
+        }
+        if c.username.is_empty() {
+            e.add(format!("{path}.username"), "must not be empty");
+        }
+        if c.password.is_empty() {
+            e.add(format!("{path}.password"), "must not be empty");
+        } else if c.password == crate::PASSWORD_MASK {
+            e.add(
+                format!("{path}.password"),
+                "is the mask qci shows instead of a password; give the password itself",
+            );
+        }
+    }
     if e.0.is_empty() { Ok(()) } else { Err(e.0) }
 }
 

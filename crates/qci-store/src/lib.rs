@@ -15,6 +15,9 @@ use qci_spec::{ContainerGroup, Event, EventType, GroupPhase, GroupSpec, GroupSta
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
+mod secrets;
+pub use secrets::{Sealer, SecretError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("a container group named {0:?} already exists")]
@@ -27,6 +30,8 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -62,6 +67,7 @@ fn migrations() -> Migrations<'static> {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    sealer: Arc<Sealer>,
 }
 
 impl Store {
@@ -73,8 +79,10 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations().to_latest(&mut conn)?;
+        let sealer = Sealer::load_or_create(&dir.join("secret.key"))?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::new(sealer),
         })
     }
 
@@ -84,7 +92,13 @@ impl Store {
         migrations().to_latest(&mut conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::new(Sealer::ephemeral()?),
         })
+    }
+
+    /// The plaintext of a secret the store sealed (registry passwords).
+    pub fn reveal(&self, sealed: &str) -> Result<String> {
+        Ok(self.sealer.open(sealed)?)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -94,7 +108,16 @@ impl Store {
     }
 
     /// Stores a new group in phase Pending. The spec must already be valid.
+    /// Registry passwords are sealed before they are written; the returned group (like every
+    /// group the store returns) holds them sealed.
     pub fn create_group(&self, owner: &str, spec: &GroupSpec) -> Result<ContainerGroup> {
+        let mut spec = spec.clone();
+        for c in &mut spec.registry_credentials {
+            if !Sealer::is_sealed(&c.password) {
+                c.password = self.sealer.seal(&c.password)?;
+            }
+        }
+        let spec = &spec;
         let id = new_group_id();
         let now = Utc::now();
         let status = GroupStatus {
@@ -351,6 +374,37 @@ mod tests {
         assert!(s.get_group(&g.id).unwrap().is_none());
         assert!(s.events(&g.id).unwrap().is_empty());
         assert_eq!(s.all_groups().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn passwords_are_sealed_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut sp = spec("private");
+        sp.registry_credentials.push(qci_spec::RegistryCredential {
+            server: "r.example".into(),
+            username: "alice".into(),
+            password: "s3cret-pw".into(),
+        });
+        let g = s.create_group("default", &sp).unwrap();
+        let sealed = &g.spec.registry_credentials[0].password;
+        assert!(Sealer::is_sealed(sealed));
+        assert_eq!(s.reveal(sealed).unwrap(), "s3cret-pw");
+        drop(s);
+        let raw = std::fs::read(dir.path().join("qci.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("qci.db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            assert!(
+                !bytes.windows(9).any(|w| w == b"s3cret-pw"),
+                "plaintext password on disk"
+            );
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let g = s.find_group("default", "private").unwrap();
+        assert_eq!(
+            s.reveal(&g.spec.registry_credentials[0].password).unwrap(),
+            "s3cret-pw"
+        );
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// A registry (HOST:PORT) that may be reached over plain HTTP; loopback ones always may
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates to trust for registries, beside the system roots
+    #[arg(long = "registry-ca", value_name = "FILE")]
+    pub registry_cas: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args)]

@@ -27,11 +27,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let layout = qci_runtime::Layout::new(&args.data_dir).context("data dir")?;
     let store = qci_store::Store::open(&layout.data_dir).context("opening the store")?;
-    let images = qci_image::ImageStore::open(
-        &layout.data_dir.join("images"),
-        args.insecure_registries.clone(),
-    )
-    .context("opening the image store")?;
+    let mut ca_pems = Vec::new();
+    for f in &args.registry_cas {
+        let pem =
+            std::fs::read(f).with_context(|| format!("reading --registry-ca {}", f.display()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            bail!("--registry-ca {}: not a PEM certificate file", f.display());
+        }
+        ca_pems.push(pem);
+    }
+    let registries = qci_image::RegistryConfig {
+        insecure: args.insecure_registries.clone(),
+        ca_pems,
+    };
+    let images = qci_image::ImageStore::open(&layout.data_dir.join("images"), registries)
+        .context("opening the image store")?;
     let exe = std::env::current_exe().context("locating the qci binary")?;
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
