@@ -278,8 +278,14 @@ impl Controller {
         image: &str,
         policy: PullPolicy,
     ) -> Result<PulledImage, PullFailure> {
+        let creds = self
+            .credentials_for(g, image)
+            .map_err(|message| PullFailure {
+                reason: "ErrImagePull",
+                message,
+            })?;
         if policy != PullPolicy::Always {
-            if let Some(img) = self.images.local(image) {
+            if let Some(img) = self.images.local_for(image, creds.as_ref()) {
                 self.event(
                     g,
                     None,
@@ -302,12 +308,6 @@ impl Controller {
                 });
             }
         }
-        let creds = self
-            .credentials_for(g, image)
-            .map_err(|message| PullFailure {
-                reason: "ErrImagePull",
-                message,
-            })?;
         let login = creds
             .as_ref()
             .map(|c| format!(" as {}", c.username))
@@ -529,11 +529,8 @@ fn assess(
         Observed::Absent | Observed::Broken => {
             st.state = ContainerState::Waiting;
             if st.retry_at.is_some_and(|at| at > now) {
-                // Between pull attempts, as Kubernetes says it.
-                if matches!(
-                    st.reason.as_deref(),
-                    Some("ErrImagePull" | "ErrImageNeverPull")
-                ) {
+                // Between pull attempts, as Kubernetes says it (ErrImageNeverPull stays).
+                if st.reason.as_deref() == Some("ErrImagePull") {
                     st.reason = Some("ImagePullBackOff".into());
                 }
                 return (st, Act::Nothing);

@@ -88,8 +88,16 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
                 0,
             )
             .map_err(|e| err(e.into()))?;
-        } else if !entry.unpack_in(root).map_err(err)? {
-            return Err(LayerError::Escape { path: shown });
+        } else {
+            match entry.unpack_in(root) {
+                Ok(true) => {}
+                Ok(false) => return Err(LayerError::Escape { path: shown }),
+                // tar refuses to write through a symlink that leads out of the root.
+                Err(e) if e.to_string().contains("outside of destination") => {
+                    return Err(LayerError::Escape { path: shown });
+                }
+                Err(e) => return Err(err(e)),
+            }
         }
     }
     Ok(())

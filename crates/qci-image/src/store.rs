@@ -65,6 +65,12 @@ pub struct PulledImage {
     /// When a container last started from it (or it was pulled).
     #[serde(default)]
     pub last_used: Option<DateTime<Utc>>,
+    /// Pulled only with credentials so far: reused only by holders of a login that pulled it.
+    #[serde(default)]
+    pub private: bool,
+    /// Salted hashes of the logins that pulled it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logins: Vec<String>,
 }
 
 /// A registry login for one pull.
@@ -106,6 +112,8 @@ pub struct ImageStore {
     plain: Arc<Mutex<HashMap<String, bool>>>,
     /// One download or unpack of a given digest at a time, whoever asks.
     blob_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Salt for the login hashes kept with private images.
+    salt: Arc<Vec<u8>>,
 }
 
 impl ImageStore {
@@ -119,7 +127,20 @@ impl ImageStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        let salt_path = root.join("login.salt");
+        let salt = match std::fs::read(&salt_path) {
+            Ok(s) if s.len() >= 16 => s,
+            _ => {
+                let s: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+                    .iter()
+                    .flat_map(|u| u.as_bytes().to_vec())
+                    .collect();
+                std::fs::write(&salt_path, &s)?;
+                s
+            }
+        };
         Ok(ImageStore {
+            salt: Arc::new(salt),
             root: root.to_path_buf(),
             registries: Arc::new(registries),
             clients: Default::default(),
@@ -163,6 +184,29 @@ impl ImageStore {
             .iter()
             .all(|l| self.layer_dir(l).is_dir())
             .then_some(img)
+    }
+
+    /// The image if present and this login may use it: a private image (one only ever pulled
+    /// with credentials) is reused only with a login that pulled it, so a group without the
+    /// right password cannot run what another group's password fetched.
+    pub fn local_for(&self, reference: &str, creds: Option<&Credentials>) -> Option<PulledImage> {
+        let img = self.local(reference)?;
+        if !img.private {
+            return Some(img);
+        }
+        let id = self.login_id(reference, creds?);
+        img.logins.contains(&id).then_some(img)
+    }
+
+    fn login_id(&self, reference: &str, creds: &Credentials) -> String {
+        let registry = reference.split('/').next().unwrap_or("");
+        let mut h = Sha256::new();
+        h.update(&self.salt[..]);
+        for part in [registry, &creds.username, &creds.password] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        hex::encode(h.finalize())
     }
 
     /// Every image the store holds a reference for.
@@ -355,6 +399,16 @@ impl ImageStore {
             })?;
             layers.push(layer.digest.clone());
         }
+        // Who may reuse it: anyone once an anonymous pull worked, else the logins that pulled it.
+        let before = self.local(reference).filter(|b| b.digest == digest);
+        let private = creds.is_some() && before.as_ref().is_none_or(|b| b.private);
+        let mut logins = before.map(|b| b.logins).unwrap_or_default();
+        if let Some(c) = creds {
+            let id = self.login_id(reference, c);
+            if !logins.contains(&id) {
+                logins.push(id);
+            }
+        }
         let img = PulledImage {
             reference: reference.to_string(),
             digest,
@@ -363,6 +417,8 @@ impl ImageStore {
             size,
             downloaded_bytes: downloaded,
             last_used: Some(Utc::now()),
+            private,
+            logins: if private { logins } else { Vec::new() },
         };
         self.save_ref(&img).await?;
         Ok(img)
@@ -541,13 +597,15 @@ fn describe(e: &oci_client::errors::OciDistributionError) -> String {
             format!("the registry answered {} ({url})", said.join("; "))
         }
         E::RequestError(re) => {
-            let mut msg = format!("cannot reach the registry: {re}");
-            let mut src = std::error::Error::source(re);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
+            // The innermost cause says what is wrong: refused, timed out, bad certificate.
+            let mut cause: &dyn std::error::Error = re;
+            while let Some(next) = cause.source() {
+                cause = next;
             }
-            msg
+            match re.url() {
+                Some(url) => format!("cannot reach the registry ({url}): {cause}"),
+                None => format!("cannot reach the registry: {cause}"),
+            }
         }
         other => other.to_string(),
     }

@@ -4,9 +4,10 @@ use std::io::Write;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{
-    IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageIndex,
-    OciImageManifest, Platform,
+    IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE,
+    IMAGE_DOCKER_LAYER_TAR_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE, ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+    OciImageIndex, OciImageManifest, Platform,
 };
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -22,10 +23,48 @@ pub enum Format {
     Docker,
 }
 
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// A layer given as a tar stream.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub tar: Vec<u8>,
+    pub compression: Compression,
+}
+
+/// Where to push: a registry host, the CA it is signed by (HTTPS), and a login.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub ca_pem: Option<Vec<u8>>,
+    pub login: Option<(String, String)>,
+}
+
+impl Target {
+    pub fn plain(host: &str) -> Target {
+        Target {
+            host: host.to_string(),
+            ca_pem: None,
+            login: None,
+        }
+    }
+}
+
 /// What goes into a test image besides busybox.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
     pub format: Format,
+    /// How the busybox layer is compressed.
+    pub compression: Compression,
+    /// Layers on top of busybox, bottom first.
+    pub extra_layers: Vec<Layer>,
     /// The config's architecture; `amd64` when empty.
     pub architecture: String,
     pub entrypoint: Option<Vec<String>>,
@@ -116,18 +155,54 @@ fn busybox_layer(spec: &ImageSpec) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
-/// Builds an image on busybox and pushes it; returns `registry/repo:tag`.
+/// Builds an image on busybox and pushes it over plain HTTP; returns `registry/repo:tag`.
 pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec) -> String {
-    qci_image::init_tls();
-    let tar = busybox_layer(spec);
-    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).expect("gzip");
-    let gz = gz.finish().expect("gzip");
-    let layer = match spec.format {
-        Format::Oci => ImageLayer::oci_v1_gzip(gz, None),
-        Format::Docker => ImageLayer::new(gz, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE.to_string(), None),
+    push_image_to(&Target::plain(registry), repo, tag, spec).await
+}
+
+fn layer_blob(layer: &Layer, format: Format) -> ImageLayer {
+    let (data, oci, docker) = match layer.compression {
+        Compression::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&layer.tar).expect("gzip");
+            (
+                gz.finish().expect("gzip"),
+                IMAGE_LAYER_GZIP_MEDIA_TYPE,
+                IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE,
+            )
+        }
+        Compression::Zstd => (
+            zstd::encode_all(&layer.tar[..], 3).expect("zstd"),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        Compression::None => (
+            layer.tar.clone(),
+            IMAGE_LAYER_MEDIA_TYPE,
+            IMAGE_DOCKER_LAYER_TAR_MEDIA_TYPE,
+        ),
     };
+    let media_type = if format == Format::Docker {
+        docker
+    } else {
+        oci
+    };
+    ImageLayer::new(data, media_type.to_string(), None)
+}
+
+/// Builds an image on busybox and pushes it to `target`; returns `host/repo:tag`.
+pub async fn push_image_to(target: &Target, repo: &str, tag: &str, spec: &ImageSpec) -> String {
+    qci_image::init_tls();
+    let mut tars = vec![Layer {
+        tar: busybox_layer(spec),
+        compression: spec.compression,
+    }];
+    tars.extend(spec.extra_layers.iter().cloned());
+    let diff_ids: Vec<String> = tars
+        .iter()
+        .map(|l| format!("sha256:{}", hex::encode(Sha256::digest(&l.tar))))
+        .collect();
+    let layers: Vec<ImageLayer> = tars.iter().map(|l| layer_blob(l, spec.format)).collect();
     let mut cfg = serde_json::json!({
         "Env": if spec.env.is_empty() { vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()] } else { spec.env.clone() },
     });
@@ -152,35 +227,49 @@ pub async fn push_image(registry: &str, repo: &str, tag: &str, spec: &ImageSpec)
         "architecture": arch,
         "os": "linux",
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config = serde_json::to_vec(&config).expect("json");
     let config = match spec.format {
         Format::Oci => Config::oci_v1(config, None),
         Format::Docker => Config::new(config, IMAGE_DOCKER_CONFIG_MEDIA_TYPE.to_string(), None),
     };
-    let reference = format!("{registry}/{repo}:{tag}");
+    let reference = format!("{}/{repo}:{tag}", target.host);
     let r: Reference = reference.parse().expect("reference");
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    });
-    let layers = [layer];
+    let client = client_for(target);
     let mut manifest = OciImageManifest::build(&layers, &config, None);
     if spec.format == Format::Docker {
         manifest.media_type = Some(IMAGE_MANIFEST_MEDIA_TYPE.to_string());
     }
     client
-        .push(
-            &r,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(manifest),
-        )
+        .push(&r, &layers, config, &auth_for(target), Some(manifest))
         .await
         .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
     reference
+}
+
+fn client_for(target: &Target) -> Client {
+    match &target.ca_pem {
+        None => Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        }),
+        Some(pem) => Client::new(ClientConfig {
+            protocol: ClientProtocol::Https,
+            extra_root_certificates: vec![oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: pem.clone(),
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
+fn auth_for(target: &Target) -> RegistryAuth {
+    match &target.login {
+        Some((u, p)) => RegistryAuth::Basic(u.clone(), p.clone()),
+        None => RegistryAuth::Anonymous,
+    }
 }
 
 /// Pushes an OCI image index at `registry/repo:tag` whose entries are the manifests already
@@ -231,4 +320,47 @@ pub async fn push_index(registry: &str, repo: &str, tag: &str, members: &[(&str,
         .await
         .unwrap_or_else(|e| panic!("pushing index {reference}: {e}"));
     reference
+}
+
+/// One entry of a hand-made layer.
+#[derive(Debug, Clone)]
+pub enum Entry<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+}
+
+/// A tar stream with exactly these entries. Names are written as given, `../` included, so
+/// hostile layers can be made.
+pub fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let (name, data): (&str, &[u8]) = match e {
+            Entry::File(p, d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                (p, d)
+            }
+            Entry::Dir(p) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                (p, &[])
+            }
+            Entry::Symlink(p, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_link_name(target).expect("link name");
+                (p, &[])
+            }
+        };
+        h.set_size(data.len() as u64);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, data).expect("tar entry");
+    }
+    b.into_inner().expect("tar")
 }

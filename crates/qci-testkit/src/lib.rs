@@ -12,7 +12,10 @@ pub mod image;
 mod registry;
 mod server;
 
-pub use image::{Format, ImageSpec, push_busybox, push_image, push_index};
+pub use image::{
+    Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
+    push_index, tar_of,
+};
 pub use registry::Registry;
 pub use server::Server;
 

@@ -16,11 +16,17 @@ pub struct Server {
     pub layout: Layout,
     child: Option<Child>,
     log_path: PathBuf,
+    flags: Vec<String>,
 }
 
 impl Server {
     /// Starts `qci serve` (the binary at `exe`) on a fresh data dir.
     pub async fn start(exe: &Path) -> Server {
+        Self::start_with(exe, &[]).await
+    }
+
+    /// Starts `qci serve` with extra flags (e.g. `--registry-ca FILE`).
+    pub async fn start_with(exe: &Path, flags: &[&str]) -> Server {
         crate::require(&[("runc", "runc")]);
         qci_image::init_tls();
         let data_dir = tempfile::Builder::new()
@@ -44,6 +50,7 @@ impl Server {
             layout,
             child: None,
             log_path,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         s.spawn().await;
         s
@@ -61,6 +68,7 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.flags)
             .env("RUST_LOG", "info,qci=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))

@@ -114,7 +114,11 @@ fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
         .chain(&g.status.containers)
         .find_map(|c| {
             let r = c.reason.as_deref()?;
-            matches!(r, "ErrImagePull" | "ImagePullBackOff" | "StartError").then(|| {
+            matches!(
+                r,
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "StartError"
+            )
+            .then(|| {
                 (
                     c.name.clone(),
                     r.to_string(),

@@ -1,0 +1,302 @@
+//! End-to-end image tests: private TLS registries with credentials, pull policies, layer
+//! formats, whiteouts, hostile layers, and blobs fetched once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qci_spec::GroupPhase;
+use qci_testkit::{
+    Compression, Entry, ImageSpec, Layer, Registry, Server, push_busybox, push_image,
+    push_image_to, tar_of,
+};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+fn reason_of(g: &qci_spec::ContainerGroup) -> Option<String> {
+    g.status.containers.first().and_then(|c| c.reason.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_tls_registry_with_credentials_and_passwords_never_shown() {
+    const PASSWORD: &str = "s3cret-Pa55word";
+    let reg = Registry::start_secure("alice", PASSWORD);
+    let spec = ImageSpec {
+        cmd: Some(vec!["echo".into(), "private ok".into()]),
+        ..Default::default()
+    };
+    let image = push_image_to(&reg.target(), "private/bb", "1.0", &spec).await;
+    let ca = reg.ca_file.clone().unwrap();
+    let s = Server::start_with(Path::new(QCI), &["--registry-ca", ca.to_str().unwrap()]).await;
+    let host = reg.host();
+    let group = |name: &str, password: Option<&str>| {
+        let creds = password
+            .map(|p| format!("registry_credentials: [{{server: 'https://{host}/', username: alice, password: '{p}'}}]\n"))
+            .unwrap_or_default();
+        format!(
+            "name: {name}\nrestart_policy: Never\n{creds}containers: [{{name: c, image: '{image}'}}]\n"
+        )
+    };
+
+    // The right password: the image is pulled over TLS and runs.
+    let id = s
+        .create("good", &group("good", Some(PASSWORD)), &[])
+        .1
+        .trim()
+        .to_string();
+    let g = s
+        .wait_group(&id, "good ends", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(
+        g.status.phase,
+        GroupPhase::Succeeded,
+        "{:?}\n{}",
+        g.status,
+        s.log()
+    );
+    assert_eq!(s.logs(&id, "c").await, "private ok\n");
+    assert_eq!(g.spec.registry_credentials[0].password, "******");
+
+    // A wrong password, and none: ErrImagePull with the registry's answer, then back-off.
+    for (name, pw) in [("wrong", Some("not-the-password")), ("anon", None)] {
+        let (ok, out, err) = s.create(name, &group(name, pw), &["--wait"]);
+        assert!(!ok, "{name}: pull without the right credential succeeded");
+        assert!(
+            err.contains("ImagePull") && err.contains("not authorized"),
+            "{name}: {err}"
+        );
+        let id = out.trim().to_string();
+        let g = s
+            .wait_group(&id, "back-off", |g| {
+                reason_of(g).as_deref() == Some("ImagePullBackOff")
+            })
+            .await;
+        assert!(g.status.containers[0].retry_at.is_some());
+        let (_, events, _) = s.cli(&["events", name]);
+        assert!(
+            events.contains("failed to pull") && events.contains("not authorized"),
+            "{events}"
+        );
+    }
+
+    // The password is in no API answer, event, log or database file.
+    let (_, get, _) = s.cli(&["get", "good", "-o", "json"]);
+    let (_, ls, _) = s.cli(&["ls", "-o", "yaml"]);
+    let (_, events, _) = s.cli(&["events", "good"]);
+    for (what, text) in [
+        ("get", get),
+        ("ls", ls),
+        ("events", events),
+        ("serve log", s.log()),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password shows in {what}");
+    }
+    for f in ["qci.db", "qci.db-wal"] {
+        let bytes = std::fs::read(s.data_dir.join(f)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "plaintext password in {f}"
+        );
+    }
+    let key = std::fs::metadata(s.data_dir.join("secret.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_policies() {
+    let mut reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let group = |name: &str, policy: &str| {
+        format!(
+            "name: {name}\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: ['true'], image_pull_policy: {policy}}}]\n"
+        )
+    };
+
+    // Never, image absent: ErrImageNeverPull without a single request to the registry.
+    let before = reg.requests();
+    let (ok, _, err) = s.create("never", &group("never", "Never"), &["--wait"]);
+    assert!(!ok && err.contains("ErrImageNeverPull"), "{err}");
+    assert_eq!(reg.requests(), before, "Never made registry requests");
+
+    // IfNotPresent pulls once; then, with the registry down, IfNotPresent and Never still run.
+    let id = s
+        .create("first", &group("first", "IfNotPresent"), &[])
+        .1
+        .trim()
+        .to_string();
+    s.wait_group(&id, "first ends", |g| {
+        g.status.phase == GroupPhase::Succeeded
+    })
+    .await;
+    reg.stop();
+    for (name, policy) in [("again", "IfNotPresent"), ("never2", "Never")] {
+        let id = s
+            .create(name, &group(name, policy), &[])
+            .1
+            .trim()
+            .to_string();
+        let g = s
+            .wait_group(&id, "ends", |g| g.status.phase.is_final())
+            .await;
+        assert_eq!(
+            g.status.phase,
+            GroupPhase::Succeeded,
+            "{name}: {:?}",
+            g.status
+        );
+    }
+    // Always must ask the registry, and says why it cannot.
+    let (ok, _, err) = s.create("always", &group("always", "Always"), &["--wait"]);
+    assert!(
+        !ok && err.contains("ImagePull") && err.contains("cannot reach"),
+        "{err}"
+    );
+    reg.resume();
+
+    // Always with a changed tag: only the new layer is downloaded.
+    let base_gets = reg.log().matches("\"GET /v2/bb/blobs/").count();
+    let spec = ImageSpec {
+        extra_layers: vec![Layer {
+            tar: tar_of(&[Entry::File("v2", b"two\n")]),
+            compression: Compression::Gzip,
+        }],
+        ..Default::default()
+    };
+    push_image(&reg.host(), "bb", "1.0", &spec).await;
+    let id = s
+        .create("updated", &group("updated", "Always"), &[])
+        .1
+        .trim()
+        .to_string();
+    let g = s
+        .wait_group(&id, "updated ends", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Succeeded, "{:?}", g.status);
+    let new_gets = reg.log().matches("\"GET /v2/bb/blobs/").count() - base_gets;
+    // The new config and the new layer; the busybox layer is already here.
+    assert_eq!(
+        new_gets,
+        2,
+        "blob downloads after the tag moved:\n{}",
+        reg.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_and_plain_layers_whiteouts_and_opaque_dirs() {
+    let reg = Registry::start();
+    let top = tar_of(&[
+        Entry::Dir("etc/"),
+        Entry::File("etc/.wh.group", b""),
+        Entry::Dir("var/"),
+        Entry::File("var/.wh..wh..opq", b""),
+        Entry::File("var/new", b"fresh\n"),
+    ]);
+    let spec = ImageSpec {
+        compression: Compression::Zstd,
+        extra_layers: vec![Layer {
+            tar: top,
+            compression: Compression::None,
+        }],
+        ..Default::default()
+    };
+    let image = push_image(&reg.host(), "layers", "1", &spec).await;
+    let s = Server::start(Path::new(QCI)).await;
+    let group = format!(
+        "name: layers\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'test -e /etc/group && echo group-present; test -e /etc/passwd && echo passwd-present; ls /var']}}]\n"
+    );
+    let id = s.create("layers", &group, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "ends", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Succeeded, "{:?}", g.status);
+    assert_eq!(s.logs(&id, "c").await, "passwd-present\nnew\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_layers_are_refused_and_leave_nothing() {
+    let reg = Registry::start();
+    let outside = qci_testkit::test_root().join(format!("escape-target-{}", std::process::id()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.to_str().unwrap().to_string();
+    let hostile = [
+        (
+            "dotdot",
+            tar_of(&[
+                Entry::File("ok", b"fine"),
+                Entry::File("../../../../../../tmp/qci-pwned", b"x"),
+            ]),
+        ),
+        (
+            "absolute",
+            tar_of(&[Entry::File("/tmp/qci-pwned-abs", b"x")]),
+        ),
+        (
+            "symlink",
+            tar_of(&[
+                Entry::Symlink("escape", &target),
+                Entry::File("escape/pwned", b"x"),
+            ]),
+        ),
+    ];
+    let s = Server::start(Path::new(QCI)).await;
+    for (name, tar) in hostile {
+        let spec = ImageSpec {
+            extra_layers: vec![Layer {
+                tar,
+                compression: Compression::Gzip,
+            }],
+            ..Default::default()
+        };
+        let image = push_image(&reg.host(), name, "1", &spec).await;
+        let group = format!(
+            "name: {name}\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}'}}]\n"
+        );
+        let (ok, _, err) = s.create(name, &group, &["--wait"]);
+        assert!(!ok, "{name}: a hostile layer was accepted");
+        assert!(err.contains("escapes the layer root"), "{name}: {err}");
+    }
+    assert!(!Path::new("/tmp/qci-pwned").exists() && !Path::new("/tmp/qci-pwned-abs").exists());
+    assert!(
+        !outside.join("pwned").exists(),
+        "a write went through the symlink"
+    );
+    // Only the busybox layer was kept; nothing half-unpacked.
+    let layers: Vec<_> = std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    std::fs::remove_dir_all(&outside).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_fetch_each_blob_once() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "conc", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let group = |name: &str| {
+        format!(
+            "name: {name}\ncontainers: [{{name: c, image: '{image}', command: [sleep, '60']}}]\n"
+        )
+    };
+    let (one, two) = (group("one"), group("two"));
+    let (a, b) = tokio::join!(s.client.create_group(&one), s.client.create_group(&two));
+    for g in [a.unwrap(), b.unwrap()] {
+        s.wait_group(&g.id, "Running", |g| g.status.phase == GroupPhase::Running)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let blob_gets = reg.log().matches("\"GET /v2/conc/blobs/").count();
+    assert_eq!(
+        blob_gets,
+        2,
+        "config and layer should be fetched once each:\n{}",
+        reg.log()
+    );
+}
