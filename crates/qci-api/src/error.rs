@@ -24,6 +24,8 @@ pub enum ApiError {
     InvalidSpec(#[from] qci_spec::SpecError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{}", .0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
@@ -38,6 +40,7 @@ impl IntoResponse for ApiError {
         let (status, code, fields) = match &self {
             ApiError::InvalidSpec(e) => (StatusCode::BAD_REQUEST, "InvalidSpec", e.fields()),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
+            ApiError::Fields(f) => (StatusCode::BAD_REQUEST, "InvalidRequest", f.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
             ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
             ApiError::Store(StoreError::NameTaken(_)) => {

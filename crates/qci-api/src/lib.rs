@@ -5,6 +5,7 @@
 
 mod error;
 mod groups;
+mod images;
 mod logs;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use error::{ApiError, ErrorBody};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub images: qci_image::ImageStore,
     pub layout: Layout,
     /// Called after a change the controller should act on at once.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
@@ -29,20 +31,28 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "qci", description = "Self-hosted elastic container instances: container groups on real Linux containers."),
-    tags((name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"))
+    tags(
+        (name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"),
+        (name = "images", description = "The image store: pull, list, remove")
+    )
 )]
 struct ApiDoc;
 
-/// The API's router and its OpenAPI document.
-pub fn router(state: AppState) -> axum::Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every route, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(groups::list_groups, groups::create_group))
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(groups::list_events))
         .routes(routes!(logs::get_logs))
+        .routes(routes!(images::list_images, images::remove_image))
+        .routes(routes!(images::pull_image))
         .routes(routes!(version))
-        .with_state(state)
-        .split_for_parts();
+}
+
+/// The API's router, serving its OpenAPI document at `/v1/openapi.json`.
+pub fn router(state: AppState) -> axum::Router {
+    let (router, openapi) = api_routes().with_state(state).split_for_parts();
     let doc = Arc::new(openapi);
     router.route(
         "/v1/openapi.json",
@@ -55,14 +65,7 @@ pub fn router(state: AppState) -> axum::Router {
 
 /// The OpenAPI document alone (for tooling and tests).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(groups::list_groups, groups::create_group))
-        .routes(routes!(groups::get_group, groups::delete_group))
-        .routes(routes!(groups::list_events))
-        .routes(routes!(logs::get_logs))
-        .routes(routes!(version))
-        .split_for_parts()
-        .1
+    api_routes().split_for_parts().1
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -1,6 +1,6 @@
 //! A typed client for qci's HTTP API; the CLI and the tests use it.
 
-use qci_spec::{ContainerGroup, Event, FieldError};
+use qci_spec::{ContainerGroup, Event, FieldError, ImageInfo, PullEvent, PullRequest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -190,6 +190,66 @@ impl Client {
             q.push(("timestamps", "true".into()));
         }
         self.send(self.http.get(&url).query(&q), &url).await
+    }
+
+    pub async fn list_images(&self) -> Result<Vec<ImageInfo>, ClientError> {
+        let url = self.url("/v1/images");
+        Ok(self
+            .json::<Items<ImageInfo>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn remove_image(&self, reference: &str) -> Result<(), ClientError> {
+        let url = self.url("/v1/images");
+        self.send(
+            self.http.delete(&url).query(&[("reference", reference)]),
+            &url,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Pulls an image into the server's store, calling `on_progress` as blobs download.
+    pub async fn pull_image(
+        &self,
+        req: &PullRequest,
+        mut on_progress: impl FnMut(&str, u64, u64),
+    ) -> Result<ImageInfo, ClientError> {
+        use futures_util::StreamExt;
+        let url = self.url("/v1/images/pull");
+        let resp = self.send(self.http.post(&url).json(req), &url).await?;
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        let protocol = |reason: String| ClientError::Protocol {
+            url: url.clone(),
+            reason,
+        };
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| protocol(chain(&e)))?);
+            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                match serde_json::from_slice::<PullEvent>(&line)
+                    .map_err(|e| protocol(e.to_string()))?
+                {
+                    PullEvent::Progress {
+                        digest,
+                        done,
+                        total,
+                    } => on_progress(&digest, done, total),
+                    PullEvent::Image(info) => return Ok(info),
+                    PullEvent::Error(message) => {
+                        return Err(ClientError::Api {
+                            status: 502,
+                            code: "PullFailed".into(),
+                            message,
+                            fields: vec![],
+                        });
+                    }
+                }
+            }
+        }
+        Err(protocol("the pull ended without a result".into()))
     }
 
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {

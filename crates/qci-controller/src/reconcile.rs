@@ -366,7 +366,7 @@ impl Controller {
         g: &ContainerGroup,
         image: &str,
     ) -> Result<Option<Credentials>, String> {
-        let registry = image_registry(image);
+        let registry = qci_spec::image_registry(image);
         let Some(c) = g
             .spec
             .registry_credentials
@@ -693,17 +693,6 @@ fn waiting_reason(s: &ContainerStatus) -> Option<String> {
     })
 }
 
-/// The registry an image reference names (`docker.io` when it names none), as credentials
-/// are matched against it.
-fn image_registry(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
-            qci_spec::normalize_registry(first)
-        }
-        _ => "docker.io".to_string(),
-    }
-}
-
 fn human_bytes(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
@@ -715,18 +704,6 @@ fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn registries() {
-        assert_eq!(image_registry("127.0.0.1:5000/busybox"), "127.0.0.1:5000");
-        assert_eq!(
-            image_registry("Registry.Example.com/a/b:1"),
-            "registry.example.com"
-        );
-        assert_eq!(image_registry("busybox:latest"), "docker.io");
-        assert_eq!(image_registry("library/busybox"), "docker.io");
-        assert_eq!(image_registry("localhost/x"), "localhost");
-    }
 
     #[test]
     fn pull_backoff_doubles() {

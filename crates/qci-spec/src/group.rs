@@ -202,3 +202,59 @@ impl ContainerGroup {
         self
     }
 }
+
+/// The registry an image reference names (`docker.io` when it names none), in the form
+/// credentials are matched against.
+pub fn image_registry(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            normalize_registry(first)
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries() {
+        assert_eq!(image_registry("127.0.0.1:5000/busybox"), "127.0.0.1:5000");
+        assert_eq!(
+            image_registry("Registry.Example.com/a/b:1"),
+            "registry.example.com"
+        );
+        assert_eq!(image_registry("busybox:latest"), "docker.io");
+        assert_eq!(image_registry("library/busybox"), "docker.io");
+        assert_eq!(image_registry("localhost/x"), "localhost");
+        assert_eq!(
+            normalize_registry("https://index.docker.io/v1/"),
+            "docker.io"
+        );
+        assert_eq!(
+            normalize_registry("https://R.example:5000/"),
+            "r.example:5000"
+        );
+    }
+
+    #[test]
+    fn default_pull_policy() {
+        let c = |image: &str| ContainerSpec {
+            name: "c".into(),
+            image: image.into(),
+            command: None,
+            args: None,
+            working_dir: None,
+            env: vec![],
+            ports: vec![],
+            cpu: None,
+            memory: None,
+            image_pull_policy: None,
+        };
+        assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
+        assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);
+        assert_eq!(c("r:5000/bb:1.0").pull_policy(), PullPolicy::IfNotPresent);
+        assert_eq!(c("bb@sha256:aa").pull_policy(), PullPolicy::IfNotPresent);
+    }
+}

@@ -5,6 +5,7 @@
 //! speaks these types; only this crate decides whether a spec is valid.
 
 mod group;
+mod image;
 mod parse;
 mod quantity;
 mod status;
@@ -12,9 +13,11 @@ mod validate;
 
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_OWNER, EnvVar, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK,
-    PortSpec, Protocol, PullPolicy, RegistryCredential, RestartPolicy, normalize_registry,
+    PortSpec, Protocol, PullPolicy, RegistryCredential, RestartPolicy, image_registry,
+    normalize_registry,
 };
+pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
 pub use parse::{SpecError, parse_spec};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
 pub use status::{ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus};
-pub use validate::{FieldError, validate};
+pub use validate::{FieldError, check_image_reference, validate, validate_credentials};

@@ -78,8 +78,15 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
             }
         }
     }
+    e.0.extend(validate_credentials(&spec.registry_credentials));
+    if e.0.is_empty() { Ok(()) } else { Err(e.0) }
+}
+
+/// The rules for registry credentials (in a group spec, an image pull or an image cache).
+pub fn validate_credentials(creds: &[crate::RegistryCredential]) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
     let mut servers: HashMap<String, usize> = HashMap::new();
-    for (i, c) in spec.registry_credentials.iter().enumerate() {
+    for (i, c) in creds.iter().enumerate() {
         let path = format!("registry_credentials[{i}]");
         let reg = c.registry();
         if reg.is_empty() || reg.contains(|ch: char| ch.is_whitespace() || ch == '@') {
@@ -108,14 +115,14 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
             );
         }
     }
-    if e.0.is_empty() { Ok(()) } else { Err(e.0) }
+    e.0
 }
 
 fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
     if let Err(m) = check_dns_label(&c.name) {
         e.add(format!("{path}.name"), m);
     }
-    if let Err(m) = check_image(&c.image) {
+    if let Err(m) = check_image_reference(&c.image) {
         e.add(format!("{path}.image"), m);
     }
     if let Some(cmd) = &c.command {
@@ -205,7 +212,8 @@ fn check_dns_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_image(s: &str) -> Result<(), String> {
+/// An image reference as registries take it: `[registry/]repository[:tag][@digest]`.
+pub fn check_image_reference(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }

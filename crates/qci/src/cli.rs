@@ -39,6 +39,9 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Print the client's and the server's versions
     Version,
+    /// The image store: pull, list, remove
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// The per-container monitor (started by `qci serve`, not by hand)
     #[command(hide = true)]
     Monitor(MonitorCli),
@@ -158,4 +161,29 @@ impl MonitorCli {
             notify: self.notify.clone(),
         }
     }
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image into the store (a progress bar per layer on a terminal)
+    Pull(ImagePullArgs),
+    /// List the images in the store
+    Ls(OutputArgs),
+    /// Forget an image (its layers go once nothing uses them)
+    Rm {
+        /// The image reference, as pulled
+        image: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ImagePullArgs {
+    /// The image reference
+    pub image: String,
+    /// Log in to the image's registry as this user (the password is read from standard input)
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password from standard input
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }

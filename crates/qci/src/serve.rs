@@ -45,10 +45,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the qci binary")?;
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
-    let controller = qci_controller::Controller::new(store.clone(), images, runtime);
+    let controller = qci_controller::Controller::new(store.clone(), images.clone(), runtime);
     let waker = controller.clone();
     let state = qci_api::AppState {
         store,
+        images,
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
     };

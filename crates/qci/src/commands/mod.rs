@@ -2,6 +2,7 @@
 
 mod create;
 mod delete;
+mod image;
 mod logs;
 mod show;
 
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
         Command::Version => show::version(&client).await,
+        Command::Image(c) => image::run(&client, c).await,
         Command::Monitor(_) => unreachable!("handled before the runtime starts"),
     }
 }
