@@ -42,8 +42,10 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
             ApiError::Fields(f) => (StatusCode::BAD_REQUEST, "InvalidRequest", f.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
-            ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
-            ApiError::Store(StoreError::NameTaken(_)) => {
+            ApiError::Store(StoreError::NotFound(_) | StoreError::CacheNotFound(_)) => {
+                (StatusCode::NOT_FOUND, "NotFound", vec![])
+            }
+            ApiError::Store(StoreError::NameTaken(_) | StoreError::CacheNameTaken(_)) => {
                 (StatusCode::CONFLICT, "AlreadyExists", vec![])
             }
             ApiError::Store(_) | ApiError::Internal(_) => {

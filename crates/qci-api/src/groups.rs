@@ -51,6 +51,7 @@ pub async fn create_group(
         ));
     }
     let spec = parse_spec(&body)?;
+    check_named_cache(&s, &spec)?;
     let g = s.store.create_group(DEFAULT_OWNER, &spec)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_change)();
@@ -97,4 +98,46 @@ pub async fn list_events(
     Ok(Json(EventList {
         items: s.store.events(&g.id)?,
     }))
+}
+
+/// A group that names an image cache needs one that exists and holds all its images.
+fn check_named_cache(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
+    let Some(name) = spec
+        .image_cache
+        .as_deref()
+        .filter(|m| *m != "auto" && *m != "none")
+    else {
+        return Ok(());
+    };
+    let field = |message: String| {
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: "image_cache".into(),
+            message,
+        }])
+    };
+    let c = match s.store.find_image_cache(DEFAULT_OWNER, name) {
+        Ok(c) => c,
+        Err(qci_store::StoreError::CacheNotFound(_)) => {
+            return Err(field(format!("no image cache named {name:?}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if c.status.phase == qci_spec::CachePhase::Failed {
+        return Err(field(format!(
+            "image cache {name:?} failed: {}",
+            c.status.message.unwrap_or_default()
+        )));
+    }
+    let missing: Vec<&str> = spec
+        .all_containers()
+        .map(|c| c.image.as_str())
+        .filter(|i| !c.spec.images.iter().any(|x| x == i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(field(format!(
+            "image cache {name:?} does not hold {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
 }

@@ -146,3 +146,16 @@ pub async fn pull_image(State(s): State<AppState>, body: String) -> Result<Respo
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
+
+/// A body that does not have the expected shape, as a field error.
+pub(crate) fn field_error(path: String, e: &dyn std::fmt::Display) -> ApiError {
+    let field = if path == "." {
+        "body".to_string()
+    } else {
+        path
+    };
+    ApiError::Fields(vec![qci_spec::FieldError {
+        field,
+        message: e.to_string(),
+    }])
+}

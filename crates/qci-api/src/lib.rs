@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: only this crate knows HTTP status codes ([`error::ApiError`]).
 
+mod caches;
 mod error;
 mod groups;
 mod images;
@@ -33,7 +34,8 @@ pub struct AppState {
     info(title = "qci", description = "Self-hosted elastic container instances: container groups on real Linux containers."),
     tags(
         (name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"),
-        (name = "images", description = "The image store: pull, list, remove")
+        (name = "images", description = "The image store: pull, list, remove"),
+        (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading")
     )
 )]
 struct ApiDoc;
@@ -47,6 +49,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::get_logs))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))
+        .routes(routes!(caches::list_caches, caches::create_cache))
+        .routes(routes!(caches::get_cache, caches::delete_cache))
         .routes(routes!(version))
 }
 

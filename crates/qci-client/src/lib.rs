@@ -1,6 +1,9 @@
 //! A typed client for qci's HTTP API; the CLI and the tests use it.
 
-use qci_spec::{ContainerGroup, Event, FieldError, ImageInfo, PullEvent, PullRequest};
+use qci_spec::{
+    ContainerGroup, Event, FieldError, ImageCache, ImageCacheSpec, ImageInfo, PullEvent,
+    PullRequest,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -250,6 +253,32 @@ impl Client {
             }
         }
         Err(protocol("the pull ended without a result".into()))
+    }
+
+    pub async fn create_image_cache(
+        &self,
+        spec: &ImageCacheSpec,
+    ) -> Result<ImageCache, ClientError> {
+        let url = self.url("/v1/image-caches");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_image_caches(&self) -> Result<Vec<ImageCache>, ClientError> {
+        let url = self.url("/v1/image-caches");
+        Ok(self
+            .json::<Items<ImageCache>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_image_cache(&self, id: &str) -> Result<ImageCache, ClientError> {
+        let url = self.url(&format!("/v1/image-caches/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_image_cache(&self, id: &str) -> Result<ImageCache, ClientError> {
+        let url = self.url(&format!("/v1/image-caches/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
     }
 
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {

@@ -7,6 +7,7 @@
 //! - at most one pass works on a given group at a time;
 //! - the controller writes only status and events; specs are the API's.
 
+mod cache;
 mod process;
 mod reconcile;
 
@@ -76,6 +77,34 @@ impl Controller {
                 return;
             }
         };
+        match self.store.list_image_caches(None) {
+            Ok(caches) => {
+                for c in caches
+                    .into_iter()
+                    .filter(|c| c.status.phase == qci_spec::CachePhase::Creating)
+                {
+                    if !self
+                        .busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(c.id.clone())
+                    {
+                        continue;
+                    }
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let span =
+                            tracing::info_span!("image cache", cache = %c.id, name = %c.name);
+                        tracing::Instrument::instrument(this.create_cache(&c), span).await;
+                        this.busy
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&c.id);
+                    });
+                }
+            }
+            Err(e) => tracing::error!("listing image caches: {e}"),
+        }
         for g in groups {
             if g.deletion_requested_at.is_none() && g.status.phase.is_final() {
                 continue;

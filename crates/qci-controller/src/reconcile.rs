@@ -209,22 +209,23 @@ impl Controller {
         let acted = !to_start.is_empty();
         if acted {
             // Each (image, policy) once per pass, whatever number of containers use it.
-            let mut images: Vec<(&str, PullPolicy)> = to_start
+            let cache = self.cache_for(g);
+            let mut images: Vec<(&str, Option<PullPolicy>)> = to_start
                 .iter()
-                .map(|(c, _, _)| (c.image.as_str(), c.pull_policy()))
+                .map(|(c, _, _)| (c.image.as_str(), c.image_pull_policy))
                 .collect();
-            images.sort_by_key(|(i, p)| (*i, *p as u8));
+            images.sort_by_key(|(i, p)| (*i, p.map(|p| p as u8)));
             images.dedup();
-            let pulled: HashMap<(&str, PullPolicy), Result<PulledImage, PullFailure>> = join_all(
-                images
-                    .iter()
-                    .map(|&(i, p)| async move { ((i, p), self.ensure_image(g, i, p).await) }),
-            )
-            .await
-            .into_iter()
-            .collect();
+            let cache = &cache;
+            let pulled: HashMap<(&str, Option<PullPolicy>), Result<PulledImage, PullFailure>> =
+                join_all(images.iter().map(|&(i, p)| async move {
+                    ((i, p), self.ensure_image(g, cache, i, p).await)
+                }))
+                .await
+                .into_iter()
+                .collect();
             let results = join_all(to_start.iter().map(|(c, is_init, act)| {
-                let pulled = &pulled[&(c.image.as_str(), c.pull_policy())];
+                let pulled = &pulled[&(c.image.as_str(), c.image_pull_policy)];
                 let prev_st = if *is_init {
                     init.iter().find(|(s, _)| s.name == c.name)
                 } else {
@@ -275,9 +276,50 @@ impl Controller {
     async fn ensure_image(
         &self,
         g: &ContainerGroup,
+        cache: &Result<Option<qci_spec::ImageCache>, crate::cache::CacheProblem>,
         image: &str,
-        policy: PullPolicy,
+        given: Option<PullPolicy>,
     ) -> Result<PulledImage, PullFailure> {
+        // An image cache serves every image it holds, without a registry request, unless the
+        // container asks for Always itself.
+        if given != Some(PullPolicy::Always) {
+            match cache {
+                Err(p) => {
+                    return Err(PullFailure {
+                        reason: p.reason,
+                        message: p.message.clone(),
+                    });
+                }
+                Ok(Some(c)) => {
+                    if let Some(img) = self.cached_image(c, image) {
+                        self.event(
+                            g,
+                            None,
+                            EventType::Normal,
+                            "Pulled",
+                            &format!(
+                                "image {image:?} from image cache {:?} ({}, {}), no download",
+                                c.name,
+                                img.digest,
+                                human_bytes(img.size)
+                            ),
+                        );
+                        return Ok(img);
+                    }
+                    if g.spec.image_cache.as_deref().is_some_and(|m| m != "auto") {
+                        return Err(PullFailure {
+                            reason: "ErrImageCache",
+                            message: format!(
+                                "image cache {:?} does not hold image {image:?}",
+                                c.name
+                            ),
+                        });
+                    }
+                }
+                Ok(None) => {}
+            }
+        }
+        let policy = given.unwrap_or_else(|| qci_spec::default_pull_policy(image));
         let creds = self
             .credentials_for(g, image)
             .map_err(|message| PullFailure {

@@ -118,7 +118,7 @@ pub struct ImageStore {
 
 impl ImageStore {
     pub fn open(root: &Path, registries: RegistryConfig) -> Result<ImageStore, ImageError> {
-        for d in ["blobs/sha256", "layers/sha256", "refs", "tmp"] {
+        for d in ["blobs/sha256", "layers/sha256", "refs", "pins", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
         // Partial downloads of a process that died; finished blobs are kept.
@@ -207,6 +207,55 @@ impl ImageStore {
             h.update([0u8]);
         }
         hex::encode(h.finalize())
+    }
+
+    /// Pins images for an image cache: they stay, layers and all, until unpinned, whatever
+    /// their tags later point to.
+    pub async fn pin(&self, cache_id: &str, images: &[PulledImage]) -> Result<(), ImageError> {
+        let json = serde_json::to_vec_pretty(images).map_err(std::io::Error::other)?;
+        write_atomic(&self.pin_path(cache_id), &json, &self.root.join("tmp")).await?;
+        Ok(())
+    }
+
+    /// A cache's pinned images, if all their layers are present.
+    pub fn pinned(&self, cache_id: &str) -> Option<Vec<PulledImage>> {
+        let images: Vec<PulledImage> =
+            serde_json::from_slice(&std::fs::read(self.pin_path(cache_id)).ok()?).ok()?;
+        images
+            .iter()
+            .all(|i| i.layers.iter().all(|l| self.layer_dir(l).is_dir()))
+            .then_some(images)
+    }
+
+    pub fn unpin(&self, cache_id: &str) -> Result<(), ImageError> {
+        match std::fs::remove_file(self.pin_path(cache_id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ids of every cache with pinned images.
+    pub fn pins(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.join("pins"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".json")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn pin_path(&self, cache_id: &str) -> PathBuf {
+        let safe: String = cache_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        self.root.join("pins").join(format!("{safe}.json"))
     }
 
     /// Every image the store holds a reference for.

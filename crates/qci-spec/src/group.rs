@@ -31,6 +31,10 @@ pub struct GroupSpec {
     /// Credentials for private registries; each applies to images whose registry is `server`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registry_credentials: Vec<RegistryCredential>,
+    /// `auto` (the default: a Ready image cache holding all the group's images, if any),
+    /// `none`, or an image cache's name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_cache: Option<String>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -136,20 +140,24 @@ pub enum PullPolicy {
 impl ContainerSpec {
     /// The pull policy in force: the one given, or Kubernetes' default for the image.
     pub fn pull_policy(&self) -> PullPolicy {
-        self.image_pull_policy.unwrap_or_else(|| {
-            let last = self.image.rsplit('/').next().unwrap_or(&self.image);
-            let tag = last
-                .split('@')
-                .next()
-                .unwrap_or(last)
-                .split_once(':')
-                .map(|(_, t)| t);
-            if self.image.contains('@') || tag.is_some_and(|t| t != "latest") {
-                PullPolicy::IfNotPresent
-            } else {
-                PullPolicy::Always
-            }
-        })
+        self.image_pull_policy
+            .unwrap_or_else(|| default_pull_policy(&self.image))
+    }
+}
+
+/// Kubernetes' default: `Always` for `:latest` or no tag, `IfNotPresent` otherwise.
+pub fn default_pull_policy(image: &str) -> PullPolicy {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let tag = last
+        .split('@')
+        .next()
+        .unwrap_or(last)
+        .split_once(':')
+        .map(|(_, t)| t);
+    if image.contains('@') || tag.is_some_and(|t| t != "latest") {
+        PullPolicy::IfNotPresent
+    } else {
+        PullPolicy::Always
     }
 }
 

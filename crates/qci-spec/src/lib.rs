@@ -6,6 +6,7 @@
 
 mod group;
 mod image;
+mod image_cache;
 mod parse;
 mod quantity;
 mod status;
@@ -13,10 +14,14 @@ mod validate;
 
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_OWNER, EnvVar, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK,
-    PortSpec, Protocol, PullPolicy, RegistryCredential, RestartPolicy, image_registry,
-    normalize_registry,
+    PortSpec, Protocol, PullPolicy, RegistryCredential, RestartPolicy, default_pull_policy,
+    image_registry, normalize_registry,
 };
 pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
+pub use image_cache::{
+    CachePhase, CachedImage, ImageCache, ImageCacheSpec, ImageCacheStatus, MAX_CACHE_IMAGES,
+    validate_image_cache,
+};
 pub use parse::{SpecError, parse_spec};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
 pub use status::{ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus};

@@ -79,6 +79,16 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.0.extend(validate_credentials(&spec.registry_credentials));
+    if let Some(c) = &spec.image_cache
+        && c != "auto"
+        && c != "none"
+        && let Err(m) = check_dns_label(c)
+    {
+        e.add(
+            "image_cache",
+            format!("use auto, none, or an image cache's name or id: {m}"),
+        );
+    }
     if e.0.is_empty() { Ok(()) } else { Err(e.0) }
 }
 
@@ -188,7 +198,7 @@ fn check_strings(e: &mut Errors, path: &str, v: &[String]) {
 }
 
 /// An RFC 1123 label: 1 to 63 of `a-z`, `0-9` and `-`, starting and ending alphanumeric.
-fn check_dns_label(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }

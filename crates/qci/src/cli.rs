@@ -42,6 +42,9 @@ pub enum Command {
     /// The image store: pull, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Image caches: images pulled ahead of time so groups start without downloading
+    #[command(subcommand, name = "image-cache")]
+    ImageCache(CacheCommand),
     /// The per-container monitor (started by `qci serve`, not by hand)
     #[command(hide = true)]
     Monitor(MonitorCli),
@@ -186,4 +189,36 @@ pub struct ImagePullArgs {
     /// Read the password from standard input
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Create a cache of IMAGE... (prints its id)
+    Create(CacheCreateArgs),
+    /// List image caches
+    Ls(OutputArgs),
+    /// Show a cache: its images, digests and total size
+    Get(GetArgs),
+    /// Delete a cache
+    #[command(alias = "delete")]
+    Rm {
+        /// Cache id or name
+        cache: String,
+    },
+}
+
+#[derive(Args)]
+pub struct CacheCreateArgs {
+    /// The cache's name
+    #[arg(long)]
+    pub name: String,
+    /// Images to cache
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Wait until the cache is Ready; fail with the reason if it fails
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }

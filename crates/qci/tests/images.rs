@@ -300,3 +300,100 @@ async fn concurrent_pulls_fetch_each_blob_once() {
         reg.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_caches_start_groups_with_the_registry_down() {
+    let mut reg = Registry::start();
+    let image = push_busybox(&reg.host(), "cached", "latest").await;
+    let other = push_busybox(&reg.host(), "other", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+
+    let (ok, out, err) = s.cli(&["image-cache", "create", "--name", "base", &image, "--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    assert!(id.starts_with("ic-"), "{out}");
+    let (ok, out, _) = s.cli(&["image-cache", "get", "base"]);
+    assert!(
+        ok && out.contains("Ready") && out.contains(&image) && out.contains("sha256:"),
+        "{out}"
+    );
+    let (ok, out, _) = s.cli(&["image-cache", "ls"]);
+    assert!(ok && out.contains(&id), "{out}");
+
+    // With the registry gone, groups start from the cache: `auto` (the default) and by name,
+    // even for a :latest image, whose default policy would otherwise ask the registry.
+    reg.stop();
+    let group = |name: &str, extra: &str, policy: &str| {
+        format!(
+            "name: {name}\n{extra}containers: [{{name: c, image: '{image}', command: [sleep, '60']{policy}}}]\n"
+        )
+    };
+    for (name, extra) in [
+        ("auto", ""),
+        ("named", "image_cache: base\n"),
+        ("byid", &*format!("image_cache: {id}\n")),
+    ] {
+        let (ok, out, err) = s.create(name, &group(name, extra, ""), &["--wait"]);
+        assert!(ok, "{name}: {err}\n{}", s.log());
+        let (_, events, _) = s.cli(&["events", out.trim()]);
+        assert!(
+            events.contains("from image cache \"base\""),
+            "{name}: {events}"
+        );
+        assert!(
+            !events.contains("Pulling"),
+            "{name} contacted the registry: {events}"
+        );
+    }
+    // Asking for Always, or for no cache, goes to the registry, which is down.
+    for (name, extra, policy) in [
+        ("always", "", ", image_pull_policy: Always"),
+        ("nocache", "image_cache: none\n", ""),
+    ] {
+        let (ok, _, err) = s.create(name, &group(name, extra, policy), &["--wait"]);
+        assert!(!ok && err.contains("cannot reach"), "{name}: {err}");
+    }
+    // A named cache must exist and hold every image.
+    let spec =
+        format!("name: missing\nimage_cache: base\ncontainers: [{{name: c, image: '{other}'}}]\n");
+    let (ok, _, err) = s.create("missing", &spec, &[]);
+    assert!(
+        !ok && err.contains("image_cache: image cache \"base\" does not hold"),
+        "{err}"
+    );
+    let spec = format!(
+        "name: nocache2\nimage_cache: nosuch\ncontainers: [{{name: c, image: '{image}'}}]\n"
+    );
+    let (ok, _, err) = s.create("nocache2", &spec, &[]);
+    assert!(
+        !ok && err.contains("no image cache named \"nosuch\""),
+        "{err}"
+    );
+
+    // A cache whose image cannot be pulled fails with the registry's answer.
+    reg.resume();
+    let missing = format!("{}/not/there:1", reg.host());
+    let (ok, _, err) = s.cli(&[
+        "image-cache",
+        "create",
+        "--name",
+        "broken",
+        &missing,
+        "--wait",
+    ]);
+    assert!(
+        !ok && err.contains("failed") && err.contains("manifest unknown"),
+        "{err}"
+    );
+
+    let (ok, _, err) = s.cli(&["image-cache", "rm", "base"]);
+    assert!(ok, "{err}");
+    assert!(
+        s.client
+            .get_image_cache("base")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(!s.data_dir.join(format!("images/pins/{id}.json")).exists());
+}

@@ -100,7 +100,7 @@ async fn pull(client: &Client, a: ImagePullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn human(n: u64) -> String {
+pub(super) fn human(n: u64) -> String {
     match n {
         0..1024 => format!("{n} B"),
         1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),

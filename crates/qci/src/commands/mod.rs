@@ -1,5 +1,6 @@
 //! The client commands, one file per verb (or per family of read-only verbs).
 
+mod cache;
 mod create;
 mod delete;
 mod image;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(a) => delete::delete(&client, a).await,
         Command::Version => show::version(&client).await,
         Command::Image(c) => image::run(&client, c).await,
+        Command::ImageCache(c) => cache::run(&client, c).await,
         Command::Monitor(_) => unreachable!("handled before the runtime starts"),
     }
 }
