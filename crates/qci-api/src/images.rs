@@ -159,3 +159,12 @@ pub(crate) fn field_error(path: String, e: &dyn std::fmt::Display) -> ApiError {
         message: e.to_string(),
     }])
 }
+
+/// Removes now the image blobs and layers that no image, image cache or container uses (and,
+/// over the store's size budget, the least recently used images nothing uses). Answers what
+/// was removed.
+#[utoipa::path(post, path = "/v1/images/prune", tag = "images",
+    responses((status = 200, description = "removed_images, removed_blobs, removed_layers, freed_bytes, total_bytes")))]
+pub async fn prune_images(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    (s.prune)().await.map(Json).map_err(ApiError::Internal)
+}

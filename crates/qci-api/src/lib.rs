@@ -27,7 +27,13 @@ pub struct AppState {
     pub layout: Layout,
     /// Called after a change the controller should act on at once.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
+    /// Runs image garbage collection now; answers its report.
+    pub prune: Arc<dyn Fn() -> PruneFuture + Send + Sync>,
 }
+
+/// What [`AppState::prune`] returns.
+pub type PruneFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>>;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +55,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::get_logs))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))
+        .routes(routes!(images::prune_images))
         .routes(routes!(caches::list_caches, caches::create_cache))
         .routes(routes!(caches::get_cache, caches::delete_cache))
         .routes(routes!(version))

@@ -255,6 +255,12 @@ impl Client {
         Err(protocol("the pull ended without a result".into()))
     }
 
+    /// Runs image garbage collection; the server's report.
+    pub async fn prune_images(&self) -> Result<serde_json::Value, ClientError> {
+        let url = self.url("/v1/images/prune");
+        self.json(self.http.post(&url), &url).await
+    }
+
     pub async fn create_image_cache(
         &self,
         spec: &ImageCacheSpec,

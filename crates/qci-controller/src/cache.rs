@@ -16,6 +16,8 @@ pub(crate) struct CacheProblem {
 impl Controller {
     /// Pulls and pins a cache's images, then marks it Ready (or Failed, with the reason).
     pub(crate) async fn create_cache(&self, c: &ImageCache) {
+        // Until the pin is written, the pulled layers must not be collected.
+        let _no_gc = self.images.hold_for_start().await;
         let mut pulled: Vec<PulledImage> = Vec::new();
         let mut failure = None;
         for image in &c.spec.images {

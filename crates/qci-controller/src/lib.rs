@@ -28,6 +28,8 @@ pub enum ControllerError {
     Store(#[from] qci_store::StoreError),
     #[error(transparent)]
     Runtime(#[from] qci_runtime::RuntimeError),
+    #[error(transparent)]
+    Image(#[from] qci_image::ImageError),
 }
 
 /// How often every group is looked at even when nothing asked for it.
@@ -37,16 +39,24 @@ pub struct Controller {
     store: Store,
     images: ImageStore,
     runtime: Runtime,
+    /// The most bytes the image store may take (`--image-store-max-size`).
+    image_budget: Option<u64>,
     wake: Notify,
     busy: Mutex<HashSet<String>>,
 }
 
 impl Controller {
-    pub fn new(store: Store, images: ImageStore, runtime: Runtime) -> Arc<Controller> {
+    pub fn new(
+        store: Store,
+        images: ImageStore,
+        runtime: Runtime,
+        image_budget: Option<u64>,
+    ) -> Arc<Controller> {
         Arc::new(Controller {
             store,
             images,
             runtime,
+            image_budget,
             wake: Notify::new(),
             busy: Default::default(),
         })
@@ -55,6 +65,44 @@ impl Controller {
     /// Asks for a pass now (after a create or delete, for instance).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Removes image blobs and layers nothing uses, and keeps the store within its budget.
+    pub async fn collect_garbage(&self) -> Result<qci_image::GcReport, ControllerError> {
+        let in_use: std::collections::HashSet<String> = self
+            .runtime
+            .layers_in_use()
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(|hex| format!("sha256:{hex}")))
+            .collect();
+        let caches = self
+            .store
+            .list_image_caches(None)?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let report = self.images.gc(&in_use, &caches, self.image_budget).await?;
+        if report.freed_bytes > 0 || !report.removed_images.is_empty() {
+            tracing::info!(
+                freed = report.freed_bytes,
+                blobs = report.removed_blobs,
+                layers = report.removed_layers,
+                images = ?report.removed_images,
+                total = report.total_bytes,
+                "image garbage collected"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Collects image garbage every `every`, for ever.
+    pub async fn run_gc(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.collect_garbage().await {
+                tracing::warn!("image garbage collection: {e}");
+            }
+        }
     }
 
     /// Runs passes forever.

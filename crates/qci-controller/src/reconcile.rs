@@ -208,6 +208,7 @@ impl Controller {
             .collect();
         let acted = !to_start.is_empty();
         if acted {
+            let _no_gc = self.images.hold_for_start().await;
             // Each (image, policy) once per pass, whatever number of containers use it.
             let cache = self.cache_for(g);
             let mut images: Vec<(&str, Option<PullPolicy>)> = to_start

@@ -8,9 +8,11 @@
 //!   0:0 character devices, opaque directories as `trusted.overlay.opaque=y`);
 //! - `refs/<escaped reference>.json`: what a reference resolved to at its last pull.
 
+mod gc;
 mod layer;
 mod store;
 
+pub use gc::GcReport;
 pub use layer::{LayerError, unpack_layer};
 pub use store::{
     Credentials, ImageConfig, ImageError, ImageStore, ProgressFn, PulledImage, RegistryConfig,

@@ -56,6 +56,9 @@ pub struct PulledImage {
     pub config: ImageConfig,
     /// Layer blob digests, bottom first.
     pub layers: Vec<String>,
+    /// The config blob's digest.
+    #[serde(default)]
+    pub config_digest: Option<String>,
     /// Compressed size of config and layers, as the manifest gives them.
     #[serde(default)]
     pub size: u64,
@@ -114,6 +117,11 @@ pub struct ImageStore {
     blob_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Salt for the login hashes kept with private images.
     salt: Arc<Vec<u8>>,
+    /// Pulls hold it shared, garbage collection exclusively.
+    gc_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Held shared from choosing an image to its container's start, so garbage collection
+    /// (which takes it exclusively, before `gc_lock`) never removes layers about to be used.
+    start_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl ImageStore {
@@ -140,6 +148,8 @@ impl ImageStore {
             }
         };
         Ok(ImageStore {
+            gc_lock: Default::default(),
+            start_lock: Default::default(),
             salt: Arc::new(salt),
             root: root.to_path_buf(),
             registries: Arc::new(registries),
@@ -147,6 +157,24 @@ impl ImageStore {
             plain: Default::default(),
             blob_locks: Default::default(),
         })
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn gc_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.gc_lock
+    }
+
+    pub(crate) fn start_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.start_lock
+    }
+
+    /// Keeps garbage collection away while images are chosen and containers started from
+    /// them; hold it until the containers are running (their layers are then in use).
+    pub async fn hold_for_start(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.start_lock.clone().read_owned().await
     }
 
     /// The unpacked directory of a layer blob.
@@ -217,10 +245,14 @@ impl ImageStore {
         Ok(())
     }
 
+    /// A cache's pinned images, whatever is present.
+    pub(crate) fn pinned_any(&self, cache_id: &str) -> Option<Vec<PulledImage>> {
+        serde_json::from_slice(&std::fs::read(self.pin_path(cache_id)).ok()?).ok()
+    }
+
     /// A cache's pinned images, if all their layers are present.
     pub fn pinned(&self, cache_id: &str) -> Option<Vec<PulledImage>> {
-        let images: Vec<PulledImage> =
-            serde_json::from_slice(&std::fs::read(self.pin_path(cache_id)).ok()?).ok()?;
+        let images = self.pinned_any(cache_id)?;
         images
             .iter()
             .all(|i| i.layers.iter().all(|l| self.layer_dir(l).is_dir()))
@@ -401,6 +433,7 @@ impl ImageStore {
         creds: Option<&Credentials>,
         progress: Option<&ProgressFn>,
     ) -> Result<PulledImage, ImageError> {
+        let _shared = self.gc_lock.read().await;
         let client = self.client_for(r.resolve_registry(), plain, creds);
         let auth = match creds {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
@@ -462,6 +495,7 @@ impl ImageStore {
             reference: reference.to_string(),
             digest,
             config,
+            config_digest: Some(manifest.config.digest.clone()),
             layers,
             size,
             downloaded_bytes: downloaded,

@@ -144,6 +144,10 @@ impl Runtime {
             std::fs::create_dir_all(&empty).map_err(io("creating an empty layer"))?;
             layers.push(empty);
         }
+        // Recorded before the mount, so image garbage collection sees these layers in use.
+        let names: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+        crate::monitor::write_json_atomic(&dir.join("layers.json"), &names)
+            .map_err(io("recording layers"))?;
         mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)
             .map_err(io("root filesystem"))?;
         let sandbox_dir = self.layout.sandbox_dir(&req.group_id);
@@ -281,6 +285,19 @@ impl Runtime {
             std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
         }
         Ok(())
+    }
+
+    /// The layer directories every container on this machine uses (its bundle records them).
+    pub fn layers_in_use(&self) -> std::collections::HashSet<PathBuf> {
+        let mut out = std::collections::HashSet::new();
+        if let Ok(entries) = std::fs::read_dir(self.layout.data_dir.join("containers")) {
+            for e in entries.flatten() {
+                if let Some(layers) = read_json::<Vec<String>>(&e.path().join("layers.json")) {
+                    out.extend(layers.into_iter().map(PathBuf::from));
+                }
+            }
+        }
+        out
     }
 
     /// Removes what the group had beside its containers: namespaces, cgroup, logs.

@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// A PEM file of CA certificates to trust for registries, beside the system roots
     #[arg(long = "registry-ca", value_name = "FILE")]
     pub registry_cas: Vec<std::path::PathBuf>,
+    /// The most the image store may take (e.g. 20Gi); least recently used images that no
+    /// container or image cache uses are removed to stay within it
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub image_store_max_size: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    qci_spec::parse_memory_bytes(s)
 }
 
 #[derive(Args)]
@@ -177,6 +185,8 @@ pub enum ImageCommand {
         /// The image reference, as pulled
         image: String,
     },
+    /// Remove now the blobs and layers nothing uses (this also runs every minute)
+    Prune,
 }
 
 #[derive(Args)]

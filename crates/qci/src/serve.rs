@@ -45,13 +45,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the qci binary")?;
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
-    let controller = qci_controller::Controller::new(store.clone(), images.clone(), runtime);
+    let controller = qci_controller::Controller::new(
+        store.clone(),
+        images.clone(),
+        runtime,
+        args.image_store_max_size,
+    );
     let waker = controller.clone();
+    let pruner = controller.clone();
     let state = qci_api::AppState {
         store,
         images,
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
+        prune: Arc::new(move || {
+            let c = pruner.clone();
+            Box::pin(async move {
+                let r = c.collect_garbage().await.map_err(|e| e.to_string())?;
+                serde_json::to_value(r).map_err(|e| e.to_string())
+            })
+        }),
     };
     let app = qci_api::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -67,6 +80,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Exits are then seen at the next pass (250 ms) instead of at once.
         tracing::warn!("no exit notifications: {e:#}");
     }
+    tokio::spawn(
+        controller
+            .clone()
+            .run_gc(std::time::Duration::from_secs(60)),
+    );
     tokio::spawn(controller.run());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopped = stopping.clone();

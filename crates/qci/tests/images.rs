@@ -397,3 +397,66 @@ async fn image_caches_start_groups_with_the_registry_down() {
     );
     assert!(!s.data_dir.join(format!("images/pins/{id}.json")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_collection_keeps_what_is_in_use_and_honours_the_budget() {
+    let reg = Registry::start();
+    let with = |name: &'static str| ImageSpec {
+        extra_layers: vec![Layer {
+            tar: tar_of(&[Entry::File(name, name.as_bytes())]),
+            compression: Compression::Gzip,
+        }],
+        ..Default::default()
+    };
+    let a = push_image(&reg.host(), "gc-a", "1", &with("a")).await;
+    let b = push_image(&reg.host(), "gc-b", "1", &with("b")).await;
+    let c = push_image(&reg.host(), "gc-c", "1", &with("c")).await;
+    // A budget of one byte: everything nothing uses must go.
+    let s = Server::start_with(Path::new(QCI), &["--image-store-max-size", "1"]).await;
+    for image in [&a, &b] {
+        let (ok, _, err) = s.cli(&["image", "pull", image]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = s.cli(&["image-cache", "create", "--name", "keep", &c, "--wait"]);
+    assert!(ok, "{err}");
+    let spec =
+        format!("name: user\ncontainers: [{{name: c, image: '{a}', command: [sleep, '60']}}]\n");
+    let (ok, out, err) = s.create("user", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let layers = || {
+        std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(layers(), 4, "busybox and one layer each for a, b and c");
+
+    // b is used by nothing: it goes. a runs, c is pinned by a cache: they stay.
+    let r = s.client.prune_images().await.unwrap();
+    assert_eq!(r["removed_images"], serde_json::json!([b]), "{r}");
+    assert_eq!(r["removed_layers"], 1, "{r}");
+    assert_eq!(layers(), 3);
+    let listed: Vec<String> = s
+        .client
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.reference)
+        .collect();
+    assert!(
+        listed.contains(&a) && listed.contains(&c) && !listed.contains(&b),
+        "{listed:?}"
+    );
+    let g = s.client.get_group(out.trim()).await.unwrap();
+    assert_eq!(g.status.phase, GroupPhase::Running);
+
+    // Once the group, the image and the cache are gone, so is everything.
+    assert!(s.cli(&["delete", "user", "--wait"]).0);
+    assert!(s.cli(&["image", "rm", &a]).0);
+    assert!(s.cli(&["image-cache", "rm", "keep"]).0);
+    let (ok, out, err) = s.cli(&["image", "prune"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("removed 1 images"), "{out}");
+    assert_eq!(layers(), 0);
+    assert!(s.client.list_images().await.unwrap().is_empty());
+}

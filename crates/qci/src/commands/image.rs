@@ -40,6 +40,19 @@ pub async fn run(client: &Client, c: ImageCommand) -> anyhow::Result<ExitCode> {
             print!("{}", table(&rows));
             Ok(ExitCode::SUCCESS)
         }
+        ImageCommand::Prune => {
+            let r = client.prune_images().await?;
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            println!(
+                "removed {} images, {} blobs, {} layers; freed {}; the store now takes {}",
+                r["removed_images"].as_array().map(Vec::len).unwrap_or(0),
+                n("removed_blobs"),
+                n("removed_layers"),
+                human(n("freed_bytes")),
+                human(n("total_bytes"))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ImageCommand::Rm { image } => {
             client.remove_image(&image).await?;
             println!("{image} removed");
