@@ -419,8 +419,9 @@ async fn garbage_collection_keeps_what_is_in_use_and_honours_the_budget() {
     }
     let (ok, _, err) = s.cli(&["image-cache", "create", "--name", "keep", &c, "--wait"]);
     assert!(ok, "{err}");
-    let spec =
-        format!("name: user\ncontainers: [{{name: c, image: '{a}', command: [sleep, '60']}}]\n");
+    let spec = format!(
+        "name: user\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{a}', command: [sleep, '60']}}]\n"
+    );
     let (ok, out, err) = s.create("user", &spec, &["--wait"]);
     assert!(ok, "{err}");
     let layers = || {
