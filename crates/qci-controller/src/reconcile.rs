@@ -335,8 +335,9 @@ impl Controller {
                     EventType::Normal,
                     "Pulled",
                     &format!(
-                        "image {image:?} is already present on this machine ({})",
-                        img.digest
+                        "image {image:?} is already present on this machine ({}, {}), no download",
+                        img.digest,
+                        human_bytes(img.size)
                     ),
                 );
                 return Ok(img);

@@ -88,6 +88,11 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
                 0,
             )
             .map_err(|e| err(e.into()))?;
+        } else if let Some(kind) = special_kind(entry.header().entry_type()) {
+            // The tar crate writes device nodes and FIFOs as empty files; make them for real.
+            let target = root.join(&rel);
+            ensure_inside(root, target.parent().unwrap_or(root), &shown)?;
+            make_special(&target, kind, entry.header()).map_err(err)?;
         } else {
             match entry.unpack_in(root) {
                 Ok(true) => {}
@@ -100,6 +105,45 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
             }
         }
     }
+    Ok(())
+}
+
+fn special_kind(t: tar::EntryType) -> Option<nix::sys::stat::SFlag> {
+    use nix::sys::stat::SFlag;
+    match t {
+        tar::EntryType::Char => Some(SFlag::S_IFCHR),
+        tar::EntryType::Block => Some(SFlag::S_IFBLK),
+        tar::EntryType::Fifo => Some(SFlag::S_IFIFO),
+        _ => None,
+    }
+}
+
+/// A device node or FIFO with the entry's numbers, mode and owner.
+fn make_special(
+    target: &Path,
+    kind: nix::sys::stat::SFlag,
+    h: &tar::Header,
+) -> std::io::Result<()> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if fs::symlink_metadata(target).is_ok() {
+        let _ = fs::remove_dir_all(target).or_else(|_| fs::remove_file(target));
+    }
+    let mode = h.mode()? & 0o7777;
+    let dev = nix::sys::stat::makedev(
+        u64::from(h.device_major()?.unwrap_or(0)),
+        u64::from(h.device_minor()?.unwrap_or(0)),
+    );
+    nix::sys::stat::mknod(
+        target,
+        kind,
+        nix::sys::stat::Mode::from_bits_truncate(mode),
+        dev,
+    )?;
+    std::os::unix::fs::lchown(target, Some(h.uid()? as u32), Some(h.gid()? as u32))?;
+    // mknod applies the umask; set the mode exactly.
+    fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     Ok(())
 }
 
@@ -220,6 +264,62 @@ mod tests {
                 .as_deref(),
             Some(&b"y"[..])
         );
+    }
+
+    #[test]
+    fn hard_links_devices_and_file_capabilities_are_kept() {
+        use std::os::unix::fs::MetadataExt;
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o4755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(3);
+        // A file capability (cap_net_bind_service+ep) as a PAX xattr record.
+        let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", cap)])
+            .unwrap();
+        b.append_data(&mut h, "bin/tool", &b"bin"[..]).unwrap();
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_uid(0);
+        l.set_gid(0);
+        l.set_mtime(0);
+        l.set_size(0);
+        b.append_link(&mut l, "bin/tool-link", "bin/tool").unwrap();
+        let mut d = tar::Header::new_gnu();
+        d.set_entry_type(tar::EntryType::Char);
+        d.set_mode(0o666);
+        d.set_uid(0);
+        d.set_gid(0);
+        d.set_mtime(0);
+        d.set_size(0);
+        d.set_device_major(1).unwrap();
+        d.set_device_minor(3).unwrap();
+        b.append_data(&mut d, "dev/null", &[][..]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, b.into_inner().unwrap()).unwrap();
+        unpack_layer(&blob, &dir.path().join("out")).unwrap();
+        let out = dir.path().join("out");
+        let tool = fs::metadata(out.join("bin/tool")).unwrap();
+        assert_eq!(tool.mode() & 0o7777, 0o4755, "setuid bit kept");
+        assert_eq!(
+            tool.ino(),
+            fs::metadata(out.join("bin/tool-link")).unwrap().ino(),
+            "hard link kept"
+        );
+        assert_eq!(
+            xattr::get(out.join("bin/tool"), "security.capability")
+                .unwrap()
+                .as_deref(),
+            Some(cap)
+        );
+        let null = fs::symlink_metadata(out.join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
     }
 
     #[test]

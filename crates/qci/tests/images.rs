@@ -461,3 +461,61 @@ async fn garbage_collection_keeps_what_is_in_use_and_honours_the_budget() {
     assert_eq!(layers(), 0);
     assert!(s.client.list_images().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_cut_short_does_not_download_finished_blobs_again() {
+    let reg = Registry::start();
+    let spec = ImageSpec {
+        extra_layers: vec![
+            Layer {
+                tar: tar_of(&[Entry::File("one", b"1")]),
+                compression: Compression::Gzip,
+            },
+            Layer {
+                tar: tar_of(&[Entry::File("two", b"2")]),
+                compression: Compression::Zstd,
+            },
+        ],
+        ..Default::default()
+    };
+    let image = push_image(&reg.host(), "resume", "1", &spec).await;
+    let s = Server::start(Path::new(QCI)).await;
+    let (ok, _, err) = s.cli(&["image", "pull", &image]);
+    assert!(ok, "{err}");
+    let fetched = reg.log().matches("\"GET /v2/resume/blobs/").count();
+    assert_eq!(fetched, 4, "config and three layers");
+    // What a crash after the downloads leaves: verified blobs, but no unpacked layers, no
+    // reference, and a half-written download.
+    let images = s.data_dir.join("images");
+    for d in ["layers/sha256", "refs"] {
+        for e in std::fs::read_dir(images.join(d)).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap()
+            } else {
+                std::fs::remove_file(&p).unwrap()
+            }
+        }
+    }
+    std::fs::write(images.join("tmp/partial-download"), b"half").unwrap();
+    let mut s = s;
+    s.restart().await;
+    assert!(
+        !images.join("tmp/partial-download").exists(),
+        "partial downloads are dropped at start"
+    );
+    let (ok, _, err) = s.cli(&["image", "pull", &image]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        reg.log().matches("\"GET /v2/resume/blobs/").count(),
+        fetched,
+        "a finished blob was downloaded again"
+    );
+    let spec = format!(
+        "name: r\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: [cat, /one, /two]}}]\n"
+    );
+    let id = s.create("r", &spec, &[]).1.trim().to_string();
+    s.wait_group(&id, "done", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(s.logs(&id, "c").await, "12\n");
+}
