@@ -98,3 +98,21 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.starts_with(dir))
         .collect()
 }
+
+/// Every lower directory of every overlay mounted on this machine.
+pub fn overlay_lower_dirs() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| l.split_once(" - ").map(|(_, post)| post))
+        .filter(|post| post.starts_with("overlay "))
+        .filter_map(|post| post.split(' ').nth(2))
+        .flat_map(|opts| {
+            opts.split(',')
+                .filter_map(|o| o.strip_prefix("lowerdir="))
+                .flat_map(|l| l.split(':').map(|p| PathBuf::from(unescape(p))))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -287,9 +287,12 @@ impl Runtime {
         Ok(())
     }
 
-    /// The layer directories every container on this machine uses (its bundle records them).
+    /// The layer directories every container on this machine uses: those its bundle records,
+    /// and, to be safe with bundles from before that record existed, every lower directory of
+    /// a mounted overlay.
     pub fn layers_in_use(&self) -> std::collections::HashSet<PathBuf> {
-        let mut out = std::collections::HashSet::new();
+        let mut out: std::collections::HashSet<PathBuf> =
+            mounts::overlay_lower_dirs().into_iter().collect();
         if let Ok(entries) = std::fs::read_dir(self.layout.data_dir.join("containers")) {
             for e in entries.flatten() {
                 if let Some(layers) = read_json::<Vec<String>>(&e.path().join("layers.json")) {

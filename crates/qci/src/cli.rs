@@ -231,4 +231,10 @@ pub struct CacheCreateArgs {
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Log in as this user to the registry of the images (the password is read from standard input)
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password from standard input
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }

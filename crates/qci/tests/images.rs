@@ -78,6 +78,35 @@ async fn private_tls_registry_with_credentials_and_passwords_never_shown() {
         );
     }
 
+    // An image cache of the private image, with the credential.
+    let cache = s
+        .client
+        .create_image_cache(&qci_spec::ImageCacheSpec {
+            name: "private".into(),
+            images: vec![image.clone()],
+            registry_credentials: vec![qci_spec::RegistryCredential {
+                server: host.clone(),
+                username: "alice".into(),
+                password: PASSWORD.into(),
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(cache.spec.registry_credentials[0].password, "******");
+    let c = loop {
+        let c = s.client.get_image_cache(&cache.id).await.unwrap();
+        if c.status.phase != qci_spec::CachePhase::Creating {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        c.status.phase,
+        qci_spec::CachePhase::Ready,
+        "{:?}",
+        c.status
+    );
+
     // The password is in no API answer, event, log or database file.
     let (_, get, _) = s.cli(&["get", "good", "-o", "json"]);
     let (_, ls, _) = s.cli(&["ls", "-o", "yaml"]);

@@ -64,14 +64,10 @@ pub async fn run(client: &Client, c: ImageCommand) -> anyhow::Result<ExitCode> {
 async fn pull(client: &Client, a: ImagePullArgs) -> anyhow::Result<ExitCode> {
     let mut registry_credentials = Vec::new();
     if let Some(username) = a.username {
-        let mut password = String::new();
-        std::io::stdin()
-            .read_to_string(&mut password)
-            .context("reading the password from standard input")?;
         registry_credentials.push(RegistryCredential {
             server: image_registry(&a.image),
             username,
-            password: password.trim_end_matches(['\n', '\r']).to_string(),
+            password: read_password()?,
         });
     }
     let req = PullRequest {
@@ -111,6 +107,15 @@ async fn pull(client: &Client, a: ImagePullArgs) -> anyhow::Result<ExitCode> {
         .await?;
     println!("{} {} ({})", info.reference, info.digest, human(info.size));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A password from standard input, without its line end.
+pub(super) fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
 pub(super) fn human(n: u64) -> String {
