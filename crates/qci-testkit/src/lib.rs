@@ -11,6 +11,7 @@
 pub mod image;
 mod registry;
 mod server;
+mod token;
 
 pub use image::{
     Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
@@ -18,6 +19,7 @@ pub use image::{
 };
 pub use registry::Registry;
 pub use server::Server;
+pub use token::TokenServer;
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed before use).
 pub fn free_port() -> u16 {

@@ -34,15 +34,22 @@ fn run(cmd: &mut Command, what: &str) {
 impl Registry {
     /// A plain-HTTP registry without auth.
     pub fn start() -> Registry {
-        Self::launch(None)
+        Self::launch(None, None)
     }
 
     /// An HTTPS registry (certificate for 127.0.0.1 from a fresh CA) that wants `user`/`password`.
     pub fn start_secure(user: &str, password: &str) -> Registry {
-        Self::launch(Some((user, password)))
+        Self::launch(Some((user, password)), None)
     }
 
-    fn launch(secure: Option<(&str, &str)>) -> Registry {
+    /// A plain-HTTP registry that wants Bearer tokens from `token` (which takes `login`).
+    pub fn start_token(token: &crate::TokenServer, login: (&str, &str)) -> Registry {
+        let mut r = Self::launch(None, Some(token));
+        r.login = Some((login.0.to_string(), login.1.to_string()));
+        r
+    }
+
+    fn launch(secure: Option<(&str, &str)>, token: Option<&crate::TokenServer>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("qci-registry-")
             .tempdir_in(crate::test_root())
@@ -71,6 +78,15 @@ impl Registry {
             ca_pem = Some(std::fs::read(d.join("ca.pem")).expect("ca.pem"));
             ca_file = Some(d.join("ca.pem"));
             login = Some((user.to_string(), password.to_string()));
+        }
+        if let Some(t) = token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm(),
+                crate::token::SERVICE,
+                crate::token::ISSUER,
+                t.cert_file.display()
+            ));
         }
         let cfg_path = d.join("config.yml");
         std::fs::write(&cfg_path, config).expect("writing registry config");

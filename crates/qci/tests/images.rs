@@ -548,3 +548,43 @@ async fn a_pull_cut_short_does_not_download_finished_blobs_again() {
         .await;
     assert_eq!(s.logs(&id, "c").await, "12\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_flow() {
+    let dir = tempfile::Builder::new()
+        .prefix("qci-token-")
+        .tempdir_in(qci_testkit::test_root())
+        .unwrap();
+    let tokens = qci_testkit::TokenServer::start(dir.path(), "bob", "t0ken-pw").await;
+    let reg = Registry::start_token(&tokens, ("bob", "t0ken-pw"));
+    let spec = ImageSpec {
+        cmd: Some(vec!["echo".into(), "via token".into()]),
+        ..Default::default()
+    };
+    let image = push_image_to(&reg.target(), "tok/bb", "1", &spec).await;
+    let s = Server::start(Path::new(QCI)).await;
+    let group = |name: &str, pw: &str| {
+        format!(
+            "name: {name}\nrestart_policy: Never\nregistry_credentials: [{{server: '{}', username: bob, password: '{pw}'}}]\ncontainers: [{{name: c, image: '{image}'}}]\n",
+            reg.host()
+        )
+    };
+    let id = s
+        .create("tok", &group("tok", "t0ken-pw"), &[])
+        .1
+        .trim()
+        .to_string();
+    let g = s
+        .wait_group(&id, "ends", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(
+        g.status.phase,
+        GroupPhase::Succeeded,
+        "{:?}\n{}",
+        g.status,
+        s.log()
+    );
+    assert_eq!(s.logs(&id, "c").await, "via token\n");
+    let (ok, _, err) = s.create("bad", &group("bad", "wrong"), &["--wait"]);
+    assert!(!ok && err.contains("ImagePull"), "{err}");
+}
