@@ -35,12 +35,31 @@ pub enum ControllerError {
 /// How often every group is looked at even when nothing asked for it.
 const RESYNC: Duration = Duration::from_millis(250);
 
+/// Settings of `qci serve` that shape the controller's behaviour.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The most bytes the image store may take (`--image-store-max-size`).
+    pub image_budget: Option<u64>,
+    /// Crash-loop back-off: the wait before the second restart, doubling up to the cap.
+    pub restart_backoff_base: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            image_budget: None,
+            restart_backoff_base: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
 pub struct Controller {
     store: Store,
     images: ImageStore,
     runtime: Runtime,
-    /// The most bytes the image store may take (`--image-store-max-size`).
-    image_budget: Option<u64>,
+    config: ControllerConfig,
     wake: Notify,
     busy: Mutex<HashSet<String>>,
 }
@@ -50,13 +69,13 @@ impl Controller {
         store: Store,
         images: ImageStore,
         runtime: Runtime,
-        image_budget: Option<u64>,
+        config: ControllerConfig,
     ) -> Arc<Controller> {
         Arc::new(Controller {
             store,
             images,
             runtime,
-            image_budget,
+            config,
             wake: Notify::new(),
             busy: Default::default(),
         })
@@ -81,7 +100,10 @@ impl Controller {
             .into_iter()
             .map(|c| c.id)
             .collect();
-        let report = self.images.gc(&in_use, &caches, self.image_budget).await?;
+        let report = self
+            .images
+            .gc(&in_use, &caches, self.config.image_budget)
+            .await?;
         if report.freed_bytes > 0 || !report.removed_images.is_empty() {
             tracing::info!(
                 freed = report.freed_bytes,

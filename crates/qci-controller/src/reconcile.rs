@@ -9,7 +9,7 @@ use qci_image::{Credentials, PulledImage};
 use qci_runtime::{ExitRecord, Observed, StartRequest};
 use qci_spec::{
     ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase,
-    GroupStatus, PullPolicy, RestartPolicy,
+    GroupStatus, LastState, PullPolicy, RestartPolicy,
 };
 
 use crate::{Controller, ControllerError};
@@ -31,16 +31,26 @@ struct PullFailure {
     message: String,
 }
 /// Crash-loop back-off: the first restart is immediate, then 10 s doubling up to 5 minutes.
-const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// Cap of the pull back-off.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A run this long forgives earlier crashes: the back-off starts over.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
-fn restart_delay(restart_count: u32) -> Duration {
-    if restart_count == 0 {
+/// The wait before a restart, after `streak` quick restarts in a row: none for the first, then
+/// `base`, doubling up to `max` (Kubernetes' crash-loop back-off).
+fn restart_delay(streak: u32, base: Duration, max: Duration) -> Duration {
+    if streak == 0 {
         return Duration::ZERO;
     }
-    BACKOFF_BASE
-        .saturating_mul(1 << (restart_count - 1).min(8))
-        .min(BACKOFF_MAX)
+    base.saturating_mul(1 << (streak - 1).min(16)).min(max)
+}
+
+/// True when the run lasted long enough to start the back-off over.
+fn ran_long(st: &ContainerStatus) -> bool {
+    match (st.started_at, st.finished_at) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default() >= BACKOFF_RESET,
+        _ => false,
+    }
 }
 
 /// What to do with one container in this pass.
@@ -111,6 +121,10 @@ impl Controller {
         )
         .await;
 
+        let backoff = (
+            self.config.restart_backoff_base,
+            self.config.restart_backoff_max,
+        );
         let mut init: Vec<(ContainerStatus, Act)> = g
             .spec
             .init_containers
@@ -124,6 +138,7 @@ impl Controller {
                     policy,
                     true,
                     now,
+                    backoff,
                 )
             })
             .collect();
@@ -132,7 +147,17 @@ impl Controller {
             .containers
             .iter()
             .zip(&work_obs)
-            .map(|(c, o)| assess(c, find(&prev.containers, &c.name), o, policy, false, now))
+            .map(|(c, o)| {
+                assess(
+                    c,
+                    find(&prev.containers, &c.name),
+                    o,
+                    policy,
+                    false,
+                    now,
+                    backoff,
+                )
+            })
             .collect();
 
         // Init containers run one at a time, in order: only the first unfinished one may act.
@@ -454,6 +479,20 @@ impl Controller {
             tracing::warn!("recording use of {}: {e}", img.reference);
         }
         if act == Act::Restart {
+            st.last_state = Some(LastState {
+                exit_code: st.exit_code,
+                signal: st.signal,
+                reason: st.reason.clone(),
+                message: st.message.clone(),
+                started_at: st.started_at,
+                finished_at: st.finished_at,
+            });
+            st.backoff_streak = if ran_long(&st) {
+                1
+            } else {
+                st.backoff_streak + 1
+            };
+            st.signal = None;
             st.restart_count += 1;
             self.event(
                 g,
@@ -511,7 +550,7 @@ impl Controller {
                 );
                 // The runtime left an exit record; the next pass applies the restart policy.
                 st.state = ContainerState::Waiting;
-                st.reason = Some("StartError".into());
+                st.reason = Some("ContainerCannotRun".into());
                 st.message = Some(msg);
             }
         }
@@ -563,6 +602,7 @@ fn assess(
     policy: RestartPolicy,
     is_init: bool,
     now: DateTime<Utc>,
+    backoff: (Duration, Duration),
 ) -> (ContainerStatus, Act) {
     let mut st = prev.cloned().unwrap_or_else(|| ContainerStatus {
         name: c.name.clone(),
@@ -616,8 +656,9 @@ fn assess(
             let at = match st.retry_at {
                 Some(at) => at,
                 None => {
+                    let streak = if ran_long(&st) { 0 } else { st.backoff_streak };
                     e.finished_at
-                        + chrono::Duration::from_std(restart_delay(st.restart_count))
+                        + chrono::Duration::from_std(restart_delay(streak, backoff.0, backoff.1))
                             .unwrap_or_default()
                 }
             };
@@ -644,9 +685,10 @@ fn fill_exit(st: &mut ContainerStatus, e: &ExitRecord) {
     st.exit_code = Some(e.exit_code);
     st.finished_at = Some(e.finished_at);
     st.started_at = e.started_at;
+    st.signal = e.signal;
     st.reason = Some(
         if e.start_error.is_some() {
-            "StartError"
+            "ContainerCannotRun"
         } else if e.oom_killed {
             "OOMKilled"
         } else if e.exit_code == 0 {
@@ -656,7 +698,12 @@ fn fill_exit(st: &mut ContainerStatus, e: &ExitRecord) {
         }
         .into(),
     );
-    st.message = e.start_error.clone();
+    st.message = e.start_error.clone().or_else(|| {
+        e.lost.then(|| {
+            "the container stopped while no monitor watched it (was the host restarted?)"
+                .to_string()
+        })
+    });
 }
 
 fn describe_exit_record(e: &ExitRecord) -> String {
@@ -710,6 +757,12 @@ fn phase_of(
             ),
         };
     }
+    if work
+        .iter()
+        .any(|s| s.reason.as_deref() == Some("CrashLoopBackOff"))
+    {
+        return (GroupPhase::Restarting, work.iter().find_map(waiting_reason));
+    }
     let started = work.iter().all(|s| {
         s.state != ContainerState::Waiting || s.restart_count > 0 || s.started_at.is_some()
     });
@@ -758,9 +811,10 @@ mod tests {
 
     #[test]
     fn backoff() {
-        assert_eq!(restart_delay(0), Duration::ZERO);
-        assert_eq!(restart_delay(1), Duration::from_secs(10));
-        assert_eq!(restart_delay(3), Duration::from_secs(40));
-        assert_eq!(restart_delay(30), BACKOFF_MAX);
+        let (b, m) = (Duration::from_secs(10), Duration::from_secs(300));
+        assert_eq!(restart_delay(0, b, m), Duration::ZERO);
+        assert_eq!(restart_delay(1, b, m), Duration::from_secs(10));
+        assert_eq!(restart_delay(3, b, m), Duration::from_secs(40));
+        assert_eq!(restart_delay(30, b, m), m);
     }
 }

@@ -80,6 +80,9 @@ pub struct ExitRecord {
     /// Set when the container never ran: why it could not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_error: Option<String>,
+    /// Set when the container was found gone with no monitor to record how (a host restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -311,6 +314,7 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         started_at: Some(started.started_at),
         finished_at: Utc::now(),
         start_error: None,
+        lost: false,
     };
     if let Err(e) = write_json_atomic(&dir.join("exit.json"), &rec) {
         say(&format!("writing exit.json: {e}"));

@@ -121,6 +121,7 @@ impl Runtime {
             started_at: None,
             finished_at: chrono::Utc::now(),
             start_error: Some(message.to_string()),
+            lost: false,
         };
         std::fs::create_dir_all(&dir).map_err(io("recording a start failure"))?;
         crate::monitor::write_json_atomic(&dir.join("exit.json"), &rec)
@@ -227,6 +228,7 @@ impl Runtime {
                 started_at: Some(s.started_at),
                 finished_at: chrono::Utc::now(),
                 start_error: None,
+                lost: true,
             }),
             None => Observed::Broken,
         }

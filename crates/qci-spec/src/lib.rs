@@ -24,5 +24,7 @@ pub use image_cache::{
 };
 pub use parse::{SpecError, parse_spec};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
-pub use status::{ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus};
+pub use status::{
+    ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, LastState,
+};
 pub use validate::{FieldError, check_image_reference, validate, validate_credentials};

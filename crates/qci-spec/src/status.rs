@@ -10,6 +10,8 @@ pub enum GroupPhase {
     #[default]
     Pending,
     Running,
+    /// A work container waits to be restarted (crash-loop back-off).
+    Restarting,
     /// Every container ended successfully and none will be restarted.
     Succeeded,
     /// A container failed and the restart policy does not restart it.
@@ -88,6 +90,29 @@ pub struct ContainerStatus {
     /// Failed pulls in a row (the back-off between tries doubles with each).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pull_failures: u32,
+    /// The signal that ended it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// How its previous run ended (set when it is restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<LastState>,
+    /// Quick restarts in a row; the back-off doubles with each and starts over after a run of
+    /// ten minutes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backoff_streak: u32,
+}
+
+/// How a container's previous run ended.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct LastState {
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u32) -> bool {

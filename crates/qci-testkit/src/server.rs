@@ -209,6 +209,44 @@ impl Server {
             .collect()
     }
 
+    /// What a host restart does to an instance (call after [`Server::kill9`]): every
+    /// container and monitor is killed and every mount (root filesystems, namespaces) is gone.
+    pub fn simulate_reboot(&mut self) {
+        self.kill9();
+        let data = self.data_dir.to_string_lossy().to_string();
+        // Monitors first, so none records an exit: after a reboot nobody would have.
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.contains("monitor") && cmd.contains(&data) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for id in self.runc_ids() {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&self.layout.runc_root)
+                .args(["delete", "--force", &id])
+                .output();
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // runc's state lives on tmpfs on a real host; it is gone too.
+        let _ = std::fs::remove_dir_all(&self.layout.runc_root);
+    }
+
     fn cleanup(&mut self) {
         self.kill9();
         for id in self.runc_ids() {

@@ -68,6 +68,12 @@ pub struct ServeArgs {
     /// container or image cache uses are removed to stay within it
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub image_store_max_size: Option<u64>,
+    /// Crash-loop back-off: the wait before the second restart (doubling for each after)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub restart_backoff_base: f64,
+    /// Crash-loop back-off: the longest wait
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    pub restart_backoff_max: f64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

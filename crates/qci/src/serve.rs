@@ -45,12 +45,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the qci binary")?;
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
-    let controller = qci_controller::Controller::new(
-        store.clone(),
-        images.clone(),
-        runtime,
-        args.image_store_max_size,
-    );
+    let secs = |v: f64, flag: &str| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(anyhow::anyhow!(
+                "{flag} must be a number of seconds, 0 or more"
+            ))
+        }
+    };
+    let config = qci_controller::ControllerConfig {
+        image_budget: args.image_store_max_size,
+        restart_backoff_base: secs(args.restart_backoff_base, "--restart-backoff-base")?,
+        restart_backoff_max: secs(args.restart_backoff_max, "--restart-backoff-max")?,
+    };
+    let controller =
+        qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);
     let waker = controller.clone();
     let pruner = controller.clone();
     let state = qci_api::AppState {

@@ -109,7 +109,10 @@ async fn unknown_images_and_commands_fail_with_their_reason() {
         .wait_group(id, "Failed", |g| g.status.phase == GroupPhase::Failed)
         .await;
     assert_eq!(g.status.containers[0].exit_code, Some(128));
-    assert_eq!(g.status.containers[0].reason.as_deref(), Some("StartError"));
+    assert_eq!(
+        g.status.containers[0].reason.as_deref(),
+        Some("ContainerCannotRun")
+    );
 
     // A failing init container under Never fails the group; work containers never start.
     let spec = format!(
@@ -188,7 +191,11 @@ async fn restart_policies_exit_codes_and_oom() {
                 .is_some_and(|c| c.restart_count >= 1)
         })
         .await;
-    assert_eq!(g.status.phase, GroupPhase::Running);
+    assert!(
+        matches!(g.status.phase, GroupPhase::Running | GroupPhase::Restarting),
+        "{:?}",
+        g.status.phase
+    );
     let g = s
         .wait_group(&id, "back-off after the restart", |g| {
             g.status
@@ -198,7 +205,16 @@ async fn restart_policies_exit_codes_and_oom() {
                 == Some("CrashLoopBackOff")
         })
         .await;
+    assert_eq!(g.status.phase, GroupPhase::Restarting);
     assert_eq!(g.status.containers[0].exit_code, Some(7));
+    let last = g.status.containers[0]
+        .last_state
+        .clone()
+        .expect("last_state after a restart");
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (Some(7), Some("Error"))
+    );
     assert!(
         s.logs(&id, "a").await.matches("run").count() >= 2,
         "logs survive restarts"

@@ -57,7 +57,10 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
             last = line;
         }
         match g.status.phase {
-            GroupPhase::Running | GroupPhase::Succeeded => return Ok(ExitCode::SUCCESS),
+            // Restarting: it ran, and its restart policy keeps it going.
+            GroupPhase::Running | GroupPhase::Restarting | GroupPhase::Succeeded => {
+                return Ok(ExitCode::SUCCESS);
+            }
             GroupPhase::Failed => {
                 bail!(
                     "group {} failed: {}",
@@ -116,7 +119,7 @@ fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
             let r = c.reason.as_deref()?;
             matches!(
                 r,
-                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "StartError"
+                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "ContainerCannotRun"
             )
             .then(|| {
                 (

@@ -1,0 +1,155 @@
+//! End-to-end: restart policies with back-off, last state, and groups brought back after a
+//! host restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qci_spec::{ContainerGroup, GroupPhase};
+use qci_testkit::{Registry, Server, push_busybox};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+/// Short back-off so tests run fast: 0.4 s, 0.8 s, 1.6 s, capped at 1.6 s.
+const FAST: [&str; 4] = [
+    "--restart-backoff-base",
+    "0.4",
+    "--restart-backoff-max",
+    "1.6",
+];
+
+fn first(g: &ContainerGroup) -> &qci_spec::ContainerStatus {
+    &g.status.containers[0]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_failure_restarts_with_growing_gaps_and_always_restarts_even_after_exit_0() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = |name: &str, policy: &str, code: u8| {
+        format!(
+            "name: {name}\nrestart_policy: {policy}\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'echo run; exit {code}']}}]\n"
+        )
+    };
+    let flaky = s
+        .create("flaky", &spec("flaky", "OnFailure", 1), &[])
+        .1
+        .trim()
+        .to_string();
+    let always = s
+        .create("loop", &spec("loop", "Always", 0), &[])
+        .1
+        .trim()
+        .to_string();
+
+    // Record when each run started: the gaps between runs grow with the back-off.
+    let mut starts = Vec::new();
+    let t = std::time::Instant::now();
+    while starts.len() < 5 && t.elapsed() < Duration::from_secs(30) {
+        let g = s.client.get_group(&flaky).await.unwrap();
+        if let Some(c) = g.status.containers.first()
+            && let Some(last) = &c.last_state
+            && let Some(at) = last.started_at
+            && !starts.contains(&at)
+        {
+            starts.push(at);
+            assert_eq!(last.exit_code, Some(1));
+            assert_eq!(last.reason.as_deref(), Some("Error"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(starts.len() >= 5, "only {} restarts in 30s", starts.len());
+    let gaps: Vec<i64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
+    // 0 s, 0.4 s, 0.8 s, 1.6 s (+ run time): each gap at least the back-off before it.
+    assert!(
+        gaps[1] >= 350 && gaps[2] >= 750 && gaps[3] >= 1500,
+        "gaps {gaps:?}"
+    );
+    assert!(gaps[3] > gaps[1], "gaps do not grow: {gaps:?}");
+    let g = s
+        .wait_group(&flaky, "Restarting", |g| {
+            g.status.phase == GroupPhase::Restarting
+        })
+        .await;
+    assert_eq!(first(&g).reason.as_deref(), Some("CrashLoopBackOff"));
+    assert!(first(&g).restart_count >= 4);
+    let (_, events, _) = s.cli(&["events", "flaky"]);
+    assert!(
+        events.contains("Restarting") && events.contains("exit code 1"),
+        "{events}"
+    );
+
+    // Always restarts a container that exited 0 too; Never leaves a failure alone.
+    let g = s
+        .wait_group(&always, "restarts", |g| first(g).restart_count >= 2)
+        .await;
+    assert_eq!(
+        first(&g).last_state.as_ref().unwrap().reason.as_deref(),
+        Some("Completed")
+    );
+    let never = s
+        .create("never", &spec("never", "Never", 1), &[])
+        .1
+        .trim()
+        .to_string();
+    let g = s
+        .wait_group(&never, "Failed", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Failed);
+    assert_eq!(first(&g).restart_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_come_back_after_a_host_restart() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let mut s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = |name: &str, policy: &str| {
+        format!(
+            "name: {name}\nrestart_policy: {policy}\ncontainers: [{{name: c, image: '{image}', command: [sleep, '600']}}]\n"
+        )
+    };
+    let always = s
+        .create("always", &spec("always", "Always"), &["--wait"])
+        .1
+        .trim()
+        .to_string();
+    let never = s
+        .create("never", &spec("never", "Never"), &["--wait"])
+        .1
+        .trim()
+        .to_string();
+    let old_pid = first(&s.client.get_group(&always).await.unwrap())
+        .pid
+        .unwrap();
+
+    // A reboot, as far as qci can tell: every process and mount of the instance is gone.
+    s.kill9();
+    s.simulate_reboot();
+    assert!(s.runc_ids().is_empty() && s.mounts().is_empty());
+    s.restart().await;
+
+    let g = s
+        .wait_group(&always, "Running again", |g| {
+            g.status.phase == GroupPhase::Running
+                && first(g).restart_count == 1
+                && first(g).pid.is_some()
+        })
+        .await;
+    assert_ne!(first(&g).pid, Some(old_pid));
+    assert_eq!(first(&g).restart_count, 1);
+    let last = first(&g).last_state.clone().unwrap();
+    assert!(
+        last.message.unwrap_or_default().contains("host"),
+        "last state says why"
+    );
+    let g = s
+        .wait_group(&never, "Failed", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Failed);
+    // The network namespace was rebuilt: the container runs with loopback.
+    let (ok, _, err) = s.cli(&["delete", "always", "--wait"]);
+    assert!(ok, "{err}");
+}
