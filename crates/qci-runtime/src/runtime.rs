@@ -293,8 +293,11 @@ impl Runtime {
     /// and, to be safe with bundles from before that record existed, every lower directory of
     /// a mounted overlay.
     pub fn layers_in_use(&self) -> std::collections::HashSet<PathBuf> {
-        let mut out: std::collections::HashSet<PathBuf> =
-            mounts::overlay_lower_dirs().into_iter().collect();
+        // Only this instance's layers: other instances may mount layers of the same digest.
+        let mut out: std::collections::HashSet<PathBuf> = mounts::overlay_lower_dirs()
+            .into_iter()
+            .filter(|p| p.starts_with(&self.layout.data_dir))
+            .collect();
         if let Ok(entries) = std::fs::read_dir(self.layout.data_dir.join("containers")) {
             for e in entries.flatten() {
                 if let Some(layers) = read_json::<Vec<String>>(&e.path().join("layers.json")) {
