@@ -43,6 +43,8 @@ pub struct ControllerConfig {
     /// Crash-loop back-off: the wait before the second restart, doubling up to the cap.
     pub restart_backoff_base: Duration,
     pub restart_backoff_max: Duration,
+    /// The pids limit of containers that set none.
+    pub default_pids_limit: Option<i64>,
 }
 
 impl Default for ControllerConfig {
@@ -51,6 +53,7 @@ impl Default for ControllerConfig {
             image_budget: None,
             restart_backoff_base: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
+            default_pids_limit: Some(4096),
         }
     }
 }

@@ -13,6 +13,8 @@ pub fn container_config(
     spec: &ContainerSpec,
     image: &ImageConfig,
     hostname: &str,
+    shared_shm: bool,
+    default_pids_limit: Option<i64>,
 ) -> Result<ContainerConfig, String> {
     let entrypoint = spec
         .command
@@ -60,6 +62,8 @@ pub fn container_config(
             .memory
             .as_ref()
             .and_then(|q| parse_memory_bytes(&q.0).ok()),
+        pids_limit: spec.pids_limit.or(default_pids_limit),
+        shared_shm,
     })
 }
 
@@ -82,6 +86,7 @@ mod tests {
             cpu: None,
             memory: Some(qci_spec::Quantity("64Mi".into())),
             image_pull_policy: None,
+            pids_limit: None,
         }
     }
 
@@ -97,7 +102,7 @@ mod tests {
 
     #[test]
     fn docker_semantics() {
-        let c = container_config(&spec(None, None), &image(), "web").unwrap();
+        let c = container_config(&spec(None, None), &image(), "web", false, None).unwrap();
         assert_eq!(c.args, vec!["/entry", "--serve"]);
         assert_eq!(
             c.env,
@@ -107,21 +112,27 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("www"));
         assert_eq!(c.memory_bytes, Some(64 << 20));
         assert_eq!(
-            container_config(&spec(Some(&["sh"]), None), &image(), "w")
+            container_config(&spec(Some(&["sh"]), None), &image(), "w", false, None)
                 .unwrap()
                 .args,
             vec!["sh"]
         );
         assert_eq!(
-            container_config(&spec(None, Some(&["-v"])), &image(), "w")
+            container_config(&spec(None, Some(&["-v"])), &image(), "w", false, None)
                 .unwrap()
                 .args,
             vec!["/entry", "-v"]
         );
         assert_eq!(
-            container_config(&spec(Some(&["a"]), Some(&["b"])), &image(), "w")
-                .unwrap()
-                .args,
+            container_config(
+                &spec(Some(&["a"]), Some(&["b"])),
+                &image(),
+                "w",
+                false,
+                None
+            )
+            .unwrap()
+            .args,
             vec!["a", "b"]
         );
     }
@@ -132,11 +143,11 @@ mod tests {
             cmd: vec!["sh".into()],
             ..Default::default()
         };
-        let c = container_config(&spec(None, None), &img, "w").unwrap();
+        let c = container_config(&spec(None, None), &img, "w", false, None).unwrap();
         assert_eq!(c.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!(c.cwd, "/");
         assert!(
-            container_config(&spec(None, None), &ImageConfig::default(), "w")
+            container_config(&spec(None, None), &ImageConfig::default(), "w", false, None)
                 .unwrap_err()
                 .contains("no command")
         );

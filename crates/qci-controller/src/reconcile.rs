@@ -91,7 +91,12 @@ impl Controller {
     }
 
     async fn sync(&self, g: &ContainerGroup) -> Result<bool, ControllerError> {
-        if let Err(e) = self.runtime.ensure_sandbox(&g.id, &g.name).await {
+        let shm = g
+            .spec
+            .shm_size
+            .as_ref()
+            .and_then(|q| qci_spec::parse_memory_bytes(&q.0).ok());
+        if let Err(e) = self.runtime.ensure_sandbox(&g.id, &g.name, shm).await {
             let msg = format!("cannot create the group's namespaces: {e}");
             if g.status.message.as_deref() != Some(&msg) {
                 self.event(g, None, EventType::Warning, "FailedSandbox", &msg);
@@ -502,7 +507,13 @@ impl Controller {
                 &format!("restarting container (restart {})", st.restart_count),
             );
         }
-        let started = match crate::process::container_config(c, &img.config, &g.name) {
+        let started = match crate::process::container_config(
+            c,
+            &img.config,
+            &g.name,
+            g.spec.shm_size.is_some(),
+            self.config.default_pids_limit,
+        ) {
             Err(msg) => {
                 let _ = self.runtime.record_start_failure(&g.id, name, &msg).await;
                 Err(msg)

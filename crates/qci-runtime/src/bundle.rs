@@ -33,6 +33,10 @@ pub struct ContainerConfig {
     pub hostname: String,
     pub cpu_millis: Option<u64>,
     pub memory_bytes: Option<u64>,
+    /// Most processes (threads included) the container may have.
+    pub pids_limit: Option<i64>,
+    /// Mount the group's shared /dev/shm instead of a private one.
+    pub shared_shm: bool,
 }
 
 /// Where the group's shared pieces are.
@@ -101,6 +105,22 @@ pub fn build_spec(
         .build()?;
 
     let mut mounts = oci_spec::runtime::get_default_mounts();
+    if cfg.shared_shm {
+        mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
+        mounts.push(
+            MountBuilder::default()
+                .destination("/dev/shm")
+                .typ("bind")
+                .source(sandbox.dir.join("shm"))
+                .options(vec![
+                    "rbind".to_string(),
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    "noexec".to_string(),
+                ])
+                .build()?,
+        );
+    }
     for file in ["hosts", "hostname"] {
         mounts.push(
             MountBuilder::default()
@@ -137,6 +157,13 @@ pub fn build_spec(
         let b = i64::try_from(bytes).unwrap_or(i64::MAX);
         // Swap limit equal to the memory limit: no swap beyond it, as a container service expects.
         resources = resources.memory(LinuxMemoryBuilder::default().limit(b).swap(b).build()?);
+    }
+    if let Some(n) = cfg.pids_limit {
+        resources = resources.pids(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(n)
+                .build()?,
+        );
     }
     if let Some(millis) = cfg.cpu_millis {
         let quota = i64::try_from(millis * CPU_PERIOD / 1000)
@@ -186,6 +213,8 @@ mod tests {
             hostname: "web".into(),
             cpu_millis: Some(500),
             memory_bytes: Some(256 << 20),
+            pids_limit: Some(100),
+            shared_shm: true,
         };
         let spec = build_spec(
             &cfg,
@@ -211,5 +240,14 @@ mod tests {
         );
         assert_eq!(v["root"]["readonly"], false);
         assert_eq!(v["hostname"], "web");
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 100);
+        let shm: Vec<_> = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] == "/dev/shm")
+            .collect();
+        assert_eq!(shm.len(), 1);
+        assert_eq!(shm[0]["source"], "/sb/shm");
     }
 }

@@ -77,10 +77,15 @@ impl Runtime {
     }
 
     /// Makes sure the group's namespaces exist (network with loopback up, IPC, UTS).
-    pub async fn ensure_sandbox(&self, group_id: &str, hostname: &str) -> Result<(), RuntimeError> {
+    pub async fn ensure_sandbox(
+        &self,
+        group_id: &str,
+        hostname: &str,
+        shm_bytes: Option<u64>,
+    ) -> Result<(), RuntimeError> {
         let dir = self.layout.sandbox_dir(group_id);
         let name = hostname.to_string();
-        tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &name))
+        tokio::task::spawn_blocking(move || sandbox::ensure(&dir, &name, shm_bytes))
             .await
             .map_err(|e| RuntimeError::Start(e.to_string()))?
             .map_err(io("creating the group's namespaces"))

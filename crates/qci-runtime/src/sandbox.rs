@@ -14,15 +14,21 @@ pub fn ns_path(dir: &Path, ns: &str) -> PathBuf {
     dir.join(ns)
 }
 
-/// True when every namespace file of the sandbox is in place.
-pub fn is_ready(dir: &Path) -> bool {
+/// The group's shared /dev/shm, when it asked for one.
+pub fn shm_path(dir: &Path) -> PathBuf {
+    dir.join("shm")
+}
+
+/// True when every namespace file of the sandbox (and the shared shm, if wanted) is in place.
+pub fn is_ready(dir: &Path, shm_bytes: Option<u64>) -> bool {
     NAMESPACES.iter().all(|ns| is_mounted(&ns_path(dir, ns)))
+        && shm_bytes.is_none_or(|_| is_mounted(&shm_path(dir)))
 }
 
 /// Creates the sandbox in `dir` unless it is complete already. Also writes `hosts` and
 /// `hostname` for the containers to mount.
-pub fn ensure(dir: &Path, hostname: &str) -> std::io::Result<()> {
-    if is_ready(dir) {
+pub fn ensure(dir: &Path, hostname: &str, shm_bytes: Option<u64>) -> std::io::Result<()> {
+    if is_ready(dir, shm_bytes) {
         return Ok(());
     }
     // A partial sandbox is left by a crash during creation, before any container used it.
@@ -69,6 +75,25 @@ pub fn ensure(dir: &Path, hostname: &str) -> std::io::Result<()> {
         let _ = remove(dir);
         return Err(e);
     }
+    if let Some(bytes) = shm_bytes {
+        // One tmpfs for the whole group, as IPC is shared: POSIX shared memory works across
+        // its containers, within the size asked for.
+        let shm = shm_path(dir);
+        std::fs::create_dir_all(&shm)?;
+        let opts = format!("size={bytes},mode=1777");
+        if let Err(e) = mount(
+            Some("shm"),
+            &shm,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(opts.as_str()),
+        ) {
+            let _ = remove(dir);
+            return Err(std::io::Error::other(format!(
+                "mounting the group's /dev/shm: {e}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -77,6 +102,7 @@ pub fn remove(dir: &Path) -> std::io::Result<()> {
     for ns in NAMESPACES {
         unmount_if_mounted(&ns_path(dir, ns))?;
     }
+    unmount_if_mounted(&shm_path(dir))?;
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -35,6 +35,11 @@ pub struct GroupSpec {
     /// `none`, or an image cache's name or id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_cache: Option<String>,
+    /// One /dev/shm of this size shared by all the group's containers (less than half the
+    /// group's memory); without it each container has its own 64 MiB /dev/shm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub shm_size: Option<Quantity>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -125,6 +130,9 @@ pub struct ContainerSpec {
     /// `IfNotPresent` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
+    /// Most processes and threads the container may have (default: the server's, 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -259,6 +267,7 @@ mod tests {
             cpu: None,
             memory: None,
             image_pull_policy: None,
+            pids_limit: None,
         };
         assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
         assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);

@@ -79,6 +79,34 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.0.extend(validate_credentials(&spec.registry_credentials));
+    if let Some(q) = &spec.shm_size {
+        match parse_memory_bytes(&q.0) {
+            Err(m) => e.add("shm_size", m),
+            Ok(b) if b < (1 << 20) => e.add("shm_size", "must be at least 1Mi"),
+            Ok(b) => {
+                // Known only when every container has a memory limit.
+                let total: Option<u64> = spec
+                    .all_containers()
+                    .map(|c| {
+                        c.memory
+                            .as_ref()
+                            .and_then(|m| parse_memory_bytes(&m.0).ok())
+                    })
+                    .sum();
+                if let Some(total) = total
+                    && b * 2 >= total
+                {
+                    e.add(
+                        "shm_size",
+                        format!(
+                            "must be less than half the group's memory ({:.0}Mi)",
+                            total as f64 / f64::from(1 << 20)
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if let Some(c) = &spec.image_cache
         && c != "auto"
         && c != "none"
@@ -171,6 +199,14 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
                 "must be between 1 and 65535",
             );
         }
+    }
+    if let Some(n) = c.pids_limit
+        && !(8..=4_194_304).contains(&n)
+    {
+        e.add(
+            format!("{path}.pids_limit"),
+            "must be between 8 and 4194304",
+        );
     }
     if let Some(q) = &c.cpu {
         match parse_cpu_millis(&q.0) {
@@ -302,6 +338,25 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.len(), 4, "{e:?}");
+    }
+
+    #[test]
+    fn shm_and_pids() {
+        let e = errs(
+            "name: s\nshm_size: 128Mi\ncontainers:\n  - {name: a, image: bb, memory: 128Mi, pids_limit: 2}\n  - {name: b, image: bb, memory: 100Mi}\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "containers[0].pids_limit: must be between 8 and 4194304",
+                "shm_size: must be less than half the group's memory (228Mi)",
+            ]
+        );
+        assert!(
+            errs("name: s\nshm_size: 64Mi\ncontainers: [{name: a, image: bb, memory: 256Mi}]\n")
+                .is_empty()
+        );
+        assert!(errs("name: s\nshm_size: 64Mi\ncontainers: [{name: a, image: bb}]\n").is_empty());
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     /// Crash-loop back-off: the longest wait
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
     pub restart_backoff_max: f64,
+    /// Most processes per container when its spec sets no pids_limit (0: no limit)
+    #[arg(long, default_value_t = 4096)]
+    pub pids_limit: i64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

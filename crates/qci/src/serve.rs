@@ -58,6 +58,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         image_budget: args.image_store_max_size,
         restart_backoff_base: secs(args.restart_backoff_base, "--restart-backoff-base")?,
         restart_backoff_max: secs(args.restart_backoff_max, "--restart-backoff-max")?,
+        default_pids_limit: (args.pids_limit > 0).then_some(args.pids_limit),
     };
     let controller =
         qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);

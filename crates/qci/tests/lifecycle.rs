@@ -153,3 +153,52 @@ async fn groups_come_back_after_a_host_restart() {
     let (ok, _, err) = s.cli(&["delete", "always", "--wait"]);
     assert!(ok, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_shm_and_the_pids_limit() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = format!(
+        r#"name: shm
+termination_grace_period_seconds: 1
+shm_size: 32Mi
+containers:
+  - {{name: a, image: '{image}', memory: 128Mi, command: [sh, -c, 'echo from-a > /dev/shm/note; sleep 600']}}
+  - {{name: b, image: '{image}', memory: 128Mi, command: [sh, -c, 'until cat /dev/shm/note; do sleep 0.1; done; df -k /dev/shm | tail -1; sleep 600']}}
+  - {{name: bomb, image: '{image}', pids_limit: 32, command: [sh, -c, 'i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; echo spawned; sleep 600']}}
+"#
+    );
+    let (ok, out, err) = s.create("shm", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let start = std::time::Instant::now();
+    let b = loop {
+        let l = s.logs(&id, "b").await;
+        if l.contains("/dev/shm\n") || start.elapsed() > Duration::from_secs(20) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        b.lines().any(|l| l == "from-a"),
+        "b did not see a's /dev/shm: {b:?}"
+    );
+    let df = b.lines().find(|l| l.ends_with("/dev/shm")).unwrap_or("");
+    let size: Vec<&str> = df.split_whitespace().collect();
+    assert_eq!(size.get(1), Some(&"32768"), "shm size: {b:?}");
+
+    // The fork loop hits the limit inside its container; the host is untouched.
+    let bomb = loop {
+        let l = s.logs(&id, "bomb").await;
+        if l.contains("can't fork") || start.elapsed() > Duration::from_secs(20) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(bomb.contains("can't fork"), "no fork failure: {bomb:?}");
+    // (Nothing else limits a container to 32 processes: the fork fails on the pids cgroup.)
+    let (ok, _, err) = s.cli(&["delete", "shm", "--wait"]);
+    assert!(ok, "{err}");
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+}
