@@ -86,6 +86,23 @@ pub async fn delete_group(
     Ok((StatusCode::ACCEPTED, Json(g.masked())))
 }
 
+/// Restarts a group: every container is stopped (SIGTERM, then SIGKILL after the grace
+/// period), then the init containers run again, then the work containers. Phase Restarting
+/// meanwhile; restart counts are kept.
+#[utoipa::path(post, path = "/v1/container-groups/{id}/restart", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name")),
+    responses((status = 202, body = ContainerGroup), (status = 404, body = ErrorBody)))]
+pub async fn restart_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.request_restart(&g.id)?;
+    tracing::info!(group = %g.id, "restart requested");
+    (s.on_change)();
+    Ok((StatusCode::ACCEPTED, Json(g.masked())))
+}
+
 /// A group's events, oldest first.
 #[utoipa::path(get, path = "/v1/container-groups/{id}/events", tag = "container-groups",
     params(("id" = String, Path, description = "Group id or name")),
@@ -94,9 +111,16 @@ pub async fn list_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventList>, ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    // A deleted group's events stay readable for a while: users want to see why it failed.
+    let gid = match s.store.find_group(DEFAULT_OWNER, &id) {
+        Ok(g) => g.id,
+        Err(qci_store::StoreError::NotFound(_)) => {
+            s.store.find_deleted_group(DEFAULT_OWNER, &id)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(EventList {
-        items: s.store.events(&g.id)?,
+        items: s.store.events(&gid)?,
     }))
 }
 

@@ -52,6 +52,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::list_groups, groups::create_group))
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(groups::list_events))
+        .routes(routes!(groups::restart_group))
         .routes(routes!(logs::get_logs))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))

@@ -164,6 +164,11 @@ impl Client {
         self.json(self.http.delete(&url), &url).await
     }
 
+    pub async fn restart_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}/restart", encode(id)));
+        self.json(self.http.post(&url), &url).await
+    }
+
     pub async fn events(&self, id: &str) -> Result<Vec<Event>, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}/events", encode(id)));
         Ok(self

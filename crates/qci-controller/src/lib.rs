@@ -45,6 +45,10 @@ pub struct ControllerConfig {
     pub restart_backoff_max: Duration,
     /// The pids limit of containers that set none.
     pub default_pids_limit: Option<i64>,
+    /// Failed groups are deleted this long after they failed.
+    pub failed_group_ttl: Duration,
+    /// A deleted group's events stay readable this long.
+    pub deleted_group_retention: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -54,6 +58,8 @@ impl Default for ControllerConfig {
             restart_backoff_base: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             default_pids_limit: Some(4096),
+            failed_group_ttl: Duration::from_secs(3600),
+            deleted_group_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -120,13 +126,47 @@ impl Controller {
         Ok(report)
     }
 
-    /// Collects image garbage every `every`, for ever.
+    /// Collects image garbage, and forgets the events of groups deleted long ago, every
+    /// `every`, for ever.
     pub async fn run_gc(self: Arc<Self>, every: Duration) {
         loop {
             tokio::time::sleep(every).await;
             if let Err(e) = self.collect_garbage().await {
                 tracing::warn!("image garbage collection: {e}");
             }
+            self.forget_deleted_groups();
+        }
+    }
+
+    /// Drops the events of groups deleted more than the retention ago.
+    pub fn forget_deleted_groups(&self) {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(self.config.deleted_group_retention).unwrap_or_default();
+        if let Err(e) = self.store.forget_deleted_groups(before) {
+            tracing::warn!("forgetting deleted groups: {e}");
+        }
+    }
+
+    /// A Failed group past its time to live is deleted (its events stay for a while).
+    fn expire_if_due(&self, g: &qci_spec::ContainerGroup) {
+        if g.status.phase != qci_spec::GroupPhase::Failed {
+            return;
+        }
+        let ttl = chrono::Duration::from_std(self.config.failed_group_ttl).unwrap_or_default();
+        let since = g.status.phase_since.unwrap_or(g.created_at);
+        if chrono::Utc::now() < since + ttl {
+            return;
+        }
+        let msg = format!(
+            "failed {}s ago; deleted after the failed-group TTL",
+            (chrono::Utc::now() - since).num_seconds()
+        );
+        let _ = self
+            .store
+            .add_event(&g.id, None, qci_spec::EventType::Normal, "Expired", &msg);
+        match self.store.request_deletion(&g.id) {
+            Ok(_) => self.wake(),
+            Err(e) => tracing::warn!(group = %g.id, "expiring: {e}"),
         }
     }
 
@@ -179,7 +219,9 @@ impl Controller {
             Err(e) => tracing::error!("listing image caches: {e}"),
         }
         for g in groups {
-            if g.deletion_requested_at.is_none() && g.status.phase.is_final() {
+            let restart = g.restart_generation > g.status.observed_restart_generation;
+            if g.deletion_requested_at.is_none() && g.status.phase.is_final() && !restart {
+                self.expire_if_due(&g);
                 continue;
             }
             if !self

@@ -71,6 +71,10 @@ impl Controller {
             self.cleanup(&g).await?;
             return Ok(false);
         }
+        if g.restart_generation > g.status.observed_restart_generation {
+            self.restart_group(&g).await?;
+            return Ok(true);
+        }
         if g.status.phase.is_final() {
             return Ok(false);
         }
@@ -278,11 +282,18 @@ impl Controller {
         let init_st: Vec<ContainerStatus> = init.into_iter().map(|(s, _)| s).collect();
         let work_st: Vec<ContainerStatus> = work.into_iter().map(|(s, _)| s).collect();
         let (phase, message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
+        let phase_since = if phase == prev.phase {
+            prev.phase_since.or(Some(now))
+        } else {
+            Some(now)
+        };
         let status = GroupStatus {
             phase,
             message,
             init_containers: init_st,
             containers: work_st,
+            phase_since,
+            observed_restart_generation: prev.observed_restart_generation,
         };
         if status != *prev {
             if status.phase != prev.phase {
@@ -568,9 +579,45 @@ impl Controller {
         st
     }
 
-    /// Stops every container (SIGTERM, SIGKILL after the grace period), removes everything
-    /// the group had on this machine, then the group itself.
-    async fn cleanup(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
+    /// Carries out a restart request: every container is stopped and removed, then the group
+    /// starts over from its init containers. Restart counts are kept.
+    async fn restart_group(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
+        let mut status = g.status.clone();
+        status.phase = GroupPhase::Restarting;
+        status.message = Some("restart requested".into());
+        status.phase_since = Some(Utc::now());
+        self.store.set_status(&g.id, &status)?;
+        self.event(
+            g,
+            None,
+            EventType::Normal,
+            "Restarting",
+            "restart requested: stopping every container",
+        );
+        self.stop_and_remove_all(g).await?;
+        let reset = |list: &[ContainerStatus]| -> Vec<ContainerStatus> {
+            list.iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    restart_count: c.restart_count,
+                    reason: Some("ContainerCreating".into()),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let status = GroupStatus {
+            phase: GroupPhase::Restarting,
+            message: None,
+            init_containers: reset(&status.init_containers),
+            containers: reset(&status.containers),
+            phase_since: Some(Utc::now()),
+            observed_restart_generation: g.restart_generation,
+        };
+        self.store.set_status(&g.id, &status)?;
+        Ok(())
+    }
+
+    async fn stop_and_remove_all(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
         let grace = Duration::from_secs(g.spec.termination_grace_period_seconds);
         let names: Vec<&str> = g.spec.all_containers().map(|c| c.name.as_str()).collect();
         let stops = names.iter().map(|n| async move {
@@ -594,6 +641,13 @@ impl Controller {
         for n in &names {
             self.runtime.remove_container(&g.id, n).await?;
         }
+        Ok(())
+    }
+
+    /// Stops every container (SIGTERM, SIGKILL after the grace period), removes everything
+    /// the group had on this machine, then the group itself.
+    async fn cleanup(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
+        self.stop_and_remove_all(g).await?;
         self.runtime.remove_group(&g.id).await?;
         self.store.remove_group(&g.id)?;
         tracing::info!(group = %g.id, "deleted");

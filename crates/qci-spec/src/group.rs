@@ -205,6 +205,9 @@ pub struct ContainerGroup {
     /// Set once deletion was requested; the group is removed when cleanup has finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_requested_at: Option<DateTime<Utc>>,
+    /// Incremented by each restart request (`qci restart`).
+    #[serde(default)]
+    pub restart_generation: u64,
     pub spec: GroupSpec,
     pub status: GroupStatus,
 }

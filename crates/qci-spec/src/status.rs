@@ -43,6 +43,12 @@ pub struct GroupStatus {
     pub init_containers: Vec<ContainerStatus>,
     #[serde(default)]
     pub containers: Vec<ContainerStatus>,
+    /// When the group entered its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_since: Option<DateTime<Utc>>,
+    /// The last restart request carried out.
+    #[serde(default)]
+    pub observed_restart_generation: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -80,6 +80,17 @@ fn migrations() -> Migrations<'static> {
             UNIQUE (owner, name)
         );",
         ),
+        M::up(
+            "CREATE TABLE deleted_groups (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            deleted_at TEXT NOT NULL
+        );",
+        ),
+        M::up(
+            "ALTER TABLE container_groups ADD COLUMN restart_generation INTEGER NOT NULL DEFAULT 0;",
+        ),
     ])
 }
 
@@ -163,6 +174,7 @@ impl Store {
             owner: owner.to_string(),
             created_at: now,
             deletion_requested_at: None,
+            restart_generation: 0,
             spec: spec.clone(),
             status,
         })
@@ -245,14 +257,67 @@ impl Store {
         )?
     }
 
-    /// Removes a group and its events for good.
+    /// Asks for the group's containers to be restarted (init containers first); returns it.
+    pub fn request_restart(&self, id: &str) -> Result<ContainerGroup> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE container_groups SET restart_generation = restart_generation + 1
+             WHERE id = ?1 AND deletion_requested_at IS NULL",
+            params![id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        conn.query_row(
+            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
+            params![id],
+            read_group_row,
+        )?
+    }
+
+    /// Removes a group. Its events stay readable (by id or name) until
+    /// [`Store::forget_deleted_groups`] drops them.
     pub fn remove_group(&self, id: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM events WHERE group_id = ?1", params![id])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO deleted_groups (id, owner, name, deleted_at)
+             SELECT id, owner, name, ?2 FROM container_groups WHERE id = ?1",
+            params![id, Utc::now().to_rfc3339()],
+        )?;
         tx.execute("DELETE FROM container_groups WHERE id = ?1", params![id])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The id of a deleted group whose events are still kept, by id or name (the latest).
+    pub fn find_deleted_group(&self, owner: &str, id_or_name: &str) -> Result<String> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM deleted_groups WHERE owner = ?1 AND (id = ?2 OR name = ?2)
+                 ORDER BY id = ?2 DESC, deleted_at DESC LIMIT 1",
+                params![owner, id_or_name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(id_or_name.to_string()))
+    }
+
+    /// Drops the events of groups deleted before `before`.
+    pub fn forget_deleted_groups(&self, before: DateTime<Utc>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let cutoff = before.to_rfc3339();
+        tx.execute(
+            "DELETE FROM events WHERE group_id IN (SELECT id FROM deleted_groups WHERE deleted_at < ?1)",
+            params![cutoff],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM deleted_groups WHERE deleted_at < ?1",
+            params![cutoff],
+        )?;
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Records an event for a group (the owner is the group's).
@@ -396,13 +461,15 @@ fn read_cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ImageCache>>
     })())
 }
 
-const GROUP_COLUMNS: &str = "id, owner, name, spec, status, created_at, deletion_requested_at";
+const GROUP_COLUMNS: &str =
+    "id, owner, name, spec, status, created_at, deletion_requested_at, restart_generation";
 
 fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGroup>> {
     let spec: String = r.get(3)?;
     let status: String = r.get(4)?;
     let created: String = r.get(5)?;
     let deleting: Option<String> = r.get(6)?;
+    let restart_generation = r.get::<_, i64>(7)?.max(0) as u64;
     let (id, owner, name): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
     Ok((|| {
         Ok(ContainerGroup {
@@ -411,6 +478,7 @@ fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGro
             name,
             created_at: parse_time(&created),
             deletion_requested_at: deleting.as_deref().map(parse_time),
+            restart_generation,
             spec: serde_json::from_str(&spec)?,
             status: serde_json::from_str(&status)?,
         })
@@ -483,6 +551,19 @@ mod tests {
         assert!(d.deletion_requested_at.is_some());
         s.remove_group(&g.id).unwrap();
         assert!(s.get_group(&g.id).unwrap().is_none());
+        // Events outlive the group until forgotten.
+        assert_eq!(s.find_deleted_group("default", "web").unwrap(), g.id);
+        assert_eq!(s.events(&g.id).unwrap().len(), 1);
+        assert_eq!(
+            s.forget_deleted_groups(Utc::now() - chrono::Duration::hours(1))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.forget_deleted_groups(Utc::now() + chrono::Duration::seconds(1))
+                .unwrap(),
+            1
+        );
         assert!(s.events(&g.id).unwrap().is_empty());
         assert_eq!(s.all_groups().unwrap().len(), 1);
     }

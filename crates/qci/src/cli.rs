@@ -34,6 +34,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show what happened to a group
     Events(GroupArg),
+    /// Restart a group: stop every container, then run the init containers again, then the rest
+    Restart(GroupArg),
     /// Stop a group's containers and remove everything made for it
     #[command(alias = "rm")]
     Delete(DeleteArgs),
@@ -77,6 +79,12 @@ pub struct ServeArgs {
     /// Most processes per container when its spec sets no pids_limit (0: no limit)
     #[arg(long, default_value_t = 4096)]
     pub pids_limit: i64,
+    /// Failed groups are deleted this many seconds after they failed
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0)]
+    pub failed_group_ttl: f64,
+    /// A deleted group's events stay readable this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 86400.0)]
+    pub deleted_group_retention: f64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

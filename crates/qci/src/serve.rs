@@ -59,6 +59,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         restart_backoff_base: secs(args.restart_backoff_base, "--restart-backoff-base")?,
         restart_backoff_max: secs(args.restart_backoff_max, "--restart-backoff-max")?,
         default_pids_limit: (args.pids_limit > 0).then_some(args.pids_limit),
+        failed_group_ttl: secs(args.failed_group_ttl, "--failed-group-ttl")?,
+        deleted_group_retention: secs(args.deleted_group_retention, "--deleted-group-retention")?,
     };
     let controller =
         qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);

@@ -202,3 +202,55 @@ containers:
     assert!(ok, "{err}");
     assert!(s.mounts().is_empty(), "{:?}", s.mounts());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_groups_expire_keeping_their_events_and_restart_reruns_init_containers() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &["--failed-group-ttl", "1"]).await;
+
+    // A failed group goes after the TTL; why it failed stays readable.
+    let spec = format!(
+        "name: doomed\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'exit 3']}}]\n"
+    );
+    let id = s.create("doomed", &spec, &[]).1.trim().to_string();
+    s.wait_group(&id, "Failed", |g| g.status.phase == GroupPhase::Failed)
+        .await;
+    let start = std::time::Instant::now();
+    while s.client.get_group(&id).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the failed group outlived its TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, events, err) = s.cli(&["events", "doomed"]);
+    assert!(ok, "{err}");
+    assert!(
+        events.contains("exit code 3") && events.contains("Expired"),
+        "{events}"
+    );
+    assert!(s.runc_ids().is_empty() && s.mounts().is_empty());
+
+    // qci restart: every container stops, the init container runs again, then the work one.
+    let spec = format!(
+        "name: again\ntermination_grace_period_seconds: 1\ninit_containers: [{{name: i, image: '{image}', command: [echo, init]}}]\ncontainers: [{{name: w, image: '{image}', command: [sleep, '600']}}]\n"
+    );
+    let (ok, out, err) = s.create("again", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let pid = first(&s.client.get_group(&id).await.unwrap()).pid;
+    let (ok, _, err) = s.cli(&["restart", "again"]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "Running again", |g| {
+            g.status.observed_restart_generation == 1
+                && g.status.phase == GroupPhase::Running
+                && first(g).pid.is_some_and(|p| Some(p) != pid)
+        })
+        .await;
+    assert_eq!(g.status.init_containers[0].exit_code, Some(0));
+    assert_eq!(s.logs(&id, "i").await, "init\ninit\n");
+    let (_, events, _) = s.cli(&["events", "again"]);
+    assert!(events.contains("restart requested"), "{events}");
+}
