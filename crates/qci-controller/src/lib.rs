@@ -8,6 +8,7 @@
 //! - the controller writes only status and events; specs are the API's.
 
 mod cache;
+mod health;
 mod process;
 mod reconcile;
 
@@ -71,6 +72,7 @@ pub struct Controller {
     config: ControllerConfig,
     wake: Notify,
     busy: Mutex<HashSet<String>>,
+    probes: health::Probes,
 }
 
 impl Controller {
@@ -87,6 +89,7 @@ impl Controller {
             config,
             wake: Notify::new(),
             busy: Default::default(),
+            probes: Default::default(),
         })
     }
 

@@ -87,6 +87,9 @@ mod tests {
             memory: Some(qci_spec::Quantity("64Mi".into())),
             image_pull_policy: None,
             pids_limit: None,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
         }
     }
 

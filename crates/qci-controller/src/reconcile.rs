@@ -9,7 +9,7 @@ use qci_image::{Credentials, PulledImage};
 use qci_runtime::{ExitRecord, Observed, StartRequest};
 use qci_spec::{
     ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase,
-    GroupStatus, LastState, PullPolicy, RestartPolicy,
+    GroupStatus, Health, LastState, PullPolicy, RestartPolicy,
 };
 
 use crate::{Controller, ControllerError};
@@ -63,7 +63,10 @@ enum Act {
 
 impl Controller {
     /// Returns true when another pass should follow at once.
-    pub(crate) async fn reconcile(&self, id: &str) -> Result<bool, ControllerError> {
+    pub(crate) async fn reconcile(
+        self: &std::sync::Arc<Self>,
+        id: &str,
+    ) -> Result<bool, ControllerError> {
         let Some(g) = self.store.get_group(id)? else {
             return Ok(false);
         };
@@ -81,7 +84,7 @@ impl Controller {
         self.sync(&g).await
     }
 
-    fn event(
+    pub(crate) fn event(
         &self,
         g: &ContainerGroup,
         container: Option<&str>,
@@ -94,7 +97,10 @@ impl Controller {
         }
     }
 
-    async fn sync(&self, g: &ContainerGroup) -> Result<bool, ControllerError> {
+    async fn sync(
+        self: &std::sync::Arc<Self>,
+        g: &ContainerGroup,
+    ) -> Result<bool, ControllerError> {
         let shm = g
             .spec
             .shm_size
@@ -280,7 +286,10 @@ impl Controller {
         }
 
         let init_st: Vec<ContainerStatus> = init.into_iter().map(|(s, _)| s).collect();
-        let work_st: Vec<ContainerStatus> = work.into_iter().map(|(s, _)| s).collect();
+        let mut work_st: Vec<ContainerStatus> = work.into_iter().map(|(s, _)| s).collect();
+        for (c, st) in g.spec.containers.iter().zip(work_st.iter_mut()) {
+            self.tick_probes(g, c, st);
+        }
         let (phase, message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
         let phase_since = if phase == prev.phase {
             prev.phase_since.or(Some(now))
@@ -294,6 +303,11 @@ impl Controller {
             containers: work_st,
             phase_since,
             observed_restart_generation: prev.observed_restart_generation,
+            health: Health::Checking,
+        };
+        let status = GroupStatus {
+            health: crate::health::health_of(status.phase, &status.containers),
+            ..status
         };
         if status != *prev {
             if status.phase != prev.phase {
@@ -612,6 +626,7 @@ impl Controller {
             containers: reset(&status.containers),
             phase_since: Some(Utc::now()),
             observed_restart_generation: g.restart_generation,
+            health: Health::Checking,
         };
         self.store.set_status(&g.id, &status)?;
         Ok(())

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::probe::Probe;
 use crate::quantity::Quantity;
 use crate::status::GroupStatus;
 
@@ -133,6 +134,15 @@ pub struct ContainerSpec {
     /// Most processes and threads the container may have (default: the server's, 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// Restarts the container (as its group's restart policy allows) when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Decides whether the container is ready; an unready container makes its group unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// Holds the other probes back until it succeeds once; failing, it restarts the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -271,6 +281,9 @@ mod tests {
             memory: None,
             image_pull_policy: None,
             pids_limit: None,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
         };
         assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
         assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);

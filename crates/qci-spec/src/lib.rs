@@ -8,6 +8,7 @@ mod group;
 mod image;
 mod image_cache;
 mod parse;
+mod probe;
 mod quantity;
 mod status;
 mod validate;
@@ -23,8 +24,9 @@ pub use image_cache::{
     validate_image_cache,
 };
 pub use parse::{SpecError, parse_spec};
+pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
 pub use status::{
-    ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, LastState,
+    ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
 };
 pub use validate::{FieldError, check_image_reference, validate, validate_credentials};

@@ -49,6 +49,29 @@ pub struct GroupStatus {
     /// The last restart request carried out.
     #[serde(default)]
     pub observed_restart_generation: u64,
+    /// checking until known; healthy when every work container that should run is running and
+    /// ready; unhealthy otherwise.
+    #[serde(default)]
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Checking,
+    Healthy,
+    Unhealthy,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Checking => "checking",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -106,6 +129,12 @@ pub struct ContainerStatus {
     /// ten minutes.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub backoff_streak: u32,
+    /// Whether it passes its readiness probe (true when running without one); None until known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// Whether its startup probe has succeeded (true when running without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<bool>,
 }
 
 /// How a container's previous run ended.

@@ -200,6 +200,15 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
             );
         }
     }
+    for (field, probe, liveness) in [
+        ("liveness_probe", &c.liveness_probe, true),
+        ("readiness_probe", &c.readiness_probe, false),
+        ("startup_probe", &c.startup_probe, true),
+    ] {
+        if let Some(p) = probe {
+            crate::probe::check_probe(&format!("{path}.{field}"), p, liveness, &mut e.0);
+        }
+    }
     if let Some(n) = c.pids_limit
         && !(8..=4_194_304).contains(&n)
     {
@@ -338,6 +347,30 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.len(), 4, "{e:?}");
+    }
+
+    #[test]
+    fn probes() {
+        let e = errs(
+            "name: p\ncontainers:\n  - name: a\n    image: bb\n    liveness_probe: {exec: {command: [x]}, tcp_socket: {port: 1}}\n    readiness_probe: {http_get: {port: 0, path: nope}, period_seconds: 0}\n    startup_probe: {tcp_socket: {port: 80}, success_threshold: 2}\n",
+        );
+        assert_eq!(
+            e,
+            vec![
+                "containers[0].liveness_probe: give exactly one of exec, http_get and tcp_socket",
+                "containers[0].readiness_probe.http_get.port: must be between 1 and 65535",
+                "containers[0].readiness_probe.http_get.path: must start with / and hold no spaces or control characters",
+                "containers[0].readiness_probe.period_seconds: must be at least 1",
+                "containers[0].startup_probe.success_threshold: must be 1 for liveness and startup probes",
+            ]
+        );
+        let ok = parse_spec("name: p\ncontainers: [{name: a, image: bb, readiness_probe: {http_get: {port: 80}}}]\n").unwrap();
+        let p = ok.containers[0].readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            (p.period_seconds, p.timeout_seconds, p.failure_threshold),
+            (10, 1, 3)
+        );
+        assert_eq!(p.http_get.as_ref().unwrap().path, "/");
     }
 
     #[test]

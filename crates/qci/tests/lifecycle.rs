@@ -254,3 +254,71 @@ async fn failed_groups_expire_keeping_their_events_and_restart_reruns_init_conta
     let (_, events, _) = s.cli(&["events", "again"]);
     assert!(events.contains("restart requested"), "{events}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_restart_the_dead_and_mark_the_unready() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = format!(
+        r#"name: probed
+termination_grace_period_seconds: 1
+containers:
+  - name: web
+    image: '{image}'
+    command: [httpd, -f, -p, '8080', -h, /]
+    readiness_probe: {{http_get: {{path: /index.html, port: 8080}}, period_seconds: 1}}
+    liveness_probe: {{tcp_socket: {{port: 8080}}, period_seconds: 1}}
+  - name: mortal
+    image: '{image}'
+    command: [sh, -c, 'touch /tmp/alive; sleep 3; rm /tmp/alive; sleep 600']
+    liveness_probe: {{exec: {{command: [test, -e, /tmp/alive]}}, period_seconds: 1, failure_threshold: 2}}
+"#
+    );
+    let (ok, out, err) = s.create("probed", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    // The web container becomes ready; the mortal one fails its liveness probe and is restarted.
+    let g = s
+        .wait_group(&id, "a liveness restart", |g| {
+            g.status.containers[1].restart_count >= 1
+        })
+        .await;
+    assert_eq!(
+        g.status.containers[0].restart_count, 0,
+        "the healthy container was restarted"
+    );
+    let g = s
+        .wait_group(&id, "web ready", |g| {
+            g.status.containers[0].ready == Some(true)
+        })
+        .await;
+    assert_eq!(g.status.containers[0].ready, Some(true));
+    let (_, events, _) = s.cli(&["events", "probed"]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("Liveness probe failed"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Killing") && events.contains("liveness probe"),
+        "{events}"
+    );
+
+    // A readiness probe that fails makes the group unhealthy without a restart.
+    let spec = format!(
+        "name: unready\ncontainers:\n  - name: c\n    image: '{image}'\n    command: [sleep, '600']\n    readiness_probe: {{tcp_socket: {{port: 9999}}, period_seconds: 1, failure_threshold: 1}}\n"
+    );
+    let id = s.create("unready", &spec, &[]).1.trim().to_string();
+    let g = s
+        .wait_group(&id, "unhealthy", |g| {
+            g.status.health == qci_spec::Health::Unhealthy
+        })
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Running);
+    assert_eq!(g.status.containers[0].ready, Some(false));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let g = s.client.get_group(&id).await.unwrap();
+    assert_eq!(g.status.containers[0].restart_count, 0);
+    let (_, out, _) = s.cli(&["get", "unready"]);
+    assert!(out.contains("Health:    unhealthy"), "{out}");
+}

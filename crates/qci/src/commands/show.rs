@@ -18,6 +18,7 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
         "ID".into(),
         "NAME".into(),
         "PHASE".into(),
+        "HEALTH".into(),
         "READY".into(),
         "RESTARTS".into(),
         "AGE".into(),
@@ -34,6 +35,7 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
             g.id.clone(),
             g.name.clone(),
             g.status.phase.to_string(),
+            g.status.health.to_string(),
             format!("{running}/{}", g.spec.containers.len()),
             restarts.to_string(),
             age(g.created_at),
@@ -57,6 +59,7 @@ fn summary(g: &ContainerGroup) -> String {
     s.push_str(&format!("Name:      {}\n", g.name));
     s.push_str(&format!("ID:        {}\n", g.id));
     s.push_str(&format!("Phase:     {}\n", g.status.phase));
+    s.push_str(&format!("Health:    {}\n", g.status.health));
     if let Some(m) = &g.status.message {
         s.push_str(&format!("Message:   {m}\n"));
     }
@@ -71,6 +74,7 @@ fn summary(g: &ContainerGroup) -> String {
         "CONTAINER".into(),
         "KIND".into(),
         "STATE".into(),
+        "READY".into(),
         "RESTARTS".into(),
         "EXIT".into(),
         "REASON".into(),
@@ -95,6 +99,11 @@ fn summary(g: &ContainerGroup) -> String {
             c.name.clone(),
             kind.into(),
             st.state.to_string(),
+            match st.ready {
+                Some(true) => "yes".into(),
+                Some(false) => "no".into(),
+                None => "-".into(),
+            },
             st.restart_count.to_string(),
             st.exit_code
                 .map(|e| e.to_string())
