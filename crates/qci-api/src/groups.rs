@@ -52,7 +52,20 @@ pub async fn create_group(
     }
     let spec = parse_spec(&body)?;
     check_named_cache(&s, &spec)?;
-    let g = s.store.create_group(DEFAULT_OWNER, &spec)?;
+    let resources = s.specs.size(&spec).map_err(|message| {
+        let field = if spec.cpu.is_some() || spec.memory.is_some() {
+            "cpu"
+        } else {
+            "containers"
+        };
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: field.into(),
+            message: format!("the group {message}"),
+        }])
+    })?;
+    let g = s
+        .store
+        .create_sized_group(DEFAULT_OWNER, &spec, &resources)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_change)();
     Ok((StatusCode::CREATED, Json(g.masked())))
@@ -164,4 +177,33 @@ fn check_named_cache(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Start of the window (RFC 3339); the beginning of time if absent.
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the window (RFC 3339); now if absent.
+    to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct UsageList {
+    pub items: Vec<qci_spec::Usage>,
+}
+
+/// Metered use per group: normalised core-seconds, GiB-seconds and cost, counted while a group
+/// is Pending, Running or Restarting (never while Failed or Succeeded).
+#[utoipa::path(get, path = "/v1/usage", tag = "container-groups", params(UsageQuery),
+    responses((status = 200, body = UsageList)))]
+pub async fn usage(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<UsageQuery>,
+) -> Result<Json<UsageList>, ApiError> {
+    let from = q.from.unwrap_or_default();
+    let to = q.to.unwrap_or_else(chrono::Utc::now);
+    Ok(Json(UsageList {
+        items: s.store.usage(DEFAULT_OWNER, from, to)?,
+    }))
 }

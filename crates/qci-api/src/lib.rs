@@ -27,6 +27,8 @@ pub struct AppState {
     pub layout: Layout,
     /// Called after a change the controller should act on at once.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
+    /// The supported specs (and prices) groups are normalised to.
+    pub specs: Arc<qci_spec::SpecTable>,
     /// Runs image garbage collection now; answers its report.
     pub prune: Arc<dyn Fn() -> PruneFuture + Send + Sync>,
 }
@@ -53,6 +55,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(groups::list_events))
         .routes(routes!(groups::restart_group))
+        .routes(routes!(groups::usage))
         .routes(routes!(logs::get_logs))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))

@@ -292,6 +292,26 @@ impl Client {
         self.json(self.http.delete(&url), &url).await
     }
 
+    /// Metered use per group in a time window.
+    pub async fn usage(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<qci_spec::Usage>, ClientError> {
+        let url = self.url("/v1/usage");
+        let mut q = Vec::new();
+        if let Some(f) = from {
+            q.push(("from", f.to_rfc3339()));
+        }
+        if let Some(t) = to {
+            q.push(("to", t.to_rfc3339()));
+        }
+        Ok(self
+            .json::<Items<qci_spec::Usage>>(self.http.get(&url).query(&q), &url)
+            .await?
+            .items)
+    }
+
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {
         let url = self.url("/v1/version");
         self.json(self.http.get(&url), &url).await

@@ -73,6 +73,8 @@ pub struct Controller {
     wake: Notify,
     busy: Mutex<HashSet<String>>,
     probes: health::Probes,
+    /// When each group was last metered.
+    metered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Controller {
@@ -90,6 +92,7 @@ impl Controller {
             wake: Notify::new(),
             busy: Default::default(),
             probes: Default::default(),
+            metered: Default::default(),
         })
     }
 
@@ -138,6 +141,29 @@ impl Controller {
                 tracing::warn!("image garbage collection: {e}");
             }
             self.forget_deleted_groups();
+        }
+    }
+
+    /// Bills a group once a second while it is Pending, Running or Restarting.
+    fn meter(&self, g: &qci_spec::ContainerGroup) {
+        use qci_spec::GroupPhase::*;
+        let billable = g.deletion_requested_at.is_none()
+            && matches!(g.status.phase, Pending | Running | Restarting);
+        let mut metered = self.metered.lock().unwrap_or_else(|p| p.into_inner());
+        if !billable {
+            metered.remove(&g.id);
+            return;
+        }
+        if metered
+            .get(&g.id)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        metered.insert(g.id.clone(), std::time::Instant::now());
+        drop(metered);
+        if let Err(e) = self.store.meter(g, chrono::Utc::now()) {
+            tracing::warn!(group = %g.id, "metering: {e}");
         }
     }
 
@@ -222,6 +248,7 @@ impl Controller {
             Err(e) => tracing::error!("listing image caches: {e}"),
         }
         for g in groups {
+            self.meter(&g);
             let restart = g.restart_generation > g.status.observed_restart_generation;
             if g.deletion_requested_at.is_none() && g.status.phase.is_final() && !restart {
                 self.expire_if_due(&g);

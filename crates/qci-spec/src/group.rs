@@ -41,6 +41,14 @@ pub struct GroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub shm_size: Option<Quantity>,
+    /// The group's cores, instead of the sum of its containers'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub cpu: Option<Quantity>,
+    /// The group's memory, instead of the sum of its containers'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<Quantity>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -218,6 +226,9 @@ pub struct ContainerGroup {
     /// Incremented by each restart request (`qci restart`).
     #[serde(default)]
     pub restart_generation: u64,
+    /// Requested and normalised size (and price), fixed at creation.
+    #[serde(default)]
+    pub resources: crate::GroupResources,
     pub spec: GroupSpec,
     pub status: GroupStatus,
 }

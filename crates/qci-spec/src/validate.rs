@@ -79,6 +79,18 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.0.extend(validate_credentials(&spec.registry_credentials));
+    if let Some(q) = &spec.cpu {
+        match parse_cpu_millis(&q.0) {
+            Ok(0) => e.add("cpu", "must be more than 0"),
+            Ok(_) => {}
+            Err(m) => e.add("cpu", m),
+        }
+    }
+    if let Some(q) = &spec.memory
+        && let Err(m) = parse_memory_bytes(&q.0)
+    {
+        e.add("memory", m);
+    }
     if let Some(q) = &spec.shm_size {
         match parse_memory_bytes(&q.0) {
             Err(m) => e.add("shm_size", m),

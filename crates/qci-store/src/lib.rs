@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use qci_spec::{
-    ContainerGroup, Event, EventType, GroupPhase, GroupSpec, GroupStatus, ImageCache,
-    ImageCacheSpec, ImageCacheStatus,
+    ContainerGroup, Event, EventType, GroupPhase, GroupResources, GroupSpec, GroupStatus,
+    ImageCache, ImageCacheSpec, ImageCacheStatus, Usage,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
@@ -91,6 +91,21 @@ fn migrations() -> Migrations<'static> {
         M::up(
             "ALTER TABLE container_groups ADD COLUMN restart_generation INTEGER NOT NULL DEFAULT 0;",
         ),
+        M::up(
+            "ALTER TABLE container_groups ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
+        CREATE TABLE usage (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            group_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            start TEXT NOT NULL,
+            end TEXT NOT NULL,
+            cpu REAL NOT NULL,
+            memory_bytes INTEGER NOT NULL,
+            price_per_hour REAL
+        );
+        CREATE INDEX usage_by_group ON usage (group_id, id);",
+        ),
     ])
 }
 
@@ -142,6 +157,16 @@ impl Store {
     /// Registry passwords are sealed before they are written; the returned group (like every
     /// group the store returns) holds them sealed.
     pub fn create_group(&self, owner: &str, spec: &GroupSpec) -> Result<ContainerGroup> {
+        self.create_sized_group(owner, spec, &GroupResources::default())
+    }
+
+    /// [`Store::create_group`] with the group's size fixed.
+    pub fn create_sized_group(
+        &self,
+        owner: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+    ) -> Result<ContainerGroup> {
         let mut spec = spec.clone();
         for c in &mut spec.registry_credentials {
             if !Sealer::is_sealed(&c.password) {
@@ -156,8 +181,17 @@ impl Store {
             ..Default::default()
         };
         let r = self.conn().execute(
-            "INSERT INTO container_groups (id, owner, name, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, owner, spec.name, serde_json::to_string(spec)?, serde_json::to_string(&status)?, now.to_rfc3339()],
+            "INSERT INTO container_groups (id, owner, name, spec, status, created_at, resources)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                owner,
+                spec.name,
+                serde_json::to_string(spec)?,
+                serde_json::to_string(&status)?,
+                now.to_rfc3339(),
+                serde_json::to_string(resources)?
+            ],
         );
         match r {
             Ok(_) => {}
@@ -175,6 +209,7 @@ impl Store {
             created_at: now,
             deletion_requested_at: None,
             restart_generation: 0,
+            resources: resources.clone(),
             spec: spec.clone(),
             status,
         })
@@ -444,6 +479,95 @@ impl Store {
     }
 }
 
+/// Two samples further apart than this start a new interval (the meter was not running).
+const METER_GAP_SECONDS: i64 = 5;
+
+impl Store {
+    /// Records that the group is billable now: extends its open interval, or opens one.
+    pub fn meter(&self, g: &ContainerGroup, now: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let open: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, end FROM usage WHERE group_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![g.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match open {
+            Some((id, end)) if (now - parse_time(&end)).num_seconds() <= METER_GAP_SECONDS => {
+                tx.execute(
+                    "UPDATE usage SET end = ?2 WHERE id = ?1",
+                    params![id, now.to_rfc3339()],
+                )?;
+            }
+            _ => {
+                tx.execute(
+                    "INSERT INTO usage (owner, group_id, name, start, end, cpu, memory_bytes, price_per_hour)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+                    params![
+                        g.owner,
+                        g.id,
+                        g.name,
+                        now.to_rfc3339(),
+                        g.resources.cpu,
+                        g.resources.memory_bytes as i64,
+                        g.resources.price_per_hour
+                    ],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each group's use between `from` and `to` (intervals clipped to the window).
+    pub fn usage(&self, owner: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Usage>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT group_id, name, start, end, cpu, memory_bytes, price_per_hour FROM usage
+             WHERE owner = ?1 ORDER BY group_id, id",
+        )?;
+        let rows = st.query_map(params![owner], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, f64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<f64>>(6)?,
+            ))
+        })?;
+        let mut out: Vec<Usage> = Vec::new();
+        for row in rows {
+            let (gid, name, start, end, cpu, mem, price) = row?;
+            let (a, b) = (parse_time(&start).max(from), parse_time(&end).min(to));
+            if b <= a {
+                continue;
+            }
+            let secs = (b - a).num_milliseconds() as f64 / 1000.0;
+            let gib = mem as f64 / f64::from(1u32 << 30);
+            if out.last().is_none_or(|u| u.group_id != gid) {
+                out.push(Usage {
+                    group_id: gid.clone(),
+                    name,
+                    core_seconds: 0.0,
+                    gib_seconds: 0.0,
+                    cost: None,
+                });
+            }
+            let u = out.last_mut().expect("just pushed");
+            u.core_seconds += cpu * secs;
+            u.gib_seconds += gib * secs;
+            if let Some(p) = price {
+                *u.cost.get_or_insert(0.0) += p * secs / 3600.0;
+            }
+        }
+        Ok(out)
+    }
+}
+
 const CACHE_COLUMNS: &str = "id, owner, name, spec, status, created_at";
 
 fn read_cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ImageCache>> {
@@ -461,8 +585,7 @@ fn read_cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ImageCache>>
     })())
 }
 
-const GROUP_COLUMNS: &str =
-    "id, owner, name, spec, status, created_at, deletion_requested_at, restart_generation";
+const GROUP_COLUMNS: &str = "id, owner, name, spec, status, created_at, deletion_requested_at, restart_generation, resources";
 
 fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGroup>> {
     let spec: String = r.get(3)?;
@@ -470,6 +593,7 @@ fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGro
     let created: String = r.get(5)?;
     let deleting: Option<String> = r.get(6)?;
     let restart_generation = r.get::<_, i64>(7)?.max(0) as u64;
+    let resources: String = r.get(8)?;
     let (id, owner, name): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
     Ok((|| {
         Ok(ContainerGroup {
@@ -479,6 +603,7 @@ fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGro
             created_at: parse_time(&created),
             deletion_requested_at: deleting.as_deref().map(parse_time),
             restart_generation,
+            resources: serde_json::from_str(&resources).unwrap_or_default(),
             spec: serde_json::from_str(&spec)?,
             status: serde_json::from_str(&status)?,
         })
@@ -597,6 +722,47 @@ mod tests {
             s.reveal(&g.spec.registry_credentials[0].password).unwrap(),
             "s3cret-pw"
         );
+    }
+
+    #[test]
+    fn metering() {
+        let s = Store::open_in_memory().unwrap();
+        let res = GroupResources {
+            requested_cpu: 0.3,
+            requested_memory_bytes: 1,
+            cpu: 0.5,
+            memory_bytes: 1 << 30,
+            price_per_hour: Some(3.6),
+        };
+        let g = s.create_sized_group("default", &spec("m"), &res).unwrap();
+        assert_eq!(
+            s.find_group("default", "m").unwrap().resources,
+            res,
+            "the size is stored"
+        );
+        let t0 = Utc::now();
+        for i in 0..=10 {
+            s.meter(&g, t0 + chrono::Duration::seconds(i)).unwrap();
+        }
+        // A gap: a second interval of 2 s.
+        s.meter(&g, t0 + chrono::Duration::seconds(100)).unwrap();
+        s.meter(&g, t0 + chrono::Duration::seconds(102)).unwrap();
+        let u = s
+            .usage("default", t0, t0 + chrono::Duration::seconds(1000))
+            .unwrap();
+        assert_eq!(u.len(), 1);
+        assert!((u[0].core_seconds - 6.0).abs() < 1e-6, "{u:?}");
+        assert!((u[0].gib_seconds - 12.0).abs() < 1e-6, "{u:?}");
+        assert!((u[0].cost.unwrap() - 0.012).abs() < 1e-9, "{u:?}");
+        // Clipped to the window.
+        let u = s
+            .usage(
+                "default",
+                t0 + chrono::Duration::seconds(5),
+                t0 + chrono::Duration::seconds(101),
+            )
+            .unwrap();
+        assert!((u[0].core_seconds - 3.0).abs() < 1e-6, "{u:?}");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum Command {
     /// Stop a group's containers and remove everything made for it
     #[command(alias = "rm")]
     Delete(DeleteArgs),
+    /// Metered use per group: core-seconds, GiB-seconds and cost
+    Usage(UsageArgs),
     /// Print the client's and the server's versions
     Version,
     /// The image store: pull, list, remove
@@ -85,6 +87,10 @@ pub struct ServeArgs {
     /// A deleted group's events stay readable this many seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 86400.0)]
     pub deleted_group_retention: f64,
+    /// The supported specs (and prices) groups are normalised to, as YAML or JSON:
+    /// `specs: [{cpu: 0.5, memory_gib: [1, 2]}, ...]`, `prices: {core_hour: .., gib_hour: ..}`
+    #[arg(long, value_name = "FILE")]
+    pub spec_table: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -254,4 +260,17 @@ pub struct CacheCreateArgs {
     /// Read the password from standard input
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct UsageArgs {
+    /// Start of the window (RFC 3339)
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the window (RFC 3339; default now)
+    #[arg(long)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print JSON or YAML
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
 }

@@ -42,6 +42,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let images = qci_image::ImageStore::open(&layout.data_dir.join("images"), registries)
         .context("opening the image store")?;
+    let specs = match &args.spec_table {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading --spec-table {}", f.display()))?;
+            qci_spec::SpecTable::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--spec-table {}: {e}", f.display()))?
+        }
+        None => qci_spec::SpecTable::default(),
+    };
     let exe = std::env::current_exe().context("locating the qci binary")?;
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
@@ -71,6 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         images,
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
+        specs: Arc::new(specs),
         prune: Arc::new(move || {
             let c = pruner.clone();
             Box::pin(async move {

@@ -322,3 +322,82 @@ containers:
     let (_, out, _) = s.cli(&["get", "unready"]);
     assert!(out.contains("Health:    unhealthy"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_are_sized_to_a_supported_spec_and_metered_while_they_run() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let table = qci_testkit::test_root().join(format!("specs-{}.yaml", std::process::id()));
+    std::fs::write(
+        &table,
+        "specs:\n  - {cpu: 0.25, memory_gib: [0.5, 1]}\n  - {cpu: 0.5, memory_gib: [1, 2]}\n  - {cpu: 1, memory_gib: [2, 4]}\nprices: {core_hour: 3.6, gib_hour: 0.36}\n",
+    )
+    .unwrap();
+    let s = Server::start_with(Path::new(QCI), &["--spec-table", table.to_str().unwrap()]).await;
+    let spec = format!(
+        "name: sized\ntermination_grace_period_seconds: 1\ncontainers:\n  - {{name: a, image: '{image}', cpu: 0.2, memory: 500Mi, command: [sleep, '600']}}\n  - {{name: b, image: '{image}', cpu: 100m, memory: 200Mi, command: [sleep, '600']}}\n"
+    );
+    let (ok, out, err) = s.create("sized", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let g = s.client.get_group(&id).await.unwrap();
+    let r = &g.resources;
+    assert!(
+        (r.requested_cpu - 0.3).abs() < 1e-9 && r.requested_memory_bytes == 700 << 20,
+        "{r:?}"
+    );
+    assert_eq!((r.cpu, r.memory_bytes), (0.5, 1 << 30), "{r:?}");
+    assert!((r.price_per_hour.unwrap() - 2.16).abs() < 1e-9, "{r:?}");
+    let (_, out, _) = s.cli(&["get", "sized"]);
+    assert!(
+        out.contains("Size:      0.5 cores, 1.00 GiB (asked 0.3 cores, 0.68 GiB)"),
+        "{out}"
+    );
+
+    // Above the largest spec: refused, naming it.
+    let big = format!("name: big\ncontainers: [{{name: a, image: '{image}', cpu: 2}}]\n");
+    let (ok, _, err) = s.create("big", &big, &[]);
+    assert!(
+        !ok && err.contains("largest supported spec (1 cores, 4 GiB)"),
+        "{err}"
+    );
+
+    // A group that ends quickly stops being metered; the running one goes on.
+    let done = format!(
+        "name: done\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: ['true']}}]\n"
+    );
+    let done_id = s.create("done", &done, &[]).1.trim().to_string();
+    s.wait_group(&done_id, "Succeeded", |g| {
+        g.status.phase == GroupPhase::Succeeded
+    })
+    .await;
+    let usage = |items: &[qci_spec::Usage], id: &str| {
+        items
+            .iter()
+            .find(|u| u.group_id == id)
+            .map(|u| u.core_seconds)
+            .unwrap_or(0.0)
+    };
+    let first = s.client.usage(None, None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = s.client.usage(None, None).await.unwrap();
+    let grew = usage(&second, &id) - usage(&first, &id);
+    assert!(
+        grew >= 0.5 * 2.0,
+        "the running group's core-seconds grew by {grew}"
+    );
+    assert_eq!(
+        usage(&second, &done_id),
+        usage(&first, &done_id),
+        "a Succeeded group is still metered"
+    );
+    let cost = second
+        .iter()
+        .find(|u| u.group_id == id)
+        .and_then(|u| u.cost)
+        .unwrap();
+    assert!(cost > 0.0);
+    let (ok, out, _) = s.cli(&["usage"]);
+    assert!(ok && out.contains("sized") && out.contains(&id), "{out}");
+    std::fs::remove_file(&table).unwrap();
+}

@@ -69,7 +69,20 @@ fn summary(g: &ContainerGroup) -> String {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         age(g.created_at)
     ));
-    s.push_str(&format!("Restart:   {:?}\n\n", g.spec.restart_policy));
+    s.push_str(&format!("Restart:   {:?}\n", g.spec.restart_policy));
+    let r = &g.resources;
+    let mut size = format!(
+        "Size:      {} cores, {:.2} GiB (asked {} cores, {:.2} GiB)",
+        r.cpu,
+        r.memory_bytes as f64 / f64::from(1u32 << 30),
+        r.requested_cpu,
+        r.requested_memory_bytes as f64 / f64::from(1u32 << 30)
+    );
+    if let Some(p) = r.price_per_hour {
+        size.push_str(&format!(", {p:.4} per hour"));
+    }
+    s.push_str(&size);
+    s.push_str("\n\n");
     let mut rows = vec![vec![
         "CONTAINER".into(),
         "KIND".into(),
@@ -144,6 +157,32 @@ pub async fn events(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
             e.reason,
             e.container.unwrap_or_else(|| "-".into()),
             e.message,
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn usage(client: &Client, a: crate::cli::UsageArgs) -> anyhow::Result<ExitCode> {
+    let items = client.usage(a.from, a.to).await?;
+    if let Some(o) = a.output {
+        print_as(&items, o)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        ["NAME", "ID", "CORE-SECONDS", "GIB-SECONDS", "COST"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for u in items {
+        rows.push(vec![
+            u.name,
+            u.group_id,
+            format!("{:.1}", u.core_seconds),
+            format!("{:.1}", u.gib_seconds),
+            u.cost
+                .map(|c| format!("{c:.4}"))
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     print!("{}", table(&rows));

@@ -1,0 +1,238 @@
+//! Group sizes: what a group asks for, normalised **up** to the smallest supported spec, and
+//! what that costs. The default table is Alibaba ECI's; `qci serve --spec-table FILE` replaces it.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::GroupSpec;
+use crate::quantity::{parse_cpu_millis, parse_memory_bytes};
+
+const GIB: u64 = 1 << 30;
+
+/// One supported CPU size and the memory sizes that go with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecRow {
+    /// Cores, e.g. 0.25, 1, 2.
+    pub cpu: f64,
+    /// Memory sizes in GiB (a list; `min..max` in the file lists whole GiB).
+    pub memory_gib: Vec<f64>,
+}
+
+/// Prices per hour, for showing and metering.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    pub core_hour: f64,
+    pub gib_hour: f64,
+}
+
+/// The supported specs (and prices), as a config file gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecTable {
+    pub specs: Vec<SpecRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
+}
+
+impl Default for SpecTable {
+    /// Alibaba ECI's: 0.25 → 0.5/1 GiB; 0.5 → 1/2; 1 → 2/4/8; 2 → 4..16; 4 → 8..32;
+    /// 8 → 16..64; 16 → 32..128; 32 → 64..256 (ranges in whole GiB).
+    fn default() -> Self {
+        let range = |a: u32, b: u32| (a..=b).map(f64::from).collect::<Vec<_>>();
+        SpecTable {
+            specs: vec![
+                SpecRow {
+                    cpu: 0.25,
+                    memory_gib: vec![0.5, 1.0],
+                },
+                SpecRow {
+                    cpu: 0.5,
+                    memory_gib: vec![1.0, 2.0],
+                },
+                SpecRow {
+                    cpu: 1.0,
+                    memory_gib: vec![2.0, 4.0, 8.0],
+                },
+                SpecRow {
+                    cpu: 2.0,
+                    memory_gib: range(4, 16),
+                },
+                SpecRow {
+                    cpu: 4.0,
+                    memory_gib: range(8, 32),
+                },
+                SpecRow {
+                    cpu: 8.0,
+                    memory_gib: range(16, 64),
+                },
+                SpecRow {
+                    cpu: 16.0,
+                    memory_gib: range(32, 128),
+                },
+                SpecRow {
+                    cpu: 32.0,
+                    memory_gib: range(64, 256),
+                },
+            ],
+            prices: None,
+        }
+    }
+}
+
+/// A group's size: as asked and as normalised (and metered).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupResources {
+    /// Cores asked for: the group's own `cpu`, else the larger of its work containers' sum
+    /// and its biggest init container.
+    pub requested_cpu: f64,
+    pub requested_memory_bytes: u64,
+    /// The smallest supported spec that holds the request.
+    pub cpu: f64,
+    pub memory_bytes: u64,
+    /// What an hour of it costs, when prices are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_hour: Option<f64>,
+}
+
+impl SpecTable {
+    /// Parses a table from YAML or JSON; rows are checked and sorted.
+    pub fn parse(text: &str) -> Result<SpecTable, String> {
+        let mut t: SpecTable = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        if t.specs.is_empty() {
+            return Err("specs: at least one spec is required".into());
+        }
+        for (i, r) in t.specs.iter_mut().enumerate() {
+            let positive = |v: f64| v.is_finite() && v > 0.0;
+            if !positive(r.cpu)
+                || r.memory_gib.is_empty()
+                || !r.memory_gib.iter().all(|m| positive(*m))
+            {
+                return Err(format!(
+                    "specs[{i}]: cpu and every memory_gib must be more than 0"
+                ));
+            }
+            r.memory_gib.sort_by(f64::total_cmp);
+        }
+        t.specs.sort_by(|a, b| a.cpu.total_cmp(&b.cpu));
+        Ok(t)
+    }
+
+    /// Normalises a request up to the smallest spec that holds it: the fewest cores, then the
+    /// least memory. A request above every spec is an error naming the largest.
+    pub fn normalize(&self, cpu: f64, memory_bytes: u64) -> Result<(f64, u64), String> {
+        for row in &self.specs {
+            if row.cpu + 1e-9 < cpu {
+                continue;
+            }
+            if let Some(m) = row
+                .memory_gib
+                .iter()
+                .find(|m| (**m * GIB as f64) as u64 >= memory_bytes)
+            {
+                return Ok((row.cpu, (*m * GIB as f64) as u64));
+            }
+        }
+        let big = self
+            .specs
+            .iter()
+            .map(|r| (r.cpu, r.memory_gib.last().copied().unwrap_or(0.0)))
+            .fold((0.0_f64, 0.0_f64), |a, b| (a.0.max(b.0), a.1.max(b.1)));
+        Err(format!(
+            "asks for {cpu} cores and {:.2} GiB, more than the largest supported spec ({} cores, {} GiB)",
+            memory_bytes as f64 / GIB as f64,
+            big.0,
+            big.1
+        ))
+    }
+
+    /// The group's resources, or why it cannot be sized.
+    pub fn size(&self, spec: &GroupSpec) -> Result<GroupResources, String> {
+        let (cpu, mem) = requested(spec);
+        let (ncpu, nmem) = self.normalize(cpu, mem)?;
+        let price_per_hour = self
+            .prices
+            .as_ref()
+            .map(|p| ncpu * p.core_hour + nmem as f64 / GIB as f64 * p.gib_hour);
+        Ok(GroupResources {
+            requested_cpu: cpu,
+            requested_memory_bytes: mem,
+            cpu: ncpu,
+            memory_bytes: nmem,
+            price_per_hour,
+        })
+    }
+}
+
+/// A group's metered use over a time window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub group_id: String,
+    pub name: String,
+    /// Normalised cores × seconds.
+    pub core_seconds: f64,
+    /// Normalised GiB × seconds.
+    pub gib_seconds: f64,
+    /// At the prices configured when it ran, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+}
+
+/// What a group asks for, in cores and bytes.
+pub fn requested(spec: &GroupSpec) -> (f64, u64) {
+    let cpu = |c: &crate::ContainerSpec| {
+        c.cpu
+            .as_ref()
+            .and_then(|q| parse_cpu_millis(&q.0).ok())
+            .unwrap_or(0)
+    };
+    let mem = |c: &crate::ContainerSpec| {
+        c.memory
+            .as_ref()
+            .and_then(|q| parse_memory_bytes(&q.0).ok())
+            .unwrap_or(0)
+    };
+    let work_cpu: u64 = spec.containers.iter().map(cpu).sum();
+    let work_mem: u64 = spec.containers.iter().map(mem).sum();
+    let init_cpu = spec.init_containers.iter().map(cpu).max().unwrap_or(0);
+    let init_mem = spec.init_containers.iter().map(mem).max().unwrap_or(0);
+    let group_cpu = spec.cpu.as_ref().and_then(|q| parse_cpu_millis(&q.0).ok());
+    let group_mem = spec
+        .memory
+        .as_ref()
+        .and_then(|q| parse_memory_bytes(&q.0).ok());
+    (
+        group_cpu.unwrap_or(work_cpu.max(init_cpu)) as f64 / 1000.0,
+        group_mem.unwrap_or(work_mem.max(init_mem)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_up() {
+        let t = SpecTable::default();
+        assert_eq!(t.normalize(0.3, 700 << 20), Ok((0.5, GIB)));
+        assert_eq!(t.normalize(0.0, 0), Ok((0.25, GIB / 2)));
+        assert_eq!(t.normalize(1.0, 3 * GIB), Ok((1.0, 4 * GIB)));
+        assert_eq!(t.normalize(1.0, 9 * GIB), Ok((2.0, 9 * GIB)));
+        assert_eq!(t.normalize(3.0, GIB), Ok((4.0, 8 * GIB)));
+        assert!(
+            t.normalize(33.0, GIB)
+                .unwrap_err()
+                .contains("largest supported spec (32 cores, 256 GiB)")
+        );
+        assert!(t.normalize(1.0, 300 * GIB).is_err());
+    }
+
+    #[test]
+    fn tables_from_files() {
+        let t = SpecTable::parse("specs:\n  - {cpu: 2, memory_gib: [8, 4]}\n  - {cpu: 1, memory_gib: [2]}\nprices: {core_hour: 0.1, gib_hour: 0.01}\n").unwrap();
+        assert_eq!(t.specs[0].cpu, 1.0);
+        assert_eq!(t.normalize(1.5, GIB), Ok((2.0, 4 * GIB)));
+        assert!(SpecTable::parse("specs: []").is_err());
+    }
+}
