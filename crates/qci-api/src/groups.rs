@@ -51,6 +51,17 @@ pub async fn create_group(
         ));
     }
     let spec = parse_spec(&body)?;
+    if spec
+        .registry_credentials
+        .iter()
+        .any(|c| c.password == qci_spec::PASSWORD_MASK)
+    {
+        return Err(ApiError::Fields(vec![qci_spec::FieldError {
+            field: "registry_credentials".into(),
+            message: "a password is the mask qci shows instead of one; give the password itself"
+                .into(),
+        }]));
+    }
     check_named_cache(&s, &spec)?;
     let resources = s.specs.size(&spec).map_err(|message| {
         let field = if spec.cpu.is_some() || spec.memory.is_some() {
@@ -80,6 +91,48 @@ pub async fn get_group(
     Path(id): Path<String>,
 ) -> Result<Json<ContainerGroup>, ApiError> {
     Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?.masked()))
+}
+
+/// Updates a group in place (phase Updating): the images of changed containers are pulled
+/// first, then only the containers whose spec changed are recreated; the others keep running
+/// (same PID). If the new images cannot be pulled, the old containers keep running and the
+/// status says why. The name cannot change; a credential's password may be given as the mask
+/// to keep the stored one.
+#[utoipa::path(put, path = "/v1/container-groups/{id}", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name")),
+    request_body(content = GroupSpec, content_type = "application/json"),
+    responses((status = 200, body = ContainerGroup), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_group(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Json<ContainerGroup>, ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let spec = parse_spec(&body)?;
+    let field = |field: &str, message: String| {
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: field.into(),
+            message,
+        }])
+    };
+    if spec.name != g.spec.name {
+        return Err(field(
+            "name",
+            format!(
+                "cannot change (it is {:?}); create a new group instead",
+                g.spec.name
+            ),
+        ));
+    }
+    check_named_cache(&s, &spec)?;
+    let resources = s
+        .specs
+        .size(&spec)
+        .map_err(|m| field("containers", format!("the group {m}")))?;
+    let g = s.store.update_group(&g.id, &spec, &resources)?;
+    tracing::info!(group = %g.id, "updated");
+    (s.on_change)();
+    Ok(Json(g.masked()))
 }
 
 /// Deletes a container group: its containers are stopped (SIGTERM, then SIGKILL after the

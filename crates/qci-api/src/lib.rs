@@ -52,7 +52,11 @@ struct ApiDoc;
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(groups::list_groups, groups::create_group))
-        .routes(routes!(groups::get_group, groups::delete_group))
+        .routes(routes!(
+            groups::get_group,
+            groups::delete_group,
+            groups::update_group
+        ))
         .routes(routes!(groups::list_events))
         .routes(routes!(groups::restart_group))
         .routes(routes!(groups::usage))

@@ -159,6 +159,28 @@ impl Client {
         self.json(self.http.get(&url), &url).await
     }
 
+    /// Replaces a group's spec (its YAML or JSON text, as written).
+    pub async fn update_group(
+        &self,
+        id: &str,
+        spec_text: &str,
+    ) -> Result<ContainerGroup, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
+        let ct = if spec_text.trim_start().starts_with('{') {
+            "application/json"
+        } else {
+            "application/yaml"
+        };
+        self.json(
+            self.http
+                .put(&url)
+                .header("content-type", ct)
+                .body(spec_text.to_string()),
+            &url,
+        )
+        .await
+    }
+
     pub async fn delete_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
         self.json(self.http.delete(&url), &url).await

@@ -233,7 +233,7 @@ pub(crate) fn health_of(phase: GroupPhase, work: &[ContainerStatus]) -> Health {
         GroupPhase::Succeeded => return Health::Healthy,
         GroupPhase::Failed => return Health::Unhealthy,
         GroupPhase::Pending | GroupPhase::Deleting => return Health::Checking,
-        GroupPhase::Running | GroupPhase::Restarting => {}
+        GroupPhase::Running | GroupPhase::Restarting | GroupPhase::Updating => {}
     }
     let mut checking = false;
     for c in work {

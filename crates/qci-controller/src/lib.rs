@@ -148,7 +148,7 @@ impl Controller {
     fn meter(&self, g: &qci_spec::ContainerGroup) {
         use qci_spec::GroupPhase::*;
         let billable = g.deletion_requested_at.is_none()
-            && matches!(g.status.phase, Pending | Running | Restarting);
+            && matches!(g.status.phase, Pending | Running | Restarting | Updating);
         let mut metered = self.metered.lock().unwrap_or_else(|p| p.into_inner());
         if !billable {
             metered.remove(&g.id);

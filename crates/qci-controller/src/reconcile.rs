@@ -31,6 +31,17 @@ struct PullFailure {
     message: String,
 }
 /// Crash-loop back-off: the first restart is immediate, then 10 s doubling up to 5 minutes.
+/// Wait before trying again an update that could not get its images.
+const UPDATE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// What a container is made from: its spec and the group settings that shape it. A container
+/// whose recorded fingerprint differs is out of date.
+fn fingerprint(g: &ContainerGroup, c: &ContainerSpec) -> String {
+    use sha2::Digest;
+    let what = serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some()});
+    hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
+}
+
 /// Cap of the pull back-off.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A run this long forgives earlier crashes: the back-off starts over.
@@ -230,6 +241,13 @@ impl Controller {
             }
         }
 
+        // Online update: containers made from an older spec are recreated (their new images
+        // pulled first, so a bad update leaves the old containers running); containers no
+        // longer in the spec go.
+        if init_done && let Some(more) = self.update(g, &work_obs, &init, &work).await? {
+            return Ok(more);
+        }
+
         // Act: pull each image once, then start the containers that need it, in parallel.
         let to_start: Vec<(&ContainerSpec, bool, Act)> = g
             .spec
@@ -304,6 +322,7 @@ impl Controller {
             phase_since,
             observed_restart_generation: prev.observed_restart_generation,
             health: Health::Checking,
+            retry_at: None,
         };
         let status = GroupStatus {
             health: crate::health::health_of(status.phase, &status.containers),
@@ -553,6 +572,7 @@ impl Controller {
                         .map(|l| self.images.layer_dir(l))
                         .collect(),
                     config,
+                    fingerprint: fingerprint(g, c),
                 };
                 self.runtime.start(&req).await.map_err(|e| e.to_string())
             }
@@ -593,6 +613,107 @@ impl Controller {
         st
     }
 
+    /// Brings containers in line with an updated spec. `None` when nothing is out of date;
+    /// else whether another pass should follow at once.
+    async fn update(
+        self: &std::sync::Arc<Self>,
+        g: &ContainerGroup,
+        work_obs: &[Observed],
+        init: &[(ContainerStatus, Act)],
+        work: &[(ContainerStatus, Act)],
+    ) -> Result<Option<bool>, ControllerError> {
+        let stale: Vec<&ContainerSpec> = g
+            .spec
+            .containers
+            .iter()
+            .zip(work_obs)
+            .filter(|(_, o)| !matches!(o, Observed::Absent | Observed::Broken))
+            .filter(|(c, _)| {
+                self.runtime
+                    .fingerprint(&g.id, &c.name)
+                    .is_some_and(|f| f != fingerprint(g, c))
+            })
+            .map(|(c, _)| c)
+            .collect();
+        let gone: Vec<String> = self
+            .runtime
+            .containers_of(&g.id)
+            .into_iter()
+            .filter(|n| !g.spec.all_containers().any(|c| &c.name == n))
+            .collect();
+        if stale.is_empty() && gone.is_empty() {
+            return Ok(None);
+        }
+        let now = Utc::now();
+        let keep = |message: Option<String>, retry_at| GroupStatus {
+            phase: GroupPhase::Updating,
+            message,
+            init_containers: init.iter().map(|(s, _)| s.clone()).collect(),
+            containers: work.iter().map(|(s, _)| s.clone()).collect(),
+            phase_since: if g.status.phase == GroupPhase::Updating {
+                g.status.phase_since
+            } else {
+                Some(now)
+            },
+            observed_restart_generation: g.status.observed_restart_generation,
+            health: g.status.health,
+            retry_at,
+        };
+        if g.status.retry_at.is_some_and(|at| at > now) {
+            return Ok(Some(false));
+        }
+        let cache = self.cache_for(g);
+        for c in &stale {
+            if let Err(f) = self
+                .ensure_image(g, &cache, &c.image, c.image_pull_policy)
+                .await
+            {
+                let msg = format!(
+                    "the update waits: container {:?}: {}: {}",
+                    c.name, f.reason, f.message
+                );
+                if g.status.message.as_deref() != Some(&msg) {
+                    self.event(
+                        g,
+                        Some(&c.name),
+                        EventType::Warning,
+                        "UpdateFailed",
+                        &format!("{msg}; the old container keeps running"),
+                    );
+                }
+                self.store
+                    .set_status(&g.id, &keep(Some(msg), Some(now + UPDATE_RETRY)))?;
+                return Ok(Some(false));
+            }
+        }
+        self.store
+            .set_status(&g.id, &keep(Some("updating".into()), None))?;
+        let grace = Duration::from_secs(g.spec.termination_grace_period_seconds);
+        let names: Vec<String> = stale.iter().map(|c| c.name.clone()).chain(gone).collect();
+        for n in &names {
+            let what = if stale.iter().any(|c| &c.name == n) {
+                "recreating it with its new spec"
+            } else {
+                "it left the spec"
+            };
+            self.event(
+                g,
+                Some(n),
+                EventType::Normal,
+                "Updating",
+                &format!("stopping container {n:?}: {what}"),
+            );
+        }
+        let stops = names.iter().map(|n| async move {
+            self.runtime.stop(&g.id, n, grace).await?;
+            self.runtime.remove_container(&g.id, n).await
+        });
+        for r in join_all(stops).await {
+            r?;
+        }
+        Ok(Some(true))
+    }
+
     /// Carries out a restart request: every container is stopped and removed, then the group
     /// starts over from its init containers. Restart counts are kept.
     async fn restart_group(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
@@ -627,6 +748,7 @@ impl Controller {
             phase_since: Some(Utc::now()),
             observed_restart_generation: g.restart_generation,
             health: Health::Checking,
+            retry_at: None,
         };
         self.store.set_status(&g.id, &status)?;
         Ok(())

@@ -52,6 +52,8 @@ pub struct StartRequest {
     /// Unpacked layer directories, bottom first.
     pub layers: Vec<PathBuf>,
     pub config: ContainerConfig,
+    /// What the container was made from (recorded; a different one later means it is out of date).
+    pub fingerprint: String,
 }
 
 #[derive(Clone)]
@@ -150,6 +152,8 @@ impl Runtime {
             std::fs::create_dir_all(&empty).map_err(io("creating an empty layer"))?;
             layers.push(empty);
         }
+        std::fs::write(dir.join("fingerprint"), &req.fingerprint)
+            .map_err(io("recording the fingerprint"))?;
         // Recorded before the mount, so image garbage collection sees these layers in use.
         let names: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
         crate::monitor::write_json_atomic(&dir.join("layers.json"), &names)
@@ -292,6 +296,33 @@ impl Runtime {
             std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
         }
         Ok(())
+    }
+
+    /// What the container was made from, as [`StartRequest::fingerprint`] recorded it.
+    pub fn fingerprint(&self, group_id: &str, name: &str) -> Option<String> {
+        std::fs::read_to_string(
+            self.layout
+                .container_dir(&Layout::runc_id(group_id, name))
+                .join("fingerprint"),
+        )
+        .ok()
+    }
+
+    /// Names of the group's containers that exist on this machine (running, exited or half-made).
+    pub fn containers_of(&self, group_id: &str) -> Vec<String> {
+        let prefix = format!("{group_id}-");
+        std::fs::read_dir(self.layout.data_dir.join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_prefix(&prefix)
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The layer directories every container on this machine uses: those its bundle records,

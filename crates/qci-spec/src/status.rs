@@ -10,8 +10,10 @@ pub enum GroupPhase {
     #[default]
     Pending,
     Running,
-    /// A work container waits to be restarted (crash-loop back-off).
+    /// A work container waits to be restarted (crash-loop back-off), or a restart was asked for.
     Restarting,
+    /// Containers are being recreated with an updated spec.
+    Updating,
     /// Every container ended successfully and none will be restarted.
     Succeeded,
     /// A container failed and the restart policy does not restart it.
@@ -53,6 +55,9 @@ pub struct GroupStatus {
     /// ready; unhealthy otherwise.
     #[serde(default)]
     pub health: Health,
+    /// When a blocked update is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -292,6 +292,46 @@ impl Store {
         )?
     }
 
+    /// Replaces a group's spec (and size); passwords are sealed, and a credential given as the
+    /// mask keeps the password stored for its server. The name cannot change.
+    pub fn update_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+    ) -> Result<ContainerGroup> {
+        let old = self
+            .get_group(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut spec = spec.clone();
+        for c in &mut spec.registry_credentials {
+            if c.password == qci_spec::PASSWORD_MASK
+                && let Some(prev) = old
+                    .spec
+                    .registry_credentials
+                    .iter()
+                    .find(|o| o.registry() == c.registry())
+            {
+                c.password = prev.password.clone();
+            } else if !Sealer::is_sealed(&c.password) {
+                c.password = self.sealer.seal(&c.password)?;
+            }
+        }
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE container_groups SET spec = ?2, resources = ?3 WHERE id = ?1 AND deletion_requested_at IS NULL",
+            params![id, serde_json::to_string(&spec)?, serde_json::to_string(resources)?],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        conn.query_row(
+            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
+            params![id],
+            read_group_row,
+        )?
+    }
+
     /// Asks for the group's containers to be restarted (init containers first); returns it.
     pub fn request_restart(&self, id: &str) -> Result<ContainerGroup> {
         let conn = self.conn();

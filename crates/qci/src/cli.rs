@@ -34,6 +34,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show what happened to a group
     Events(GroupArg),
+    /// Update a group in place from a spec file: only changed containers are recreated
+    Update(UpdateArgs),
     /// Restart a group: stop every container, then run the init containers again, then the rest
     Restart(GroupArg),
     /// Stop a group's containers and remove everything made for it
@@ -273,4 +275,13 @@ pub struct UsageArgs {
     /// Print JSON or YAML
     #[arg(short = 'o', long = "output")]
     pub output: Option<Output>,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Group id or name
+    pub group: String,
+    /// The new spec (YAML or JSON); `-` reads standard input
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
 }

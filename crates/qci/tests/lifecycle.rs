@@ -401,3 +401,97 @@ async fn groups_are_sized_to_a_supported_spec_and_metered_while_they_run() {
     assert!(ok && out.contains("sized") && out.contains(&id), "{out}");
     std::fs::remove_file(&table).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn online_update_recreates_only_what_changed_and_never_breaks_what_runs() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = |env: &str, image_b: &str| {
+        format!(
+            "name: upd\ntermination_grace_period_seconds: 1\ncontainers:\n  - {{name: a, image: '{image}', command: [sh, -c, 'echo A=$A; sleep 600'], env: [{{name: A, value: '{env}'}}]}}\n  - {{name: b, image: '{image_b}', command: [sleep, '600']}}\n"
+        )
+    };
+    let (ok, out, err) = s.create("upd", &spec("one", &image), &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let g = s.client.get_group(&id).await.unwrap();
+    let (pid_a, pid_b) = (
+        g.status.containers[0].pid.unwrap(),
+        g.status.containers[1].pid.unwrap(),
+    );
+
+    // Change a's env: a is recreated, b keeps its PID.
+    let file = s.data_dir.join("upd.yaml");
+    std::fs::write(&file, spec("two", &image)).unwrap();
+    let (ok, _, err) = s.cli(&["update", "upd", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "a recreated", |g| {
+            g.status.phase == GroupPhase::Running
+                && g.status.containers[0].pid.is_some_and(|p| p != pid_a)
+        })
+        .await;
+    assert_eq!(
+        g.status.containers[1].pid,
+        Some(pid_b),
+        "the unchanged container was touched"
+    );
+    let start = std::time::Instant::now();
+    while !s.logs(&id, "a").await.contains("A=two") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a does not run the new spec"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, events, _) = s.cli(&["events", "upd"]);
+    assert!(
+        events.contains("recreating it with its new spec"),
+        "{events}"
+    );
+
+    // An update whose image cannot be pulled leaves the old container running, and says why.
+    let pid_a = g.status.containers[0].pid.unwrap();
+    std::fs::write(&file, spec("two", &format!("{}/no/such:1", reg.host()))).unwrap();
+    let (ok, _, err) = s.cli(&["update", "upd", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "a blocked update", |g| {
+            g.status
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("the update waits"))
+        })
+        .await;
+    assert_eq!(g.status.phase, GroupPhase::Updating);
+    assert!(
+        g.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("manifest unknown"),
+        "{:?}",
+        g.status.message
+    );
+    assert_eq!(
+        g.status.containers[1].pid,
+        Some(pid_b),
+        "b was stopped before its new image was here"
+    );
+    assert_eq!(g.status.containers[0].pid, Some(pid_a));
+    let (_, events, _) = s.cli(&["events", "upd"]);
+    assert!(
+        events.contains("UpdateFailed") && events.contains("old container keeps running"),
+        "{events}"
+    );
+
+    // The name cannot change.
+    std::fs::write(
+        &file,
+        spec("two", &image).replace("name: upd", "name: other"),
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["update", "upd", "-f", file.to_str().unwrap()]);
+    assert!(!ok && err.contains("name: cannot change"), "{err}");
+}

@@ -10,16 +10,42 @@ use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
 
 use crate::cli::CreateArgs;
 
-pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> {
-    let text = if a.file.as_os_str() == "-" {
+fn read_spec(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("reading the spec from standard input")?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
-    };
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
+}
+
+pub async fn update(client: &Client, a: crate::cli::UpdateArgs) -> anyhow::Result<ExitCode> {
+    let text = read_spec(&a.file)?;
+    match client.update_group(&a.group, &text).await {
+        Ok(g) => {
+            println!("{} updating", g.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Api { fields, .. }) if !fields.is_empty() => {
+            eprintln!(
+                "error: {} cannot update group {}:",
+                a.file.display(),
+                a.group
+            );
+            for f in fields {
+                eprintln!("  {f}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let text = read_spec(&a.file)?;
     let g = match client.create_group(&text).await {
         Ok(g) => g,
         Err(ClientError::Api {
@@ -58,7 +84,10 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
         }
         match g.status.phase {
             // Restarting: it ran, and its restart policy keeps it going.
-            GroupPhase::Running | GroupPhase::Restarting | GroupPhase::Succeeded => {
+            GroupPhase::Running
+            | GroupPhase::Restarting
+            | GroupPhase::Updating
+            | GroupPhase::Succeeded => {
                 return Ok(ExitCode::SUCCESS);
             }
             GroupPhase::Failed => {

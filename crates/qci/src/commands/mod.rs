@@ -23,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(a) => show::events(&client, &a.group).await,
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
+        Command::Update(a) => create::update(&client, a).await,
         Command::Restart(a) => {
             let g = client.restart_group(&a.group).await?;
             println!("{} restarting", g.id);
