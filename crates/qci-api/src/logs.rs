@@ -27,6 +27,45 @@ pub struct LogQuery {
     /// Start each line with its RFC 3339 time.
     #[serde(default)]
     timestamps: bool,
+    /// The output of the container's instance before its last restart.
+    #[serde(default)]
+    previous: bool,
+    /// Only lines from this time on: RFC 3339, or an age such as `10m`, `30s`, `2h`.
+    since: Option<String>,
+    /// At most this many bytes of output (the first ones).
+    limit_bytes: Option<usize>,
+}
+
+/// `10m`, `30s`, `2h`, `1d`, or an RFC 3339 time.
+fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let bad = || {
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: "since".into(),
+            message: format!(
+                "{s:?} is neither an RFC 3339 time nor an age such as 10m, 30s, 2h or 1d"
+            ),
+        }])
+    };
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(bad()),
+    };
+    Ok(chrono::Utc::now() - chrono::Duration::seconds(secs))
+}
+
+/// A container's log files, oldest first: the rotated one, then the current one.
+fn files(current: std::path::PathBuf) -> [std::path::PathBuf; 2] {
+    let mut rotated = current.clone().into_os_string();
+    rotated.push(".1");
+    [rotated.into(), current]
 }
 
 /// A group's container logs as plain text, one line per output line.
@@ -54,21 +93,53 @@ pub async fn get_logs(
         None => g.spec.all_containers().map(|c| c.name.clone()).collect(),
     };
     let prefix = q.container.is_none() && names.len() > 1;
-    let paths: Vec<_> = names.iter().map(|n| s.layout.log_path(&g.id, n)).collect();
+    let since = q.since.as_deref().map(parse_since).transpose()?;
+    let paths: Vec<_> = names
+        .iter()
+        .map(|n| {
+            if q.previous {
+                s.layout.previous_log_path(&g.id, n)
+            } else {
+                s.layout.log_path(&g.id, n)
+            }
+        })
+        .collect();
     let mut offsets = vec![0u64; paths.len()];
     let mut lines = Vec::new();
     for (i, p) in paths.iter().enumerate() {
+        let [rotated, current] = files(p.clone());
+        let (old, _) =
+            read_from(&rotated, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
         let (l, off) =
-            read_from(p, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
+            read_from(&current, 0).map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?;
         offsets[i] = off;
-        lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
+        lines.extend(
+            join_partials(old.into_iter().chain(l).collect())
+                .into_iter()
+                .map(|l| (i, l)),
+        );
     }
     lines.sort_by_key(|(_, l)| l.time);
+    if let Some(t) = since {
+        lines.retain(|(_, l)| l.time >= t);
+    }
     if let Some(n) = q.tail {
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
     }
-    let head = render(&lines, &names, prefix, q.timestamps);
+    let mut head = render(&lines, &names, prefix, q.timestamps);
+    if let Some(n) = q.limit_bytes {
+        truncate_at_char(&mut head, n);
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from(head))
+            .map_err(|e| ApiError::Internal(e.to_string()));
+    }
+    if q.previous && q.follow {
+        return Err(ApiError::BadRequest(
+            "follow and previous do not go together: the previous instance has ended".into(),
+        ));
+    }
     let builder = Response::builder().header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
     if !q.follow {
         return builder
@@ -148,6 +219,10 @@ impl Follow {
     fn read_new(&mut self) -> String {
         let mut lines = Vec::new();
         for (i, p) in self.paths.iter().enumerate() {
+            // Rotated since the last read: the current file started over.
+            if std::fs::metadata(p).is_ok_and(|m| m.len() < self.offsets[i]) {
+                self.offsets[i] = 0;
+            }
             if let Ok((l, off)) = read_from(p, self.offsets[i]) {
                 self.offsets[i] = off;
                 lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
@@ -172,4 +247,15 @@ fn render(lines: &[(usize, LogLine)], names: &[String], prefix: bool, timestamps
         out.push('\n');
     }
     out
+}
+
+/// Cuts `s` to at most `n` bytes, at a character boundary.
+fn truncate_at_char(s: &mut String, n: usize) {
+    if s.len() > n {
+        let mut cut = n;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
 }

@@ -59,6 +59,11 @@ pub struct LogOptions {
     pub tail: Option<usize>,
     pub follow: bool,
     pub timestamps: bool,
+    /// The instance before the last restart.
+    pub previous: bool,
+    /// RFC 3339, or an age such as `10m`.
+    pub since: Option<String>,
+    pub limit_bytes: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -218,6 +223,15 @@ impl Client {
         }
         if opts.timestamps {
             q.push(("timestamps", "true".into()));
+        }
+        if opts.previous {
+            q.push(("previous", "true".into()));
+        }
+        if let Some(s) = &opts.since {
+            q.push(("since", s.clone()));
+        }
+        if let Some(n) = opts.limit_bytes {
+            q.push(("limit_bytes", n.to_string()));
         }
         self.send(self.http.get(&url).query(&q), &url).await
     }

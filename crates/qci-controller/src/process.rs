@@ -64,6 +64,11 @@ pub fn container_config(
             .and_then(|q| parse_memory_bytes(&q.0).ok()),
         pids_limit: spec.pids_limit.or(default_pids_limit),
         shared_shm,
+        max_log_size: spec
+            .max_log_size
+            .as_ref()
+            .and_then(|q| parse_memory_bytes(&q.0).ok())
+            .unwrap_or(qci_spec::DEFAULT_MAX_LOG_SIZE),
     })
 }
 
@@ -90,6 +95,7 @@ mod tests {
             liveness_probe: None,
             readiness_probe: None,
             startup_probe: None,
+            max_log_size: None,
         }
     }
 

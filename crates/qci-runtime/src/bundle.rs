@@ -37,6 +37,8 @@ pub struct ContainerConfig {
     pub pids_limit: Option<i64>,
     /// Mount the group's shared /dev/shm instead of a private one.
     pub shared_shm: bool,
+    /// The container's log is rotated past this size (one previous file is kept).
+    pub max_log_size: u64,
 }
 
 /// Where the group's shared pieces are.
@@ -215,6 +217,7 @@ mod tests {
             memory_bytes: Some(256 << 20),
             pids_limit: Some(100),
             shared_shm: true,
+            max_log_size: 1 << 20,
         };
         let spec = build_spec(
             &cfg,

@@ -57,6 +57,12 @@ impl Layout {
             .join(format!("{container}.log"))
     }
 
+    /// The log of the container's instance before its last restart.
+    pub fn previous_log_path(&self, group_id: &str, container: &str) -> PathBuf {
+        self.group_log_dir(group_id)
+            .join(format!("{container}.previous.log"))
+    }
+
     /// The group's namespace files, /etc/hosts and /etc/hostname.
     pub fn sandbox_dir(&self, group_id: &str) -> PathBuf {
         self.run_dir.join("sandboxes").join(group_id)

@@ -39,6 +39,8 @@ pub struct MonitorArgs {
     /// A unix datagram socket poked once the exit is recorded, so `qci serve` (if it runs)
     /// looks at once instead of at its next pass.
     pub notify: PathBuf,
+    /// The log is rotated once past this many bytes.
+    pub max_log_size: u64,
 }
 
 impl MonitorArgs {
@@ -57,6 +59,8 @@ impl MonitorArgs {
             self.cgroup.clone(),
             "--notify".into(),
             self.notify.display().to_string(),
+            "--max-log-size".into(),
+            self.max_log_size.to_string(),
         ]
     }
 }
@@ -207,7 +211,7 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     }
     let _ = std::fs::write(dir.join("monitor.pid"), std::process::id().to_string());
 
-    let log = match OpenOptions::new().create(true).append(true).open(&args.log) {
+    let log = match LogFile::open(&args.log, args.max_log_size) {
         Ok(f) => Arc::new(Mutex::new(f)),
         Err(e) => {
             return fail(
@@ -373,7 +377,46 @@ fn runc_errors(path: &Path) -> String {
 const MAX_LINE: usize = 16 * 1024;
 
 /// Copies a stream to the log, one CRI record per line, until EOF.
-fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<File>) {
+/// The container log: appended to, and rotated to `<log>.1` (replacing the one before) when a
+/// record would take it past its limit, so at most about twice the limit is kept and the
+/// newest output always is.
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+}
+
+impl LogFile {
+    pub fn open(path: &Path, max: u64) -> std::io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max: max.max(4096),
+        })
+    }
+
+    pub fn write(&mut self, rec: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + rec.len() as u64 > self.max {
+            let mut rotated = self.path.clone().into_os_string();
+            rotated.push(".1");
+            std::fs::rename(&self.path, &rotated)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(rec)?;
+        self.size += rec.len() as u64;
+        Ok(())
+    }
+}
+
+fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
     let mut src = File::from(fd);
     let mut buf = vec![0u8; 32 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -388,7 +431,7 @@ fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<File>) {
         rec.extend_from_slice(line);
         rec.push(b'\n');
         let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = f.write_all(&rec);
+        let _ = f.write(&rec);
     };
     loop {
         let n = match src.read(&mut buf) {
@@ -420,7 +463,7 @@ mod tests {
     fn lines_become_cri_records() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("log");
-        let log = Mutex::new(File::create(&path).unwrap());
+        let log = Mutex::new(LogFile::open(&path, 1 << 20).unwrap());
         let (r, w) = nix::unistd::pipe().unwrap();
         let mut w = File::from(w);
         w.write_all(b"hello\nworld\nno newline").unwrap();
@@ -432,6 +475,22 @@ mod tests {
         assert!(lines[0].ends_with(" stdout F hello"), "{}", lines[0]);
         assert!(lines[2].ends_with(" stdout F no newline"));
         assert!(DateTime::parse_from_rfc3339(lines[0].split(' ').next().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn logs_rotate_past_their_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("log");
+        let mut log = LogFile::open(&path, 10_000).unwrap();
+        for i in 0..1000 {
+            log.write(format!("line {i:05} of some length\n").as_bytes())
+                .unwrap();
+        }
+        let cur = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(d.path().join("log.1")).unwrap();
+        assert!(cur.len() <= 10_000 && old.len() <= 10_000);
+        assert!(cur.ends_with("line 00999 of some length\n"));
+        assert!(!old.contains("line 00000"), "the oldest output is dropped");
     }
 
     #[test]

@@ -174,6 +174,17 @@ impl Runtime {
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent).map_err(io("creating the log dir"))?;
         }
+        // The previous instance's output stays readable (`logs --previous`); this one starts afresh.
+        if std::fs::metadata(&log).is_ok_and(|m| m.len() > 0) {
+            let previous = self.layout.previous_log_path(&req.group_id, &req.name);
+            std::fs::rename(&log, &previous).map_err(io("keeping the previous log"))?;
+            let (mut rotated, mut prev_rotated) =
+                (log.clone().into_os_string(), previous.into_os_string());
+            rotated.push(".1");
+            prev_rotated.push(".1");
+            let _ = std::fs::remove_file(&prev_rotated);
+            let _ = std::fs::rename(&rotated, &prev_rotated);
+        }
         let args = MonitorArgs {
             runc_root: self.layout.runc_root.clone(),
             id: id.to_string(),
@@ -181,6 +192,7 @@ impl Runtime {
             log,
             cgroup,
             notify: self.layout.notify_socket(),
+            max_log_size: req.config.max_log_size,
         };
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("monitor").args(args.to_args());

@@ -151,7 +151,14 @@ pub struct ContainerSpec {
     /// Holds the other probes back until it succeeds once; failing, it restarts the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    /// Most output kept (default 10Mi); past it the oldest is dropped, one rotated file kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub max_log_size: Option<Quantity>,
 }
+
+/// The log size kept when a container sets none.
+pub const DEFAULT_MAX_LOG_SIZE: u64 = 10 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum PullPolicy {
@@ -295,6 +302,7 @@ mod tests {
             liveness_probe: None,
             readiness_probe: None,
             startup_probe: None,
+            max_log_size: None,
         };
         assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
         assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);

@@ -216,6 +216,13 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
             crate::probe::check_probe(&format!("{path}.{field}"), p, liveness, &mut e.0);
         }
     }
+    if let Some(q) = &c.max_log_size {
+        match parse_memory_bytes(&q.0) {
+            Ok(b) if b < 4096 => e.add(format!("{path}.max_log_size"), "must be at least 4Ki"),
+            Ok(_) => {}
+            Err(m) => e.add(format!("{path}.max_log_size"), m),
+        }
+    }
     if let Some(n) = c.pids_limit
         && !(8..=4_194_304).contains(&n)
     {

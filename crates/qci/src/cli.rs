@@ -156,6 +156,15 @@ pub struct LogsArgs {
     /// Prefix each line with its time
     #[arg(long)]
     pub timestamps: bool,
+    /// The output of the instance before the last restart
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Only lines since then: an age (10m, 30s, 2h) or an RFC 3339 time
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many bytes
+    #[arg(long)]
+    pub limit_bytes: Option<usize>,
 }
 
 #[derive(Args)]
@@ -184,6 +193,8 @@ pub struct MonitorCli {
     pub cgroup: String,
     #[arg(long)]
     pub notify: PathBuf,
+    #[arg(long, default_value_t = 10 << 20)]
+    pub max_log_size: u64,
 }
 
 impl MonitorCli {
@@ -195,6 +206,7 @@ impl MonitorCli {
             log: self.log.clone(),
             cgroup: self.cgroup.clone(),
             notify: self.notify.clone(),
+            max_log_size: self.max_log_size,
         }
     }
 }

@@ -14,6 +14,9 @@ pub async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<ExitCode> {
         tail: a.tail,
         follow: a.follow,
         timestamps: a.timestamps,
+        previous: a.previous,
+        since: a.since,
+        limit_bytes: a.limit_bytes,
     };
     let resp = client.logs(&a.group, &opts).await?;
     let mut body = resp.bytes_stream();

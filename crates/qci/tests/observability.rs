@@ -1,0 +1,63 @@
+//! End-to-end: logs with size limits, the previous instance's logs, time windows.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qci_testkit::{Registry, Server, push_busybox};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_keep_their_size_and_the_newest_lines() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: chatty\ntermination_grace_period_seconds: 1\ncontainers:\n  - {{name: c, image: '{image}', max_log_size: 1Mi, command: [sh, -c, 'yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c 20000000; echo; echo LAST; sleep 600']}}\n"
+    );
+    let (ok, out, err) = s.create("chatty", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, tail, _) = s.cli(&["logs", "chatty", "--tail", "1"]);
+        if tail == "LAST\n" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "LAST never came: {tail:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dir = s.layout.group_log_dir(&id);
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= 2 * (1 << 20) + 64 * 1024,
+        "{on_disk} bytes of logs kept for a 1Mi limit"
+    );
+    // What is kept is the newest output, whole lines, oldest first.
+    let (ok, all, _) = s.cli(&["logs", "chatty"]);
+    assert!(ok && all.ends_with("LAST\n"));
+    let current = std::fs::read_to_string(dir.join("c.log"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(dir.join("c.log.1").exists(), "the log was rotated");
+    assert!(
+        all.lines().count() > current,
+        "the rotated file is read too"
+    );
+    let (_, limited, _) = s.cli(&["logs", "chatty", "--limit-bytes", "100"]);
+    assert_eq!(limited.len(), 100);
+    let (_, future, _) = s.cli(&["logs", "chatty", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(future.is_empty());
+    let (_, recent, _) = s.cli(&["logs", "chatty", "--since", "1h", "--tail", "1"]);
+    assert_eq!(recent, "LAST\n");
+    let (ok, _, err) = s.cli(&["logs", "chatty", "--since", "yesterday"]);
+    assert!(!ok && err.contains("since"), "{err}");
+}
