@@ -250,7 +250,10 @@ async fn failed_groups_expire_keeping_their_events_and_restart_reruns_init_conta
         })
         .await;
     assert_eq!(g.status.init_containers[0].exit_code, Some(0));
-    assert_eq!(s.logs(&id, "i").await, "init\ninit\n");
+    // It ran again: its output now, and its first run's with --previous.
+    assert_eq!(s.logs(&id, "i").await, "init\n");
+    let (_, previous, _) = s.cli(&["logs", "again", "-c", "i", "--previous"]);
+    assert_eq!(previous, "init\n");
     let (_, events, _) = s.cli(&["events", "again"]);
     assert!(events.contains("restart requested"), "{events}");
 }
