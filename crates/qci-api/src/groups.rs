@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use futures_util::StreamExt;
 use qci_spec::{ContainerGroup, DEFAULT_OWNER, Event, GroupSpec, parse_spec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -169,14 +170,26 @@ pub async fn restart_group(
     Ok((StatusCode::ACCEPTED, Json(g.masked())))
 }
 
-/// A group's events, oldest first.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Keep the response open (server-sent events, one `data:` line per event) and send
+    /// events as they happen or repeat.
+    #[serde(default)]
+    watch: bool,
+}
+
+/// A group's events by the time they last happened; repeats are folded (`count`). Readable for
+/// a while after the group is deleted. With `watch=true`, a server-sent event stream.
 #[utoipa::path(get, path = "/v1/container-groups/{id}/events", tag = "container-groups",
-    params(("id" = String, Path, description = "Group id or name")),
+    params(("id" = String, Path, description = "Group id or name"), EventQuery),
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
 pub async fn list_events(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<EventList>, ApiError> {
+    axum::extract::Query(q): axum::extract::Query<EventQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     // A deleted group's events stay readable for a while: users want to see why it failed.
     let gid = match s.store.find_group(DEFAULT_OWNER, &id) {
         Ok(g) => g.id,
@@ -185,8 +198,65 @@ pub async fn list_events(
         }
         Err(e) => return Err(e.into()),
     };
+    if !q.watch {
+        return Ok(Json(EventList {
+            items: s.store.events(&gid)?,
+        })
+        .into_response());
+    }
+    let stream =
+        futures_util::stream::unfold((s, gid, 0i64, true), |(s, gid, seq, first)| async move {
+            loop {
+                if !first {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                let batch = s
+                    .store
+                    .events_since(DEFAULT_OWNER, Some(&gid), seq, 1000)
+                    .ok()?;
+                if batch.is_empty() {
+                    if first {
+                        return Some((Vec::new(), (s, gid, seq, false)));
+                    }
+                    // The group is gone and nothing more will come.
+                    if matches!(s.store.get_group(&gid), Ok(None)) {
+                        return None;
+                    }
+                    continue;
+                }
+                let last = batch.last().map(|e| e.seq).unwrap_or(seq);
+                let events: Vec<Result<axum::response::sse::Event, std::convert::Infallible>> =
+                    batch
+                        .iter()
+                        .filter_map(|e| axum::response::sse::Event::default().json_data(e).ok())
+                        .map(Ok)
+                        .collect();
+                return Some((events, (s, gid, last, false)));
+            }
+        })
+        .flat_map(futures_util::stream::iter);
+    Ok(axum::response::sse::Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AllEventsQuery {
+    /// At most this many (the newest); 500 by default.
+    limit: Option<i64>,
+}
+
+/// Events across every group (deleted ones' too, while kept), by the time they last happened.
+#[utoipa::path(get, path = "/v1/events", tag = "container-groups", params(AllEventsQuery),
+    responses((status = 200, body = EventList)))]
+pub async fn all_events(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AllEventsQuery>,
+) -> Result<Json<EventList>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
     Ok(Json(EventList {
-        items: s.store.events(&gid)?,
+        items: s.store.events_since(DEFAULT_OWNER, None, 0, limit)?,
     }))
 }
 

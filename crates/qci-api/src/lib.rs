@@ -58,6 +58,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             groups::update_group
         ))
         .routes(routes!(groups::list_events))
+        .routes(routes!(groups::all_events))
         .routes(routes!(groups::restart_group))
         .routes(routes!(groups::usage))
         .routes(routes!(logs::get_logs))

@@ -191,6 +191,51 @@ impl Client {
         self.json(self.http.delete(&url), &url).await
     }
 
+    /// Events across every group, the newest `limit`.
+    pub async fn all_events(&self, limit: Option<i64>) -> Result<Vec<Event>, ClientError> {
+        let url = self.url("/v1/events");
+        let q: Vec<(&str, String)> = limit
+            .map(|l| vec![("limit", l.to_string())])
+            .unwrap_or_default();
+        Ok(self
+            .json::<Items<Event>>(self.http.get(&url).query(&q), &url)
+            .await?
+            .items)
+    }
+
+    /// Calls `on_event` for every event of the group, then for each new or repeated one as it
+    /// happens, until the group is gone (or `on_event` returns false).
+    pub async fn watch_events(
+        &self,
+        id: &str,
+        mut on_event: impl FnMut(Event) -> bool,
+    ) -> Result<(), ClientError> {
+        use futures_util::StreamExt;
+        let url = self.url(&format!("/v1/container-groups/{}/events", encode(id)));
+        let resp = self
+            .send(self.http.get(&url).query(&[("watch", "true")]), &url)
+            .await?;
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| ClientError::Protocol {
+                url: url.clone(),
+                reason: chain(&e),
+            })?);
+            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line);
+                if let Some(data) = line.trim_end().strip_prefix("data:")
+                    && let Ok(e) = serde_json::from_str::<Event>(data.trim())
+                    && !on_event(e)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn restart_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}/restart", encode(id)));
         self.json(self.http.post(&url), &url).await

@@ -213,20 +213,21 @@ impl Controller {
             }
         }
 
-        // Report exits seen for the first time.
-        for (c, (st, _)) in g
+        // Report exits seen for the first time (as the exit record tells them, whatever the
+        // container's status says next).
+        let observed = init_obs.iter().chain(&work_obs);
+        for (c, o) in g
             .spec
             .init_containers
             .iter()
-            .zip(&init)
-            .chain(g.spec.containers.iter().zip(&work))
+            .chain(&g.spec.containers)
+            .zip(observed)
         {
+            let Observed::Exited(e) = o else { continue };
             let before =
                 find(&prev.init_containers, &c.name).or_else(|| find(&prev.containers, &c.name));
-            if let (Some(fin), true) = (st.finished_at, st.exit_code.is_some())
-                && before.and_then(|b| b.finished_at) != Some(fin)
-            {
-                let ty = if st.exit_code == Some(0) {
+            if before.and_then(|b| b.finished_at) != Some(e.finished_at) {
+                let ty = if e.exit_code == 0 {
                     EventType::Normal
                 } else {
                     EventType::Warning
@@ -236,7 +237,7 @@ impl Controller {
                     Some(&c.name),
                     ty,
                     "Exited",
-                    &format!("container exited: {}", describe_exit(st)),
+                    &format!("container exited: {}", describe_exit_record(e)),
                 );
             }
         }

@@ -185,5 +185,12 @@ pub struct Event {
     pub event_type: EventType,
     pub reason: String,
     pub message: String,
+    /// When it last happened.
     pub time: DateTime<Utc>,
+    /// When it first happened (repeats are folded into one event).
+    pub first_time: DateTime<Utc>,
+    /// How many times it happened.
+    pub count: u64,
+    /// Increases with every new or repeated event (for watching).
+    pub seq: i64,
 }

@@ -106,6 +106,13 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX usage_by_group ON usage (group_id, id);",
         ),
+        M::up(
+            "ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE events ADD COLUMN first_time TEXT;
+        ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+        UPDATE events SET seq = id, first_time = time;
+        CREATE INDEX events_by_seq ON events (owner, seq);",
+        ),
     ])
 }
 
@@ -396,6 +403,9 @@ impl Store {
     }
 
     /// Records an event for a group (the owner is the group's).
+    /// Records an event for a group (the owner is the group's). A repeat of an event already
+    /// recorded for the group (same container, type, reason and message) is folded into it: its
+    /// count goes up and its time moves on.
     pub fn add_event(
         &self,
         group_id: &str,
@@ -404,29 +414,57 @@ impl Store {
         reason: &str,
         message: &str,
     ) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO events (owner, group_id, container, type, reason, message, time)
-             SELECT owner, id, ?2, ?3, ?4, ?5, ?6 FROM container_groups WHERE id = ?1",
-            params![
-                group_id,
-                container,
-                ty.as_str(),
-                reason,
-                message,
-                Utc::now().to_rfc3339()
-            ],
+        let now = Utc::now().to_rfc3339();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let folded = tx.execute(
+            "UPDATE events SET count = count + 1, time = ?6, seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM events)
+             WHERE id = (SELECT id FROM events WHERE group_id = ?1 AND container IS ?2 AND type = ?3
+                         AND reason = ?4 AND message = ?5 ORDER BY id DESC LIMIT 1)",
+            params![group_id, container, ty.as_str(), reason, message, now],
         )?;
+        if folded == 0 {
+            tx.execute(
+                "INSERT INTO events (owner, group_id, container, type, reason, message, time, first_time, count, seq)
+                 SELECT owner, id, ?2, ?3, ?4, ?5, ?6, ?6, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events)
+                 FROM container_groups WHERE id = ?1",
+                params![group_id, container, ty.as_str(), reason, message, now],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    /// A group's events, oldest first.
+    /// A group's events, by the time they last happened.
     pub fn events(&self, group_id: &str) -> Result<Vec<Event>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT id, group_id, container, type, reason, message, time FROM events WHERE group_id = ?1 ORDER BY id",
+        self.query_events("WHERE group_id = ?1 ORDER BY time, id", params![group_id])
+    }
+
+    /// An owner's events across groups changed after `after_seq`, oldest change first, at most
+    /// `limit` (the newest ones when there are more).
+    pub fn events_since(
+        &self,
+        owner: &str,
+        group_id: Option<&str>,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>> {
+        let mut v = self.query_events(
+            "WHERE owner = ?1 AND (?2 IS NULL OR group_id = ?2) AND seq > ?3 ORDER BY seq DESC LIMIT ?4",
+            params![owner, group_id, after_seq, limit],
         )?;
-        let rows = st.query_map(params![group_id], |r| {
+        v.reverse();
+        Ok(v)
+    }
+
+    fn query_events(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT id, group_id, container, type, reason, message, time, first_time, count, seq FROM events {tail}"
+        ))?;
+        let rows = st.query_map(p, |r| {
             let ty: String = r.get(3)?;
+            let time = parse_time(&r.get::<_, String>(6)?);
             Ok(Event {
                 id: r.get(0)?,
                 group_id: r.get(1)?,
@@ -438,7 +476,13 @@ impl Store {
                 },
                 reason: r.get(4)?,
                 message: r.get(5)?,
-                time: parse_time(&r.get::<_, String>(6)?),
+                time,
+                first_time: r
+                    .get::<_, Option<String>>(7)?
+                    .map(|t| parse_time(&t))
+                    .unwrap_or(time),
+                count: r.get::<_, i64>(8)?.max(1) as u64,
+                seq: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -702,6 +746,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.events(&g.id).unwrap()[0].reason, "Pulling");
+        // Repeats fold into one event with a count.
+        for _ in 0..2 {
+            s.add_event(&g.id, Some("a"), EventType::Warning, "BackOff", "again")
+                .unwrap();
+        }
+        let ev = s.events(&g.id).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!((ev[1].reason.as_str(), ev[1].count), ("BackOff", 2));
+        assert!(ev[1].first_time <= ev[1].time);
+        assert_eq!(
+            s.events_since("default", None, ev[0].seq, 100)
+                .unwrap()
+                .len(),
+            1
+        );
         let d = s.request_deletion(&g.id).unwrap();
         assert_eq!(d.status.phase, GroupPhase::Deleting);
         let running = GroupStatus {
@@ -718,7 +777,7 @@ mod tests {
         assert!(s.get_group(&g.id).unwrap().is_none());
         // Events outlive the group until forgotten.
         assert_eq!(s.find_deleted_group("default", "web").unwrap(), g.id);
-        assert_eq!(s.events(&g.id).unwrap().len(), 1);
+        assert_eq!(s.events(&g.id).unwrap().len(), 2);
         assert_eq!(
             s.forget_deleted_groups(Utc::now() - chrono::Duration::hours(1))
                 .unwrap(),

@@ -32,8 +32,8 @@ pub enum Command {
     Get(GetArgs),
     /// Show a group's container output
     Logs(LogsArgs),
-    /// Show what happened to a group
-    Events(GroupArg),
+    /// Show what happened to a group (or to every group)
+    Events(EventsArgs),
     /// Update a group in place from a spec file: only changed containers are recreated
     Update(UpdateArgs),
     /// Restart a group: stop every container, then run the init containers again, then the rest
@@ -296,4 +296,13 @@ pub struct UpdateArgs {
     /// The new spec (YAML or JSON); `-` reads standard input
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    /// Group id or name (default: every group)
+    pub group: Option<String>,
+    /// Keep watching: print events as they happen
+    #[arg(short = 'w', long, requires = "group")]
+    pub watch: bool,
 }

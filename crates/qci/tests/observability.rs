@@ -61,3 +61,66 @@ async fn logs_keep_their_size_and_the_newest_lines() {
     let (ok, _, err) = s.cli(&["logs", "chatty", "--since", "yesterday"]);
     assert!(!ok && err.contains("since"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_fold_repeats_and_can_be_watched() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--restart-backoff-base",
+            "0.2",
+            "--restart-backoff-max",
+            "0.4",
+        ],
+    )
+    .await;
+    let spec = format!(
+        "name: loop\nrestart_policy: OnFailure\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'exit 1']}}]\n"
+    );
+    let id = s.create("loop", &spec, &[]).1.trim().to_string();
+
+    // Watch from the start: the stream carries the events as they come, repeats included.
+    let client = s.client.clone();
+    let gid = id.clone();
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.watch_events(&gid, |e| {
+                let done = e.reason == "Exited" && e.count >= 3;
+                seen.push(e);
+                !done
+            }),
+        )
+        .await;
+        seen
+    });
+    let seen = watcher.await.unwrap();
+    assert!(seen.iter().any(|e| e.reason == "Started"), "{seen:?}");
+    let exited = seen
+        .iter()
+        .rev()
+        .find(|e| e.reason == "Exited")
+        .expect("an Exited event");
+    assert!(exited.count >= 3, "repeats not folded: {exited:?}");
+    assert!(exited.first_time < exited.time);
+
+    // Folded in the list too, and across groups.
+    let events = s.client.events(&id).await.unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.reason == "Exited").count(),
+        1,
+        "{events:?}"
+    );
+    let all = s.client.all_events(None).await.unwrap();
+    assert!(all.iter().any(|e| e.group_id == id && e.reason == "Exited"));
+    let (ok, out, _) = s.cli(&["events"]);
+    assert!(
+        ok && out.contains(&format!("{id}/c")) && out.contains("Exited"),
+        "{out}"
+    );
+    let (ok, out, _) = s.cli(&["events", "loop"]);
+    assert!(ok && out.contains("COUNT") && out.contains(" x"), "{out}");
+}

@@ -20,7 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Create(a) => create::create(&client, a).await,
         Command::Ls(a) => show::ls(&client, a.output).await,
         Command::Get(a) => show::get(&client, &a.group, a.output).await,
-        Command::Events(a) => show::events(&client, &a.group).await,
+        Command::Events(a) => show::events(&client, a).await,
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
         Command::Update(a) => create::update(&client, a).await,

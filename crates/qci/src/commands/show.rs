@@ -141,25 +141,66 @@ fn summary(g: &ContainerGroup) -> String {
     s
 }
 
-pub async fn events(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
-    let events = client.events(id).await?;
-    let mut rows = vec![vec![
-        "TIME".into(),
-        "TYPE".into(),
-        "REASON".into(),
-        "CONTAINER".into(),
-        "MESSAGE".into(),
-    ]];
-    for e in events {
-        rows.push(vec![
-            e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            e.event_type.as_str().into(),
-            e.reason,
-            e.container.unwrap_or_else(|| "-".into()),
-            e.message,
-        ]);
+fn event_row(e: qci_spec::Event, with_group: bool) -> Vec<String> {
+    let object = match (with_group, e.container) {
+        (true, Some(c)) => format!("{}/{c}", e.group_id),
+        (true, None) => e.group_id,
+        (false, c) => c.unwrap_or_else(|| "-".into()),
+    };
+    vec![
+        e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        e.event_type.as_str().into(),
+        e.reason,
+        object,
+        if e.count > 1 {
+            format!("x{}", e.count)
+        } else {
+            String::new()
+        },
+        e.message,
+    ]
+}
+
+pub async fn events(client: &Client, a: crate::cli::EventsArgs) -> anyhow::Result<ExitCode> {
+    let header = |what: &str| {
+        ["TIME", "TYPE", "REASON", what, "COUNT", "MESSAGE"]
+            .map(String::from)
+            .to_vec()
+    };
+    match (a.group, a.watch) {
+        (Some(g), true) => {
+            use std::io::Write;
+            client
+                .watch_events(&g, |e| {
+                    let line = table(&[event_row(e, false)]);
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(line.as_bytes()).is_ok() && out.flush().is_ok()
+                })
+                .await?;
+        }
+        (Some(g), false) => {
+            let mut rows = vec![header("CONTAINER")];
+            rows.extend(
+                client
+                    .events(&g)
+                    .await?
+                    .into_iter()
+                    .map(|e| event_row(e, false)),
+            );
+            print!("{}", table(&rows));
+        }
+        (None, _) => {
+            let mut rows = vec![header("OBJECT")];
+            rows.extend(
+                client
+                    .all_events(None)
+                    .await?
+                    .into_iter()
+                    .map(|e| event_row(e, true)),
+            );
+            print!("{}", table(&rows));
+        }
     }
-    print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
 }
 
