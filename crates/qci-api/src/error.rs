@@ -28,6 +28,8 @@ pub enum ApiError {
     Fields(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] qci_store::StoreError),
     #[error("{0}")]
@@ -42,6 +44,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
             ApiError::Fields(f) => (StatusCode::BAD_REQUEST, "InvalidRequest", f.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict", vec![]),
             ApiError::Store(StoreError::NotFound(_) | StoreError::CacheNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "NotFound", vec![])
             }

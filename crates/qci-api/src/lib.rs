@@ -5,6 +5,7 @@
 
 mod caches;
 mod error;
+mod exec;
 mod groups;
 mod images;
 mod logs;
@@ -62,6 +63,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::restart_group))
         .routes(routes!(groups::usage))
         .routes(routes!(logs::get_logs))
+        .routes(routes!(exec::exec))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))
         .routes(routes!(images::prune_images))

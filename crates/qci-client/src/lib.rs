@@ -236,6 +236,103 @@ impl Client {
         Ok(())
     }
 
+    /// Runs `argv` in a running container over the exec WebSocket: stdout and stderr go to the
+    /// callbacks; `stdin` (if any) is sent, then closed. Returns the command's exit code.
+    pub async fn exec(
+        &self,
+        id: &str,
+        container: &str,
+        argv: &[String],
+        stdin: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+        mut on_output: impl FnMut(u8, &[u8]),
+    ) -> Result<i32, ClientError> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let command = serde_json::to_string(argv).unwrap_or_default();
+        let url = format!(
+            "{}/v1/container-groups/{}/containers/{}/exec?command={}",
+            self.base.replacen("http", "ws", 1),
+            encode(id),
+            encode(container),
+            encode(&command)
+        );
+        let (ws, _) = match tokio_tungstenite::connect_async(&url).await {
+            Ok(c) => c,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().clone().unwrap_or_default();
+                let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(b) => (b.code, b.message),
+                    Err(_) => ("Error".into(), String::from_utf8_lossy(&body).into_owned()),
+                };
+                return Err(ClientError::Api {
+                    status,
+                    code,
+                    message,
+                    fields: vec![],
+                });
+            }
+            Err(e) => {
+                return Err(ClientError::Connect {
+                    url: self.base.clone(),
+                    reason: root_cause(&e),
+                });
+            }
+        };
+        let (mut tx, mut rx) = ws.split();
+        let protocol = |reason: String| ClientError::Protocol {
+            url: url.clone(),
+            reason,
+        };
+        // Dropping this call (a user's Ctrl-C, a timeout) must close the connection too.
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let sender = AbortOnDrop(tokio::spawn(async move {
+            if let Some(mut input) = stdin {
+                while let Some(chunk) = input.recv().await {
+                    let mut frame = vec![0u8];
+                    frame.extend_from_slice(&chunk);
+                    if tx.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Message::Binary(vec![0u8].into())).await;
+            // Keep the sink alive until the server closes.
+            std::future::pending::<()>().await;
+        }));
+        let mut code = None;
+        while let Some(msg) = rx.next().await {
+            match msg.map_err(|e| protocol(e.to_string()))? {
+                Message::Binary(b) if !b.is_empty() => match b[0] {
+                    1 | 2 => on_output(b[0], &b[1..]),
+                    3 => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&b[1..]).map_err(|e| protocol(e.to_string()))?;
+                        if let Some(err) = v["error"].as_str() {
+                            return Err(ClientError::Api {
+                                status: 500,
+                                code: "ExecFailed".into(),
+                                message: err.to_string(),
+                                fields: vec![],
+                            });
+                        }
+                        code = v["exit_code"].as_i64().map(|c| c as i32);
+                    }
+                    _ => {}
+                },
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        drop(sender);
+        code.ok_or_else(|| protocol("the exec session ended without an exit status".into()))
+    }
+
     pub async fn restart_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}/restart", encode(id)));
         self.json(self.http.post(&url), &url).await

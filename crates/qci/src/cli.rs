@@ -32,6 +32,8 @@ pub enum Command {
     Get(GetArgs),
     /// Show a group's container output
     Logs(LogsArgs),
+    /// Run a command in a running container: prints its output, exits with its exit code
+    Exec(ExecArgs),
     /// Show what happened to a group (or to every group)
     Events(EventsArgs),
     /// Update a group in place from a spec file: only changed containers are recreated
@@ -305,4 +307,19 @@ pub struct EventsArgs {
     /// Keep watching: print events as they happen
     #[arg(short = 'w', long, requires = "group")]
     pub watch: bool,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Group id or name
+    pub group: String,
+    /// The container (may be left out when the group has one)
+    #[arg(short = 'c', long = "container")]
+    pub container: Option<String>,
+    /// Pass standard input to the command
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// The command and its arguments (after `--`), passed on exactly
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }

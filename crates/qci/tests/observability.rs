@@ -124,3 +124,127 @@ async fn events_fold_repeats_and_can_be_watched() {
     let (ok, out, _) = s.cli(&["events", "loop"]);
     assert!(ok && out.contains("COUNT") && out.contains(" x"), "{out}");
 }
+
+fn processes_running(cmdline: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            std::fs::read(p.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == cmdline)
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_runs_commands_in_running_containers() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: ex\nrestart_policy: OnFailure\ntermination_grace_period_seconds: 1\ncontainers:\n  - {{name: c, image: '{image}', command: [sleep, '600'], env: [{{name: WHO, value: qci}}], working_dir: /etc}}\n  - {{name: done, image: '{image}', command: ['true']}}\n"
+    );
+    let (ok, out, err) = s.create("ex", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    s.wait_group(&id, "done exits", |g| {
+        g.status.containers[1].state == qci_spec::ContainerState::Terminated
+    })
+    .await;
+
+    // Both streams, and the exit code.
+    let (ok, out, err) = s.cli(&[
+        "exec",
+        "ex",
+        "-c",
+        "c",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert!(!ok);
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    let code = std::process::Command::new(QCI)
+        .args(["exec", "ex", "-c", "c", "--", "sh", "-c", "exit 3"])
+        .env("QCI_SERVER", &s.url)
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(3));
+    // Arguments arrive exactly; the container's env and working dir apply.
+    let (ok, out, _) = s.cli(&[
+        "exec",
+        "ex",
+        "-c",
+        "c",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|' \"$@\"; echo $WHO $(pwd)",
+        "x",
+        "a b",
+        "c'd\"e",
+        "",
+    ]);
+    assert!(ok);
+    assert_eq!(out, "a b|c'd\"e||qci /etc\n");
+    // Standard input.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(b"hello from stdin\n".to_vec()).await.unwrap();
+    drop(tx);
+    let mut got = Vec::new();
+    let code = s
+        .client
+        .exec(&id, "c", &["cat".to_string()], Some(rx), |_, d| {
+            got.extend_from_slice(d)
+        })
+        .await
+        .unwrap();
+    assert_eq!((code, got.as_slice()), (0, &b"hello from stdin\n"[..]));
+
+    // A container that is not running: 409, said plainly.
+    let e = s
+        .client
+        .exec(&id, "done", &["true".to_string()], None, |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, qci_client::ClientError::Api { status: 409, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not running"), "{e}");
+
+    // A client that goes away leaves nothing behind.
+    let client = s.client.clone();
+    let gid = id.clone();
+    let session = tokio::spawn(async move {
+        client
+            .exec(
+                &gid,
+                "c",
+                &["sleep".to_string(), "4242".to_string()],
+                None,
+                |_, _| {},
+            )
+            .await
+    });
+    let start = std::time::Instant::now();
+    while processes_running("sleep 4242") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the exec never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    session.abort();
+    let start = std::time::Instant::now();
+    while processes_running("sleep 4242") > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the exec'd process outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -3,6 +3,7 @@
 mod cache;
 mod create;
 mod delete;
+mod exec;
 mod image;
 mod logs;
 mod show;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(a) => show::events(&client, a).await,
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
+        Command::Exec(a) => exec::exec(&client, a).await,
         Command::Update(a) => create::update(&client, a).await,
         Command::Restart(a) => {
             let g = client.restart_group(&a.group).await?;

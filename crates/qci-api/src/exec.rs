@@ -1,0 +1,172 @@
+//! `/v1/container-groups/{id}/containers/{name}/exec`: a command in a running container, over a
+//! WebSocket.
+//!
+//! Framing (binary messages, the first byte names the channel, like Kubernetes'
+//! `v5.channel.k8s.io`):
+//! - `0` stdin (client → server); an empty payload closes the command's stdin;
+//! - `1` stdout, `2` stderr (server → client);
+//! - `3` status (server → client, last): JSON `{"exit_code": N}` or `{"error": "..."}`;
+//! - `4` resize (client → server): JSON `{"cols": C, "rows": R}` (with a terminal).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use qci_spec::{ContainerState, DEFAULT_OWNER};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use utoipa::IntoParams;
+
+use crate::{ApiError, AppState};
+
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const STATUS: u8 = 3;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExecQuery {
+    /// The command and its arguments, as a JSON array of strings (passed on exactly).
+    command: String,
+}
+
+/// Runs a command in a running container (its namespaces, cgroup, env and working dir), over a
+/// WebSocket with the framing described above. A container that is not running gets 409.
+#[utoipa::path(get, path = "/v1/container-groups/{id}/containers/{name}/exec", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name"), ("name" = String, Path, description = "Container"), ExecQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = crate::ErrorBody)))]
+pub async fn exec(
+    State(s): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<ExecQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let argv: Vec<String> = serde_json::from_str(&q.command).map_err(|e| {
+        ApiError::BadRequest(format!("command must be a JSON array of strings: {e}"))
+    })?;
+    if argv.is_empty() || argv.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::BadRequest(
+            "command must be a non-empty list of strings without NUL".into(),
+        ));
+    }
+    let st = g
+        .status
+        .init_containers
+        .iter()
+        .chain(&g.status.containers)
+        .find(|c| c.name == name);
+    let Some(st) = st.filter(|_| g.spec.all_containers().any(|c| c.name == name)) else {
+        return Err(ApiError::NotFound(format!(
+            "group {:?} has no container {name:?}",
+            g.name
+        )));
+    };
+    if st.state != ContainerState::Running {
+        return Err(ApiError::Conflict(format!(
+            "container {name:?} is {}, not running: only running containers can be connected to",
+            st.state
+        )));
+    }
+    let runc_id = qci_runtime::Layout::runc_id(&g.id, &name);
+    let runc = qci_runtime::Runc::new(&s.layout.runc_root);
+    let pid_dir = s.layout.run_dir.join("exec");
+    std::fs::create_dir_all(&pid_dir).map_err(|e| ApiError::Internal(format!("exec: {e}")))?;
+    let pid_file = pid_dir.join(format!(
+        "{runc_id}.{}.pid",
+        SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    Ok(ws.on_upgrade(move |socket| session(socket, runc, runc_id, argv, pid_file)))
+}
+
+/// Numbers exec sessions, for their pid files.
+static SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn session(
+    mut ws: WebSocket,
+    runc: qci_runtime::Runc,
+    id: String,
+    argv: Vec<String>,
+    pid_file: std::path::PathBuf,
+) {
+    let pid_arg = pid_file.display().to_string();
+    let mut args: Vec<&str> = vec!["exec", "--pid-file", &pid_arg, &id];
+    args.extend(argv.iter().map(String::as_str));
+    let mut cmd = tokio::process::Command::from(runc.command(&args));
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ws
+                .send(frame(
+                    STATUS,
+                    &serde_json::json!({"error": e.to_string()}).to_string(),
+                ))
+                .await;
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take();
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let (mut ob, mut eb) = (vec![0u8; 16384], vec![0u8; 16384]);
+    let (mut out_open, mut err_open) = (true, true);
+    loop {
+        tokio::select! {
+            n = out.read(&mut ob), if out_open => match n {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => if ws.send(frame_bytes(STDOUT, &ob[..n])).await.is_err() { break },
+            },
+            n = err.read(&mut eb), if err_open => match n {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => if ws.send(frame_bytes(STDERR, &eb[..n])).await.is_err() { break },
+            },
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
+                    if b.len() == 1 {
+                        stdin = None;
+                    } else if let Some(i) = stdin.as_mut() && i.write_all(&b[1..]).await.is_err() {
+                        stdin = None;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+            status = child.wait(), if !out_open && !err_open => {
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                let _ = ws.send(frame(STATUS, &serde_json::json!({"exit_code": code}).to_string())).await;
+                let _ = ws.send(Message::Close(None)).await;
+                let _ = std::fs::remove_file(&pid_file);
+                return;
+            }
+        }
+    }
+    // The client went away: nothing of the session may stay. The command itself runs in the
+    // container (runc's pid file names it); runc is only its parent.
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(&pid_file);
+}
+
+fn frame(channel: u8, text: &str) -> Message {
+    frame_bytes(channel, text.as_bytes())
+}
+
+fn frame_bytes(channel: u8, data: &[u8]) -> Message {
+    let mut v = Vec::with_capacity(data.len() + 1);
+    v.push(channel);
+    v.extend_from_slice(data);
+    Message::Binary(v.into())
+}
