@@ -22,12 +22,19 @@ pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const STATUS: u8 = 3;
+pub const RESIZE: u8 = 4;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExecQuery {
     /// The command and its arguments, as a JSON array of strings (passed on exactly).
     command: String,
+    /// Give the command a terminal (output then comes on channel 1 only; resize applies).
+    #[serde(default)]
+    tty: bool,
+    /// The terminal's starting size.
+    rows: Option<u16>,
+    cols: Option<u16>,
 }
 
 /// Runs a command in a running container (its namespaces, cgroup, env and working dir), over a
@@ -76,7 +83,134 @@ pub async fn exec(
         "{runc_id}.{}.pid",
         SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
+    if q.tty {
+        let (rows, cols) = (q.rows.unwrap_or(24), q.cols.unwrap_or(80));
+        return Ok(ws.on_upgrade(move |socket| {
+            tty_session(socket, runc, runc_id, argv, pid_file, rows, cols)
+        }));
+    }
     Ok(ws.on_upgrade(move |socket| session(socket, runc, runc_id, argv, pid_file)))
+}
+
+/// Kills what an exec session started: the command (named by runc's pid file) and runc.
+async fn end(child: &mut tokio::process::Child, pid_file: &std::path::Path) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(pid_file);
+}
+
+#[derive(Deserialize)]
+struct Resize {
+    rows: u16,
+    cols: u16,
+}
+
+async fn tty_session(
+    mut ws: WebSocket,
+    runc: qci_runtime::Runc,
+    id: String,
+    argv: Vec<String>,
+    pid_file: std::path::PathBuf,
+    rows: u16,
+    cols: u16,
+) {
+    let fail = |e: String| frame(STATUS, &serde_json::json!({"error": e}).to_string());
+    let (master, slave) = match crate::pty::open(rows, cols) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ws.send(fail(format!("opening a terminal: {e}"))).await;
+            return;
+        }
+    };
+    let pid_arg = pid_file.display().to_string();
+    let mut args: Vec<&str> = vec!["exec", "-t", "--pid-file", &pid_arg, &id];
+    args.extend(argv.iter().map(String::as_str));
+    let mut cmd = tokio::process::Command::from(runc.command(&args));
+    let stdio = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(std::process::Stdio::from);
+    match (stdio(&slave), stdio(&slave), stdio(&slave)) {
+        (Ok(i), Ok(o), Ok(e)) => {
+            cmd.stdin(i).stdout(o).stderr(e);
+        }
+        _ => {
+            let _ = ws.send(fail("duplicating the terminal".into())).await;
+            return;
+        }
+    }
+    cmd.kill_on_drop(true);
+    crate::pty::controlling_terminal(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ws.send(fail(e.to_string())).await;
+            return;
+        }
+    };
+    drop(slave);
+    let resize_fd = match master.try_clone() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = ws.send(fail(e.to_string())).await;
+            end(&mut child, &pid_file).await;
+            return;
+        }
+    };
+    let file = std::fs::File::from(master);
+    let mut writer = match file.try_clone() {
+        Ok(w) => tokio::fs::File::from_std(w),
+        Err(e) => {
+            let _ = ws.send(fail(e.to_string())).await;
+            end(&mut child, &pid_file).await;
+            return;
+        }
+    };
+    let mut reader = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; 16384];
+    let mut open = true;
+    loop {
+        tokio::select! {
+            n = reader.read(&mut buf), if open => match n {
+                // EIO once the command and everything on the terminal are gone.
+                Ok(0) | Err(_) => open = false,
+                Ok(n) => if ws.send(frame_bytes(STDOUT, &buf[..n])).await.is_err() { break },
+            },
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
+                    let _ = writer.write_all(&b[1..]).await;
+                    let _ = writer.flush().await;
+                }
+                Some(Ok(Message::Binary(b))) if b.first() == Some(&RESIZE) => {
+                    if let Ok(r) = serde_json::from_slice::<Resize>(&b[1..]) {
+                        let _ = crate::pty::resize(&resize_fd, r.rows, r.cols);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+            status = child.wait() => {
+                // Whatever the terminal still holds, then the status.
+                while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(100), reader.read(&mut buf)).await {
+                    if n == 0 || ws.send(frame_bytes(STDOUT, &buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                let _ = ws.send(frame(STATUS, &serde_json::json!({"exit_code": code}).to_string())).await;
+                let _ = ws.send(Message::Close(None)).await;
+                let _ = std::fs::remove_file(&pid_file);
+                return;
+            }
+        }
+    }
+    end(&mut child, &pid_file).await;
 }
 
 /// Numbers exec sessions, for their pid files.

@@ -9,6 +9,7 @@ mod exec;
 mod groups;
 mod images;
 mod logs;
+mod pty;
 
 use std::sync::Arc;
 

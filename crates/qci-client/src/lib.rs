@@ -52,6 +52,15 @@ pub struct VersionInfo {
     pub version: String,
 }
 
+/// What an exec session sends: standard input (closed when the channel ends), a terminal of
+/// (rows, cols), and terminal size changes.
+#[derive(Default)]
+pub struct ExecIo {
+    pub stdin: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+    pub tty: Option<(u16, u16)>,
+    pub resize: Option<tokio::sync::mpsc::Receiver<(u16, u16)>>,
+}
+
 /// Options for [`Client::logs`].
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -243,19 +252,27 @@ impl Client {
         id: &str,
         container: &str,
         argv: &[String],
-        stdin: Option<tokio::sync::mpsc::Receiver<Vec<u8>>>,
+        io: ExecIo,
         mut on_output: impl FnMut(u8, &[u8]),
     ) -> Result<i32, ClientError> {
+        let ExecIo {
+            stdin,
+            tty,
+            mut resize,
+        } = io;
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
         let command = serde_json::to_string(argv).unwrap_or_default();
-        let url = format!(
+        let mut url = format!(
             "{}/v1/container-groups/{}/containers/{}/exec?command={}",
             self.base.replacen("http", "ws", 1),
             encode(id),
             encode(container),
             encode(&command)
         );
+        if let Some((rows, cols)) = tty {
+            url.push_str(&format!("&tty=true&rows={rows}&cols={cols}"));
+        }
         let (ws, _) = match tokio_tungstenite::connect_async(&url).await {
             Ok(c) => c,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -292,18 +309,37 @@ impl Client {
             }
         }
         let sender = AbortOnDrop(tokio::spawn(async move {
-            if let Some(mut input) = stdin {
-                while let Some(chunk) = input.recv().await {
-                    let mut frame = vec![0u8];
-                    frame.extend_from_slice(&chunk);
-                    if tx.send(Message::Binary(frame.into())).await.is_err() {
-                        return;
+            let mut input = stdin;
+            if input.is_none() && tx.send(Message::Binary(vec![0u8].into())).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    chunk = async { match input.as_mut() { Some(i) => i.recv().await, None => std::future::pending().await } } => {
+                        let mut frame = vec![0u8];
+                        match chunk {
+                            Some(c) => frame.extend_from_slice(&c),
+                            // End of input: an empty stdin frame closes the command's stdin.
+                            None => input = None,
+                        }
+                        if tx.send(Message::Binary(frame.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    size = async { match resize.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                        match size {
+                            Some((rows, cols)) => {
+                                let mut frame = vec![4u8];
+                                frame.extend_from_slice(serde_json::json!({"rows": rows, "cols": cols}).to_string().as_bytes());
+                                if tx.send(Message::Binary(frame.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => resize = None,
+                        }
                     }
                 }
             }
-            let _ = tx.send(Message::Binary(vec![0u8].into())).await;
-            // Keep the sink alive until the server closes.
-            std::future::pending::<()>().await;
         }));
         let mut code = None;
         while let Some(msg) = rx.next().await {

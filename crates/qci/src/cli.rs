@@ -319,6 +319,9 @@ pub struct ExecArgs {
     /// Pass standard input to the command
     #[arg(short = 'i', long)]
     pub stdin: bool,
+    /// Give the command a terminal (raw mode here, window size passed on)
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// The command and its arguments (after `--`), passed on exactly
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

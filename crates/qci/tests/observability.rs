@@ -197,9 +197,16 @@ async fn exec_runs_commands_in_running_containers() {
     let mut got = Vec::new();
     let code = s
         .client
-        .exec(&id, "c", &["cat".to_string()], Some(rx), |_, d| {
-            got.extend_from_slice(d)
-        })
+        .exec(
+            &id,
+            "c",
+            &["cat".to_string()],
+            qci_client::ExecIo {
+                stdin: Some(rx),
+                ..Default::default()
+            },
+            |_, d| got.extend_from_slice(d),
+        )
         .await
         .unwrap();
     assert_eq!((code, got.as_slice()), (0, &b"hello from stdin\n"[..]));
@@ -207,7 +214,13 @@ async fn exec_runs_commands_in_running_containers() {
     // A container that is not running: 409, said plainly.
     let e = s
         .client
-        .exec(&id, "done", &["true".to_string()], None, |_, _| {})
+        .exec(
+            &id,
+            "done",
+            &["true".to_string()],
+            Default::default(),
+            |_, _| {},
+        )
         .await
         .unwrap_err();
     assert!(
@@ -225,7 +238,7 @@ async fn exec_runs_commands_in_running_containers() {
                 &gid,
                 "c",
                 &["sleep".to_string(), "4242".to_string()],
-                None,
+                Default::default(),
                 |_, _| {},
             )
             .await
@@ -247,4 +260,48 @@ async fn exec_runs_commands_in_running_containers() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interactive_exec_has_a_terminal_that_resizes() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: term\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '600']}}]\n"
+    );
+    let (ok, out, err) = s.create("term", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
+    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
+    let io = qci_client::ExecIo {
+        stdin: Some(in_rx),
+        tty: Some((24, 80)),
+        resize: Some(size_rx),
+    };
+    let client = s.client.clone();
+    let session = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let code = client
+            .exec(&id, "c", &["sh".to_string()], io, |_, d| {
+                seen.extend_from_slice(d)
+            })
+            .await;
+        (code, String::from_utf8_lossy(&seen).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    in_tx.send(b"tty; stty size\n".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    size_tx.send((40, 120)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_tx.send(b"stty size; exit 7\n".to_vec()).await.unwrap();
+    let (code, text) = tokio::time::timeout(Duration::from_secs(20), session)
+        .await
+        .expect("session ends")
+        .unwrap();
+    assert_eq!(code.unwrap(), 7, "{text}");
+    assert!(text.contains("/dev/pts/"), "no terminal: {text:?}");
+    assert!(text.contains("24 80"), "first size: {text:?}");
+    assert!(text.contains("40 120"), "resize not passed on: {text:?}");
 }
