@@ -144,11 +144,7 @@ impl Client {
     /// Submits a spec (its YAML or JSON text, as written); the server validates it.
     pub async fn create_group(&self, spec_text: &str) -> Result<ContainerGroup, ClientError> {
         let url = self.url("/v1/container-groups");
-        let ct = if spec_text.trim_start().starts_with('{') {
-            "application/json"
-        } else {
-            "application/yaml"
-        };
+        let ct = spec_content_type(spec_text);
         self.json(
             self.http
                 .post(&url)
@@ -180,11 +176,7 @@ impl Client {
         spec_text: &str,
     ) -> Result<ContainerGroup, ClientError> {
         let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
-        let ct = if spec_text.trim_start().starts_with('{') {
-            "application/json"
-        } else {
-            "application/yaml"
-        };
+        let ct = spec_content_type(spec_text);
         self.json(
             self.http
                 .put(&url)
@@ -545,6 +537,15 @@ fn root_cause(e: &dyn std::error::Error) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// A spec's text is sent as written: JSON if it looks like JSON, else YAML.
+fn spec_content_type(text: &str) -> &'static str {
+    if text.trim_start().starts_with('{') {
+        "application/json"
+    } else {
+        "application/yaml"
+    }
 }
 
 /// An error with its causes, for messages a user reads.

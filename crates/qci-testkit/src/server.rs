@@ -231,24 +231,13 @@ impl Server {
             }
         }
         std::thread::sleep(Duration::from_millis(200));
-        for id in self.runc_ids() {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&self.layout.runc_root)
-                .args(["delete", "--force", &id])
-                .output();
-        }
-        let mut mounts = self.mounts();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        self.remove_containers_and_mounts();
         // runc's state lives on tmpfs on a real host; it is gone too.
         let _ = std::fs::remove_dir_all(&self.layout.runc_root);
     }
 
-    fn cleanup(&mut self) {
-        self.kill9();
+    /// Every runc container of the instance deleted, every mount under its data dir gone.
+    fn remove_containers_and_mounts(&self) {
         for id in self.runc_ids() {
             let _ = Command::new("runc")
                 .arg("--root")
@@ -261,6 +250,11 @@ impl Server {
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+    }
+
+    fn cleanup(&mut self) {
+        self.kill9();
+        self.remove_containers_and_mounts();
         for root in cgroup_roots() {
             remove_cgroup_tree(&root.join(&self.layout.cgroup_parent));
         }
