@@ -280,18 +280,7 @@ async fn session(
     }
     // The client went away: nothing of the session may stay. The command itself runs in the
     // container (runc's pid file names it); runc is only its parent.
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let _ = std::fs::remove_file(&pid_file);
+    end(&mut child, &pid_file).await;
 }
 
 fn frame(channel: u8, text: &str) -> Message {

@@ -200,15 +200,7 @@ impl Store {
                 serde_json::to_string(resources)?
             ],
         );
-        match r {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(StoreError::NameTaken(spec.name.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        unique(r, || StoreError::NameTaken(spec.name.clone()))?;
         Ok(ContainerGroup {
             id,
             name: spec.name.clone(),
@@ -505,15 +497,7 @@ impl Store {
             "INSERT INTO image_caches (id, owner, name, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, owner, spec.name, serde_json::to_string(&spec)?, serde_json::to_string(&status)?, now.to_rfc3339()],
         );
-        match r {
-            Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                return Err(StoreError::CacheNameTaken(spec.name.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        unique(r, || StoreError::CacheNameTaken(spec.name.clone()))?;
         Ok(ImageCache {
             id,
             name: spec.name.clone(),
@@ -667,6 +651,19 @@ fn read_cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ImageCache>>
             status: serde_json::from_str(&status)?,
         })
     })())
+}
+
+/// An insert's result, with a uniqueness violation (a name taken) turned into `taken()`.
+fn unique(r: rusqlite::Result<usize>, taken: impl FnOnce() -> StoreError) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(taken())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 const GROUP_COLUMNS: &str = "id, owner, name, spec, status, created_at, deletion_requested_at, restart_generation, resources";
