@@ -9,6 +9,7 @@ mod exec;
 mod groups;
 mod images;
 mod logs;
+mod metrics;
 mod pty;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::usage))
         .routes(routes!(logs::get_logs))
         .routes(routes!(exec::exec))
+        .routes(routes!(metrics::group_metrics))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))
         .routes(routes!(images::prune_images))
@@ -75,7 +77,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The API's router, serving its OpenAPI document at `/v1/openapi.json`.
 pub fn router(state: AppState) -> axum::Router {
-    let (router, openapi) = api_routes().with_state(state).split_for_parts();
+    let (router, openapi) = api_routes()
+        .route("/metrics", axum::routing::get(metrics::prometheus))
+        .with_state(state)
+        .split_for_parts();
     let doc = Arc::new(openapi);
     router.route(
         "/v1/openapi.json",

@@ -37,7 +37,7 @@ pub struct LogQuery {
 }
 
 /// `10m`, `30s`, `2h`, `1d`, or an RFC 3339 time.
-fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+pub(crate) fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }

@@ -518,6 +518,30 @@ impl Client {
             .items)
     }
 
+    /// A group's resource use since `since` (RFC 3339 or an age such as `10m`).
+    pub async fn metrics(
+        &self,
+        id: &str,
+        since: Option<&str>,
+    ) -> Result<Vec<qci_spec::MetricSample>, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}/metrics", encode(id)));
+        let q: Vec<(&str, &str)> = since.map(|s| vec![("since", s)]).unwrap_or_default();
+        Ok(self
+            .json::<Items<qci_spec::MetricSample>>(self.http.get(&url).query(&q), &url)
+            .await?
+            .items)
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn prometheus(&self) -> Result<String, ClientError> {
+        let url = self.url("/metrics");
+        let resp = self.send(self.http.get(&url), &url).await?;
+        resp.text().await.map_err(|e| ClientError::Protocol {
+            url,
+            reason: chain(&e),
+        })
+    }
+
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {
         let url = self.url("/v1/version");
         self.json(self.http.get(&url), &url).await

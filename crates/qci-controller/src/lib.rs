@@ -50,6 +50,8 @@ pub struct ControllerConfig {
     pub failed_group_ttl: Duration,
     /// A deleted group's events stay readable this long.
     pub deleted_group_retention: Duration,
+    /// How often containers' resource use is read.
+    pub metrics_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -61,6 +63,7 @@ impl Default for ControllerConfig {
             default_pids_limit: Some(4096),
             failed_group_ttl: Duration::from_secs(3600),
             deleted_group_retention: Duration::from_secs(24 * 3600),
+            metrics_interval: Duration::from_secs(10),
         }
     }
 }
@@ -141,6 +144,51 @@ impl Controller {
                 tracing::warn!("image garbage collection: {e}");
             }
             self.forget_deleted_groups();
+        }
+    }
+
+    /// Reads every running container's resource use every `metrics_interval`, for ever.
+    pub async fn run_sampler(self: Arc<Self>) {
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.config.metrics_interval).await;
+            let Ok(groups) = self.store.all_groups() else {
+                continue;
+            };
+            let now = chrono::Utc::now();
+            for g in groups
+                .iter()
+                .filter(|g| g.deletion_requested_at.is_none() && !g.status.phase.is_final())
+            {
+                let samples: Vec<qci_store::RawSample> = g
+                    .status
+                    .containers
+                    .iter()
+                    .filter(|c| c.state == qci_spec::ContainerState::Running)
+                    .filter_map(|c| {
+                        let s = self.runtime.stats(&g.id, &c.name, c.pid)?;
+                        Some(qci_store::RawSample {
+                            container: c.name.clone(),
+                            cpu_ns: s.cpu_ns,
+                            memory_bytes: s.memory_bytes,
+                            pids: s.pids,
+                            rx_bytes: s.rx_bytes,
+                            tx_bytes: s.tx_bytes,
+                        })
+                    })
+                    .collect();
+                if !samples.is_empty()
+                    && let Err(e) = self.store.add_samples(&g.id, now, &samples)
+                {
+                    tracing::warn!(group = %g.id, "storing metrics: {e}");
+                }
+            }
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = std::time::Instant::now();
+                if let Err(e) = self.store.prune_samples(now) {
+                    tracing::warn!("pruning metrics: {e}");
+                }
+            }
         }
     }
 

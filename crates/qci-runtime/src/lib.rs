@@ -10,7 +10,7 @@
 //!   a restarted `qci serve` rebuilds it by looking.
 
 mod bundle;
-mod cgroup;
+pub(crate) mod cgroup;
 mod layout;
 pub mod logs;
 pub mod monitor;
@@ -19,6 +19,7 @@ mod probe;
 mod runc;
 mod runtime;
 mod sandbox;
+mod stats;
 mod user;
 
 pub use bundle::{BundleError, ContainerConfig};
@@ -27,3 +28,4 @@ pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
 pub use probe::ProbeOutcome;
 pub use runc::{Runc, RuncError, RuncStatus};
 pub use runtime::{Observed, Runtime, RuntimeError, StartRequest};
+pub use stats::Stats;

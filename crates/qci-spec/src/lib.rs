@@ -27,7 +27,7 @@ pub use image_cache::{
 pub use parse::{SpecError, parse_spec};
 pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
-pub use sizing::{GroupResources, Prices, SpecRow, SpecTable, Usage, requested};
+pub use sizing::{GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage, requested};
 pub use status::{
     ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
 };

@@ -236,3 +236,20 @@ mod tests {
         assert!(SpecTable::parse("specs: []").is_err());
     }
 }
+
+/// One reading of a container's resource use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricSample {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub container: String,
+    /// Cores in use on average since the reading before (None for the first one).
+    pub cpu_cores: Option<f64>,
+    /// CPU time used since the container started.
+    pub cpu_seconds_total: f64,
+    /// Memory in use less inactive file cache.
+    pub memory_bytes: u64,
+    pub pids: u64,
+    /// The group's network namespace, all interfaces, since it was made.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}

@@ -45,6 +45,11 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Metered use per group: core-seconds, GiB-seconds and cost
     Usage(UsageArgs),
+    /// Current resource use of every running container (or one group's)
+    Top {
+        /// Group id or name
+        group: Option<String>,
+    },
     /// Print the client's and the server's versions
     Version,
     /// The image store: pull, list, remove
@@ -95,6 +100,9 @@ pub struct ServeArgs {
     /// `specs: [{cpu: 0.5, memory_gib: [1, 2]}, ...]`, `prices: {core_hour: .., gib_hour: ..}`
     #[arg(long, value_name = "FILE")]
     pub spec_table: Option<PathBuf>,
+    /// How often containers' resource use is read, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub metrics_interval: f64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

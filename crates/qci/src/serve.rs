@@ -70,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_pids_limit: (args.pids_limit > 0).then_some(args.pids_limit),
         failed_group_ttl: secs(args.failed_group_ttl, "--failed-group-ttl")?,
         deleted_group_retention: secs(args.deleted_group_retention, "--deleted-group-retention")?,
+        metrics_interval: secs(args.metrics_interval.max(0.1), "--metrics-interval")?,
     };
     let controller =
         qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);
@@ -108,6 +109,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .run_gc(std::time::Duration::from_secs(60)),
     );
+    tokio::spawn(controller.clone().run_sampler());
     tokio::spawn(controller.run());
     let stopping = Arc::new(tokio::sync::Notify::new());
     let stopped = stopping.clone();

@@ -305,3 +305,72 @@ async fn interactive_exec_has_a_terminal_that_resizes() {
     assert!(text.contains("24 80"), "first size: {text:?}");
     assert!(text.contains("40 120"), "resize not passed on: {text:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_what_containers_use() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "0.5"]).await;
+    // 100 MiB of tmpfs in /dev/shm is charged to the container's memory.
+    let spec = format!(
+        "name: hungry\ntermination_grace_period_seconds: 1\nshm_size: 200Mi\ncontainers: [{{name: c, image: '{image}', memory: 512Mi, command: [sh, -c, 'head -c 104857600 /dev/zero > /dev/shm/ballast; sleep 600']}}]\n"
+    );
+    let (ok, out, err) = s.create("hungry", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let start = std::time::Instant::now();
+    let sample = loop {
+        let samples = s.client.metrics(&id, None).await.unwrap();
+        if let Some(m) = samples.iter().rev().find(|m| m.memory_bytes > 100 << 20) {
+            break m.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "memory never went past 100 MiB: {samples:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(sample.container, "c");
+    assert!(sample.pids >= 1);
+    assert!(
+        s.client
+            .metrics(&id, None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.cpu_cores.is_some())
+    );
+
+    // Prometheus text: HELP/TYPE lines and `name{labels} value` samples that parse.
+    let text = s.client.prometheus().await.unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        if series.contains(&format!("group_id=\"{id}\""))
+            && name == "qci_container_memory_working_set_bytes"
+        {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 1, "{text}");
+    assert!(text.contains("qci_groups{phase=\"Running\"} 1"), "{text}");
+    let (ok, out, _) = s.cli(&["top"]);
+    assert!(ok && out.contains("hungry") && out.contains("Mi"), "{out}");
+}

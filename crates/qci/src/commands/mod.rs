@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Version => show::version(&client).await,
         Command::Usage(a) => show::usage(&client, a).await,
+        Command::Top { group } => show::top(&client, group).await,
         Command::Image(c) => image::run(&client, c).await,
         Command::ImageCache(c) => cache::run(&client, c).await,
         Command::Monitor(_) => unreachable!("handled before the runtime starts"),

@@ -230,6 +230,47 @@ pub async fn usage(client: &Client, a: crate::cli::UsageArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn top(client: &Client, group: Option<String>) -> anyhow::Result<ExitCode> {
+    let groups = match group {
+        Some(g) => vec![client.get_group(&g).await?],
+        None => client.list_groups().await?,
+    };
+    let mut rows = vec![
+        [
+            "GROUP",
+            "CONTAINER",
+            "CPU(cores)",
+            "MEMORY",
+            "PIDS",
+            "NET RX/TX",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for g in groups.iter().filter(|g| !g.status.phase.is_final()) {
+        let samples = client.metrics(&g.id, Some("5m")).await?;
+        let mut latest: std::collections::BTreeMap<String, qci_spec::MetricSample> =
+            Default::default();
+        for m in samples {
+            latest.insert(m.container.clone(), m);
+        }
+        for (c, m) in latest {
+            rows.push(vec![
+                g.name.clone(),
+                c,
+                m.cpu_cores
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.1}Mi", m.memory_bytes as f64 / f64::from(1u32 << 20)),
+                m.pids.to_string(),
+                format!("{}/{}", m.rx_bytes, m.tx_bytes),
+            ]);
+        }
+    }
+    print!("{}", table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn version(client: &Client) -> anyhow::Result<ExitCode> {
     println!("client: qci {}", env!("CARGO_PKG_VERSION"));
     match client.version().await {
