@@ -9,7 +9,7 @@ mod exec;
 mod groups;
 mod images;
 mod logs;
-mod metrics;
+pub mod metrics;
 mod pty;
 
 use std::sync::Arc;
@@ -30,6 +30,10 @@ pub struct AppState {
     pub layout: Layout,
     /// Called after a change the controller should act on at once.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
+    /// API request latency, for `/metrics`.
+    pub latency: Arc<metrics::Latency>,
+    /// qci's own gauges for `/metrics`: (name, help, value).
+    pub gauges: Arc<dyn Fn() -> Vec<(&'static str, &'static str, f64)> + Send + Sync>,
     /// The supported specs (and prices) groups are normalised to.
     pub specs: Arc<qci_spec::SpecTable>,
     /// Runs image garbage collection now; answers its report.
@@ -79,6 +83,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> axum::Router {
     let (router, openapi) = api_routes()
         .route("/metrics", axum::routing::get(metrics::prometheus))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::time_requests,
+        ))
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(openapi);

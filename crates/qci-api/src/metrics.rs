@@ -45,6 +45,64 @@ pub async fn group_metrics(
     }))
 }
 
+/// Upper bounds (seconds) of the API latency histogram's buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// API request latency, for `/metrics` (`qci_api_request_duration_seconds`).
+#[derive(Default)]
+pub struct Latency {
+    counts: [std::sync::atomic::AtomicU64; BUCKETS.len()],
+    total: std::sync::atomic::AtomicU64,
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, secs: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.total.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let name = "qci_api_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time to answer API requests\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let total = self.total.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+/// Times every request (streams until their headers are sent).
+pub async fn time_requests(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    s.latency.observe(start.elapsed().as_secs_f64());
+    resp
+}
+
 /// Prometheus text: every running container's latest reading, labelled by group id, group
 /// name and container, and counts of groups by phase.
 pub async fn prometheus(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -148,6 +206,13 @@ pub async fn prometheus(State(s): State<AppState>) -> Result<Response, ApiError>
         out,
         "# HELP qci_monitors Containers running, each watched by a monitor\n# TYPE qci_monitors gauge\nqci_monitors {running}"
     );
+    for (name, help, value) in (s.gauges)() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    s.latency.render(&mut out);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(axum::body::Body::from(out))

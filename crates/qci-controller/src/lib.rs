@@ -147,6 +147,11 @@ impl Controller {
         }
     }
 
+    /// Reconciles under way (groups and image caches), for `/metrics`.
+    pub fn reconciles_in_flight(&self) -> usize {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Reads every running container's resource use every `metrics_interval`, for ever.
     pub async fn run_sampler(self: Arc<Self>) {
         let mut last_prune = std::time::Instant::now();

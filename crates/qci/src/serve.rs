@@ -82,6 +82,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
         specs: Arc::new(specs),
+        latency: Default::default(),
+        gauges: {
+            let c = controller.clone();
+            Arc::new(move || {
+                vec![(
+                    "qci_reconciles_in_flight",
+                    "Group and image cache reconciles under way (pulls included)",
+                    c.reconciles_in_flight() as f64,
+                )]
+            })
+        },
         prune: Arc::new(move || {
             let c = pruner.clone();
             Box::pin(async move {

@@ -371,6 +371,11 @@ async fn metrics_show_what_containers_use() {
     }
     assert_eq!(seen, 1, "{text}");
     assert!(text.contains("qci_groups{phase=\"Running\"} 1"), "{text}");
+    assert!(
+        text.contains("qci_api_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(text.contains("qci_reconciles_in_flight "), "{text}");
     let (ok, out, _) = s.cli(&["top"]);
     assert!(ok && out.contains("hungry") && out.contains("Mi"), "{out}");
 }
