@@ -122,6 +122,8 @@ pub struct ImageStore {
     /// Held shared from choosing an image to its container's start, so garbage collection
     /// (which takes it exclusively, before `gc_lock`) never removes layers about to be used.
     start_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Pulls under way, for `/metrics`.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ImageStore {
@@ -150,6 +152,7 @@ impl ImageStore {
         Ok(ImageStore {
             gc_lock: Default::default(),
             start_lock: Default::default(),
+            in_flight: Default::default(),
             salt: Arc::new(salt),
             root: root.to_path_buf(),
             registries: Arc::new(registries),
@@ -157,6 +160,11 @@ impl ImageStore {
             plain: Default::default(),
             blob_locks: Default::default(),
         })
+    }
+
+    /// Pulls under way.
+    pub fn pulls_in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -434,6 +442,15 @@ impl ImageStore {
         progress: Option<&ProgressFn>,
     ) -> Result<PulledImage, ImageError> {
         let _shared = self.gc_lock.read().await;
+        struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = Counted(&self.in_flight);
         let client = self.client_for(r.resolve_registry(), plain, creds);
         let auth = match creds {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),

@@ -418,20 +418,24 @@ impl LogFile {
 
 fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
     let mut src = File::from(fd);
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    let emit = |line: &[u8], full: bool| {
-        let mut rec = Vec::with_capacity(line.len() + 48);
-        rec.extend_from_slice(
-            Utc::now()
-                .to_rfc3339_opts(SecondsFormat::Nanos, true)
-                .as_bytes(),
-        );
-        rec.extend_from_slice(format!(" {stream} {} ", if full { 'F' } else { 'P' }).as_bytes());
-        rec.extend_from_slice(line);
-        rec.push(b'\n');
-        let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = f.write(&rec);
+    let mut batch: Vec<u8> = Vec::with_capacity(128 * 1024);
+    let (full, part) = (format!(" {stream} F "), format!(" {stream} P "));
+    // One timestamp and one write per read: a container that writes fast pays one syscall
+    // per chunk, not per line.
+    let record = |batch: &mut Vec<u8>, stamp: &str, tag: &str, line: &[u8]| {
+        batch.extend_from_slice(stamp.as_bytes());
+        batch.extend_from_slice(tag.as_bytes());
+        batch.extend_from_slice(line);
+        batch.push(b'\n');
+    };
+    let flush = |batch: &mut Vec<u8>| {
+        if !batch.is_empty() {
+            let mut f = log.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = f.write(batch);
+            batch.clear();
+        }
     };
     loop {
         let n = match src.read(&mut buf) {
@@ -441,17 +445,23 @@ fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
             Err(_) => break,
         };
         pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            emit(&pending[..i], true);
-            pending.drain(..=i);
+        let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        let mut start = 0;
+        while let Some(off) = pending[start..].iter().position(|&b| b == b'\n') {
+            record(&mut batch, &stamp, &full, &pending[start..start + off]);
+            start += off + 1;
         }
-        while pending.len() >= MAX_LINE {
-            emit(&pending[..MAX_LINE], false);
-            pending.drain(..MAX_LINE);
+        while pending.len() - start >= MAX_LINE {
+            record(&mut batch, &stamp, &part, &pending[start..start + MAX_LINE]);
+            start += MAX_LINE;
         }
+        pending.drain(..start);
+        flush(&mut batch);
     }
     if !pending.is_empty() {
-        emit(&pending, true);
+        let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
+        record(&mut batch, &stamp, &full, &pending);
+        flush(&mut batch);
     }
 }
 

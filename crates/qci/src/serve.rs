@@ -78,19 +78,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pruner = controller.clone();
     let state = qci_api::AppState {
         store,
-        images,
+        images: images.clone(),
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
         specs: Arc::new(specs),
         latency: Default::default(),
         gauges: {
-            let c = controller.clone();
+            let (c, i) = (controller.clone(), images.clone());
             Arc::new(move || {
-                vec![(
-                    "qci_reconciles_in_flight",
-                    "Group and image cache reconciles under way (pulls included)",
-                    c.reconciles_in_flight() as f64,
-                )]
+                vec![
+                    (
+                        "qci_reconciles_in_flight",
+                        "Group and image cache reconciles under way",
+                        c.reconciles_in_flight() as f64,
+                    ),
+                    (
+                        "qci_pulls_in_flight",
+                        "Image pulls under way",
+                        i.pulls_in_flight() as f64,
+                    ),
+                ]
             })
         },
         prune: Arc::new(move || {

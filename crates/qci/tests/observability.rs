@@ -375,7 +375,10 @@ async fn metrics_show_what_containers_use() {
         text.contains("qci_api_request_duration_seconds_bucket{le=\"+Inf\"}"),
         "{text}"
     );
-    assert!(text.contains("qci_reconciles_in_flight "), "{text}");
+    assert!(
+        text.contains("qci_reconciles_in_flight ") && text.contains("qci_pulls_in_flight 0"),
+        "{text}"
+    );
     let (ok, out, _) = s.cli(&["top"]);
     assert!(ok && out.contains("hungry") && out.contains("Mi"), "{out}");
 }
