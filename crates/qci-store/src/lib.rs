@@ -246,14 +246,7 @@ impl Store {
 
     /// Any owner's group, by id (for the controller).
     pub fn get_group(&self, id: &str) -> Result<Option<ContainerGroup>> {
-        let conn = self.conn();
-        conn.query_row(
-            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
-            params![id],
-            read_group_row,
-        )
-        .optional()?
-        .transpose()
+        group_by_id(&self.conn(), id)
     }
 
     /// The owner's groups, oldest first.
@@ -295,14 +288,7 @@ impl Store {
                  status = json_set(status, '$.phase', 'Deleting') WHERE id = ?1",
             params![id, Utc::now().to_rfc3339()],
         )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        conn.query_row(
-            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
-            params![id],
-            read_group_row,
-        )?
+        updated(&conn, n, id)
     }
 
     /// Replaces a group's spec (and size); passwords are sealed, and a credential given as the
@@ -335,14 +321,7 @@ impl Store {
             "UPDATE container_groups SET spec = ?2, resources = ?3 WHERE id = ?1 AND deletion_requested_at IS NULL",
             params![id, serde_json::to_string(&spec)?, serde_json::to_string(resources)?],
         )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        conn.query_row(
-            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
-            params![id],
-            read_group_row,
-        )?
+        updated(&conn, n, id)
     }
 
     /// Asks for the group's containers to be restarted (init containers first); returns it.
@@ -353,14 +332,7 @@ impl Store {
              WHERE id = ?1 AND deletion_requested_at IS NULL",
             params![id],
         )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        conn.query_row(
-            &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
-            params![id],
-            read_group_row,
-        )?
+        updated(&conn, n, id)
     }
 
     /// Removes a group. Its events stay readable (by id or name) until
@@ -774,6 +746,24 @@ fn read_cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ImageCache>>
             status: serde_json::from_str(&status)?,
         })
     })())
+}
+
+fn group_by_id(conn: &Connection, id: &str) -> Result<Option<ContainerGroup>> {
+    conn.query_row(
+        &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
+        params![id],
+        read_group_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+/// The group an UPDATE of `n` rows changed, or NotFound when it changed none.
+fn updated(conn: &Connection, n: usize, id: &str) -> Result<ContainerGroup> {
+    if n == 0 {
+        return Err(StoreError::NotFound(id.to_string()));
+    }
+    group_by_id(conn, id)?.ok_or_else(|| StoreError::NotFound(id.to_string()))
 }
 
 /// An insert's result, with a uniqueness violation (a name taken) turned into `taken()`.
