@@ -78,7 +78,7 @@ impl Controller {
         // What is known so far, and which probes are due.
         let started = match c.startup_probe {
             None => Some(true),
-            Some(_) => self.result(g, c, Kind::Startup),
+            Some(_) => self.result(g, c, Kind::Startup, run),
         };
         st.started = started;
         let mut launch = Vec::new();
@@ -98,14 +98,22 @@ impl Controller {
             (_, None) => None,
             (_, Some(false)) => Some(false),
             (None, Some(true)) => Some(true),
-            (Some(_), Some(true)) => self.result(g, c, Kind::Readiness),
+            (Some(_), Some(true)) => self.result(g, c, Kind::Readiness, run),
         };
     }
 
-    fn result(&self, g: &ContainerGroup, c: &ContainerSpec, k: Kind) -> Option<bool> {
+    /// What the probe found for this run of the container (nothing from an earlier run).
+    fn result(
+        &self,
+        g: &ContainerGroup,
+        c: &ContainerSpec,
+        k: Kind,
+        run: Option<DateTime<Utc>>,
+    ) -> Option<bool> {
         let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         probes
             .get(&(g.id.clone(), c.name.clone(), k))
+            .filter(|s| s.run == run)
             .and_then(|s| s.result)
     }
 
