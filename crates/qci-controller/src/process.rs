@@ -69,6 +69,8 @@ pub fn container_config(
             .as_ref()
             .and_then(|q| parse_memory_bytes(&q.0).ok())
             .unwrap_or(qci_spec::DEFAULT_MAX_LOG_SIZE),
+        // Filled in by the caller, which knows where the group's volumes are.
+        mounts: Vec::new(),
     })
 }
 
@@ -96,6 +98,7 @@ mod tests {
             readiness_probe: None,
             startup_probe: None,
             max_log_size: None,
+            volume_mounts: vec![],
         }
     }
 

@@ -38,7 +38,14 @@ const UPDATE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 /// whose recorded fingerprint differs is out of date.
 fn fingerprint(g: &ContainerGroup, c: &ContainerSpec) -> String {
     use sha2::Digest;
-    let what = serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some()});
+    let volumes: Vec<&qci_spec::Volume> = g
+        .spec
+        .volumes
+        .iter()
+        .filter(|v| c.volume_mounts.iter().any(|m| m.name == v.name))
+        .collect();
+    let what =
+        serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some(), "volumes": volumes});
     hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
 }
 
@@ -112,6 +119,18 @@ impl Controller {
         self: &std::sync::Arc<Self>,
         g: &ContainerGroup,
     ) -> Result<bool, ControllerError> {
+        if let Err(e) = self.runtime.ensure_volumes(&g.id, &g.spec.volumes) {
+            let msg = format!("cannot prepare the group's volumes: {e}");
+            if g.status.message.as_deref() != Some(&msg) {
+                self.event(g, None, EventType::Warning, "FailedVolumes", &msg);
+                let status = GroupStatus {
+                    message: Some(msg),
+                    ..g.status.clone()
+                };
+                self.store.set_status(&g.id, &status)?;
+            }
+            return Ok(false);
+        }
         let shm = g
             .spec
             .shm_size
@@ -552,13 +571,18 @@ impl Controller {
                 &format!("restarting container (restart {})", st.restart_count),
             );
         }
-        let started = match crate::process::container_config(
+        let config = crate::process::container_config(
             c,
             &img.config,
             &g.name,
             g.spec.shm_size.is_some(),
             self.config.default_pids_limit,
-        ) {
+        )
+        .and_then(|mut config| {
+            config.mounts = self.volume_mounts(g, c)?;
+            Ok(config)
+        });
+        let started = match config {
             Err(msg) => {
                 let _ = self.runtime.record_start_failure(&g.id, name, &msg).await;
                 Err(msg)
@@ -612,6 +636,36 @@ impl Controller {
             }
         }
         st
+    }
+
+    /// Where the container's volume mounts come from on this machine.
+    fn volume_mounts(
+        &self,
+        g: &ContainerGroup,
+        c: &ContainerSpec,
+    ) -> Result<Vec<(std::path::PathBuf, String, bool)>, String> {
+        c.volume_mounts
+            .iter()
+            .map(|m| {
+                let v = g
+                    .spec
+                    .volumes
+                    .iter()
+                    .find(|v| v.name == m.name)
+                    .ok_or_else(|| format!("no volume {:?}", m.name))?;
+                let source = self.runtime.volume_source(
+                    &g.id,
+                    &m.name,
+                    m.sub_path.as_deref(),
+                    v.empty_dir.is_some(),
+                )?;
+                Ok((
+                    source,
+                    m.mount_path.clone(),
+                    m.read_only.unwrap_or(v.config_file.is_some()),
+                ))
+            })
+            .collect()
     }
 
     /// Brings containers in line with an updated spec. `None` when nothing is out of date;

@@ -39,6 +39,8 @@ pub struct ContainerConfig {
     pub shared_shm: bool,
     /// The container's log is rotated past this size (one previous file is kept).
     pub max_log_size: u64,
+    /// Volumes: (host path, path in the container, read-only).
+    pub mounts: Vec<(PathBuf, String, bool)>,
 }
 
 /// Where the group's shared pieces are.
@@ -134,6 +136,21 @@ pub fn build_spec(
         );
     }
 
+    for (source, dest, read_only) in &cfg.mounts {
+        let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+        if *read_only {
+            options.push("ro".to_string());
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source(source)
+                .options(options)
+                .build()?,
+        );
+    }
+
     let ns = |typ, path: Option<PathBuf>| {
         let b = LinuxNamespaceBuilder::default().typ(typ);
         match path {
@@ -218,6 +235,7 @@ mod tests {
             pids_limit: Some(100),
             shared_shm: true,
             max_log_size: 1 << 20,
+            mounts: vec![(PathBuf::from("/v/conf"), "/etc/app".into(), true)],
         };
         let spec = build_spec(
             &cfg,

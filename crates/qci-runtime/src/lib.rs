@@ -21,6 +21,7 @@ mod runtime;
 mod sandbox;
 mod stats;
 mod user;
+mod volumes;
 
 pub use bundle::{BundleError, ContainerConfig};
 pub use layout::Layout;

@@ -358,6 +358,8 @@ impl Runtime {
 
     /// Removes what the group had beside its containers: namespaces, cgroup, logs.
     pub async fn remove_group(&self, group_id: &str) -> Result<(), RuntimeError> {
+        self.remove_volumes(group_id)
+            .map_err(io("removing the group's volumes"))?;
         sandbox::remove(&self.layout.sandbox_dir(group_id))
             .map_err(io("removing the group's namespaces"))?;
         cgroup::remove(&self.layout.group_cgroup(group_id))

@@ -49,6 +49,9 @@ pub struct GroupSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub memory: Option<Quantity>,
+    /// Volumes its containers may mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::Volume>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -155,6 +158,9 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub max_log_size: Option<Quantity>,
+    /// The group's volumes this container sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<crate::VolumeMount>,
 }
 
 /// The log size kept when a container sets none.
@@ -303,6 +309,7 @@ mod tests {
             readiness_probe: None,
             startup_probe: None,
             max_log_size: None,
+            volume_mounts: vec![],
         };
         assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
         assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);

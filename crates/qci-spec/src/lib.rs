@@ -13,6 +13,7 @@ mod quantity;
 mod sizing;
 mod status;
 mod validate;
+mod volume;
 
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, EnvVar, GroupSpec,
@@ -32,3 +33,4 @@ pub use status::{
     ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
 };
 pub use validate::{FieldError, check_image_reference, validate, validate_credentials};
+pub use volume::{ConfigFile, ConfigFileVolume, EmptyDirVolume, Volume, VolumeMount, parse_mode};

@@ -79,6 +79,20 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.0.extend(validate_credentials(&spec.registry_credentials));
+    crate::volume::check_volumes(&spec.volumes, &mut e.0);
+    for (list, containers) in [
+        ("init_containers", &spec.init_containers),
+        ("containers", &spec.containers),
+    ] {
+        for (i, c) in containers.iter().enumerate() {
+            crate::volume::check_mounts(
+                &format!("{list}[{i}]"),
+                &c.volume_mounts,
+                &spec.volumes,
+                &mut e.0,
+            );
+        }
+    }
     if let Some(q) = &spec.cpu {
         match parse_cpu_millis(&q.0) {
             Ok(0) => e.add("cpu", "must be more than 0"),

@@ -1,0 +1,173 @@
+//! Volumes of a group, and where containers mount them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::quantity::{Quantity, parse_memory_bytes};
+use crate::validate::FieldError;
+
+/// A volume: exactly one of `config_file` and `empty_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    /// Files given in plain text at create time; read-only in containers by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<ConfigFileVolume>,
+    /// An empty directory that lives as long as the group, on disk or in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFileVolume {
+    pub files: Vec<ConfigFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Relative to the volume; directories are made as needed.
+    pub path: String,
+    pub content: String,
+    /// Octal, e.g. "0644" (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyDirVolume {
+    /// "" (on disk, the default) or "Memory" (a tmpfs).
+    #[serde(default)]
+    pub medium: String,
+    /// For Memory: the tmpfs size (default 64Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub size_limit: Option<Quantity>,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// A volume of the group.
+    pub name: String,
+    /// Absolute, in the container.
+    pub mount_path: String,
+    /// A path inside the volume to mount instead of its root (relative, no `..`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    /// Default: true for config files, false otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+}
+
+/// The mode of a config file: octal, at most 0777.
+pub fn parse_mode(mode: Option<&str>) -> Result<u32, String> {
+    match mode {
+        None => Ok(0o644),
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|v| *v <= 0o777)
+            .ok_or_else(|| format!("{m:?} is not an octal file mode such as \"0644\"")),
+    }
+}
+
+/// A relative path with no `..`, `.` or empty parts.
+pub(crate) fn check_relative(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') {
+        return Err("must be a relative path".into());
+    }
+    if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") || p.contains('\0') {
+        return Err("must not hold '..', '.', empty parts or NUL".into());
+    }
+    Ok(())
+}
+
+pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
+    let mut add = |field: String, message: String| errs.push(FieldError { field, message });
+    let mut names = std::collections::HashSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let path = format!("volumes[{i}]");
+        if let Err(m) = crate::validate::check_dns_label(&v.name) {
+            add(format!("{path}.name"), m);
+        } else if !names.insert(v.name.as_str()) {
+            add(
+                format!("{path}.name"),
+                format!("duplicate volume name {:?}", v.name),
+            );
+        }
+        match (&v.config_file, &v.empty_dir) {
+            (Some(c), None) => {
+                let mut seen = std::collections::HashSet::new();
+                for (j, f) in c.files.iter().enumerate() {
+                    if let Err(m) = check_relative(&f.path) {
+                        add(format!("{path}.config_file.files[{j}].path"), m);
+                    } else if !seen.insert(f.path.as_str()) {
+                        add(
+                            format!("{path}.config_file.files[{j}].path"),
+                            format!("{:?} is listed twice", f.path),
+                        );
+                    }
+                    if let Err(m) = parse_mode(f.mode.as_deref()) {
+                        add(format!("{path}.config_file.files[{j}].mode"), m);
+                    }
+                }
+            }
+            (None, Some(e)) => {
+                if !matches!(e.medium.as_str(), "" | "Memory") {
+                    add(
+                        format!("{path}.empty_dir.medium"),
+                        "must be \"\" (disk) or \"Memory\"".into(),
+                    );
+                }
+                if let Some(q) = &e.size_limit
+                    && let Err(m) = parse_memory_bytes(&q.0)
+                {
+                    add(format!("{path}.empty_dir.size_limit"), m);
+                }
+            }
+            _ => add(path, "give exactly one of config_file and empty_dir".into()),
+        }
+    }
+}
+
+pub(crate) fn check_mounts(
+    path: &str,
+    mounts: &[VolumeMount],
+    volumes: &[Volume],
+    errs: &mut Vec<FieldError>,
+) {
+    let mut add = |field: String, message: String| errs.push(FieldError { field, message });
+    let mut seen = std::collections::HashSet::new();
+    for (j, m) in mounts.iter().enumerate() {
+        let p = format!("{path}.volume_mounts[{j}]");
+        if !volumes.iter().any(|v| v.name == m.name) {
+            add(
+                format!("{p}.name"),
+                format!("no volume {:?} in the group", m.name),
+            );
+        }
+        if !m.mount_path.starts_with('/')
+            || m.mount_path.split('/').any(|c| c == "..")
+            || m.mount_path.contains('\0')
+        {
+            add(
+                format!("{p}.mount_path"),
+                "must be an absolute path without '..'".into(),
+            );
+        } else if !seen.insert(m.mount_path.trim_end_matches('/')) {
+            add(
+                format!("{p}.mount_path"),
+                format!("{:?} is mounted twice", m.mount_path),
+            );
+        }
+        if let Some(s) = &m.sub_path
+            && let Err(msg) = check_relative(s)
+        {
+            add(format!("{p}.sub_path"), msg);
+        }
+    }
+}
