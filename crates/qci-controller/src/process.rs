@@ -80,25 +80,14 @@ mod tests {
 
     fn spec(command: Option<&[&str]>, args: Option<&[&str]>) -> ContainerSpec {
         ContainerSpec {
-            name: "c".into(),
-            image: "bb".into(),
             command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
             args: args.map(|c| c.iter().map(|s| s.to_string()).collect()),
-            working_dir: None,
             env: vec![qci_spec::EnvVar {
                 name: "B".into(),
                 value: "spec".into(),
             }],
-            ports: vec![],
-            cpu: None,
             memory: Some(qci_spec::Quantity("64Mi".into())),
-            image_pull_policy: None,
-            pids_limit: None,
-            liveness_probe: None,
-            readiness_probe: None,
-            startup_probe: None,
-            max_log_size: None,
-            volume_mounts: vec![],
+            ..ContainerSpec::new("c", "bb")
         }
     }
 

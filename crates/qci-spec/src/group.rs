@@ -177,10 +177,26 @@ pub enum PullPolicy {
 }
 
 impl ContainerSpec {
-    /// The pull policy in force: the one given, or Kubernetes' default for the image.
-    pub fn pull_policy(&self) -> PullPolicy {
-        self.image_pull_policy
-            .unwrap_or_else(|| default_pull_policy(&self.image))
+    /// A container of `image` with every optional field unset (the image's defaults apply).
+    pub fn new(name: &str, image: &str) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            command: None,
+            args: None,
+            working_dir: None,
+            env: vec![],
+            ports: vec![],
+            cpu: None,
+            memory: None,
+            image_pull_policy: None,
+            pids_limit: None,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            max_log_size: None,
+            volume_mounts: vec![],
+        }
     }
 }
 
@@ -292,28 +308,16 @@ mod tests {
     }
 
     #[test]
-    fn default_pull_policy() {
-        let c = |image: &str| ContainerSpec {
-            name: "c".into(),
-            image: image.into(),
-            command: None,
-            args: None,
-            working_dir: None,
-            env: vec![],
-            ports: vec![],
-            cpu: None,
-            memory: None,
-            image_pull_policy: None,
-            pids_limit: None,
-            liveness_probe: None,
-            readiness_probe: None,
-            startup_probe: None,
-            max_log_size: None,
-            volume_mounts: vec![],
-        };
-        assert_eq!(c("r:5000/bb").pull_policy(), PullPolicy::Always);
-        assert_eq!(c("r:5000/bb:latest").pull_policy(), PullPolicy::Always);
-        assert_eq!(c("r:5000/bb:1.0").pull_policy(), PullPolicy::IfNotPresent);
-        assert_eq!(c("bb@sha256:aa").pull_policy(), PullPolicy::IfNotPresent);
+    fn kubernetes_default_pull_policy() {
+        assert_eq!(default_pull_policy("r:5000/bb"), PullPolicy::Always);
+        assert_eq!(default_pull_policy("r:5000/bb:latest"), PullPolicy::Always);
+        assert_eq!(
+            default_pull_policy("r:5000/bb:1.0"),
+            PullPolicy::IfNotPresent
+        );
+        assert_eq!(
+            default_pull_policy("bb@sha256:aa"),
+            PullPolicy::IfNotPresent
+        );
     }
 }
