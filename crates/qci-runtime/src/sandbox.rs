@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
-use crate::mounts::{is_mounted, unmount_if_mounted};
+use crate::mounts::unmount_if_mounted;
 
 pub const NAMESPACES: [&str; 3] = ["net", "ipc", "uts"];
 
@@ -20,9 +20,14 @@ pub fn shm_path(dir: &Path) -> PathBuf {
 }
 
 /// True when every namespace file of the sandbox (and the shared shm, if wanted) is in place.
+/// (Runs at every pass of every group: mountinfo is read once.)
 pub fn is_ready(dir: &Path, shm_bytes: Option<u64>) -> bool {
-    NAMESPACES.iter().all(|ns| is_mounted(&ns_path(dir, ns)))
-        && shm_bytes.is_none_or(|_| is_mounted(&shm_path(dir)))
+    let Ok(mounted) = crate::mounts::mount_points() else {
+        return false;
+    };
+    let has = |p: PathBuf| mounted.contains(&p);
+    NAMESPACES.iter().all(|ns| has(ns_path(dir, ns)))
+        && shm_bytes.is_none_or(|_| has(shm_path(dir)))
 }
 
 /// Creates the sandbox in `dir` unless it is complete already. Also writes `hosts` and

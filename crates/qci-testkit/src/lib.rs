@@ -60,3 +60,18 @@ pub fn require(programs: &[(&str, &str)]) {
         );
     }
 }
+
+/// Runs `openssl ARGS` in `dir` (making test CAs, certificates and keys).
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is missing: install it with `apt-get install openssl` (or run ./scripts/test.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

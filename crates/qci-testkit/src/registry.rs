@@ -20,17 +20,6 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e} (install it with ./scripts/test.sh)"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Registry {
     /// A plain-HTTP registry without auth.
     pub fn start() -> Registry {
@@ -197,11 +186,7 @@ impl Registry {
 }
 
 fn make_certs(d: &Path) {
-    let ossl = |args: &[&str]| {
-        let mut c = Command::new("openssl");
-        c.current_dir(d).args(args);
-        run(&mut c, &format!("openssl {}", args.join(" ")));
-    };
+    let ossl = |args: &[&str]| crate::openssl(d, args);
     ossl(&[
         "req",
         "-x509",

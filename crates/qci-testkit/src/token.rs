@@ -3,7 +3,8 @@
 //! trusts (`rootcertbundle`), granting pull and push on the scope asked for.
 
 use std::path::Path;
-use std::process::Command;
+
+use crate::openssl;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -26,20 +27,6 @@ impl Drop for TokenServer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is missing: apt-get install openssl");
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl TokenServer {
