@@ -157,3 +157,37 @@ containers:
         );
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn alias_bombs_are_refused_quickly() {
+        let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = (b'a' + i - 1) as char;
+            let cur = (b'a' + i) as char;
+            doc.push_str(&format!("{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        doc.push_str("name: x\ncontainers: []\n");
+        // Also where the expansion would be deserialised.
+        let inner = doc
+            .replace("containers: []", "containers: *l")
+            .replace("a: &a", "x-a: &a");
+        let t = std::time::Instant::now();
+        assert!(parse_spec(&doc).is_err());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+        let t = std::time::Instant::now();
+        assert!(parse_spec(&inner).is_err());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+}
