@@ -22,15 +22,7 @@ pub async fn create_cache(
     State(s): State<AppState>,
     body: String,
 ) -> Result<(StatusCode, Json<ImageCache>), ApiError> {
-    let spec: ImageCacheSpec = if body.trim_start().starts_with('{') {
-        let de = &mut serde_json::Deserializer::from_str(&body);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| crate::images::field_error(e.path().to_string(), e.inner()))?
-    } else {
-        let de = serde_yaml::Deserializer::from_str(&body);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| crate::images::field_error(e.path().to_string(), e.inner()))?
-    };
+    let spec: ImageCacheSpec = crate::disks::parse_body(&body)?;
     validate_image_cache(&spec).map_err(ApiError::Fields)?;
     let c = s.store.create_image_cache(DEFAULT_OWNER, &spec)?;
     tracing::info!(cache = %c.id, name = %c.name, "image cache created");

@@ -45,12 +45,27 @@ impl IntoResponse for ApiError {
             ApiError::Fields(f) => (StatusCode::BAD_REQUEST, "InvalidRequest", f.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict", vec![]),
-            ApiError::Store(StoreError::NotFound(_) | StoreError::CacheNotFound(_)) => {
-                (StatusCode::NOT_FOUND, "NotFound", vec![])
+            ApiError::Store(
+                StoreError::NotFound(_)
+                | StoreError::CacheNotFound(_)
+                | StoreError::DiskNotFound(_),
+            ) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Store(
+                StoreError::NameTaken(_)
+                | StoreError::CacheNameTaken(_)
+                | StoreError::DiskNameTaken(_),
+            ) => (StatusCode::CONFLICT, "AlreadyExists", vec![]),
+            ApiError::Store(StoreError::DiskInUse { .. }) => {
+                (StatusCode::CONFLICT, "Conflict", vec![])
             }
-            ApiError::Store(StoreError::NameTaken(_) | StoreError::CacheNameTaken(_)) => {
-                (StatusCode::CONFLICT, "AlreadyExists", vec![])
-            }
+            ApiError::Store(StoreError::VolumeDisk { volume, message }) => (
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                vec![FieldError::new(
+                    format!("volumes[{volume}].disk.id"),
+                    message.clone(),
+                )],
+            ),
             ApiError::Store(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![])
             }

@@ -64,6 +64,7 @@ pub async fn create_group(
         }]));
     }
     check_named_cache(&s, &spec)?;
+    crate::disks::check_group_disks(&s, &spec)?;
     let resources = s.specs.size(&spec).map_err(|message| {
         let field = if spec.cpu.is_some() || spec.memory.is_some() {
             "cpu"
@@ -126,6 +127,8 @@ pub async fn update_group(
         ));
     }
     check_named_cache(&s, &spec)?;
+    crate::disks::check_disks_unchanged(&g.spec, &spec)?;
+    crate::disks::check_group_disks(&s, &spec)?;
     let resources = s
         .specs
         .size(&spec)

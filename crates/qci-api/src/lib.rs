@@ -4,6 +4,7 @@
 //! Architecture invariant: only this crate knows HTTP status codes ([`error::ApiError`]).
 
 mod caches;
+mod disks;
 mod error;
 mod exec;
 mod groups;
@@ -38,6 +39,9 @@ pub struct AppState {
     pub specs: Arc<qci_spec::SpecTable>,
     /// Runs image garbage collection now; answers its report.
     pub prune: Arc<dyn Fn() -> PruneFuture + Send + Sync>,
+    /// For disk images (make, grow, remove); containers are the controller's.
+    pub runtime: Arc<qci_runtime::Runtime>,
+    pub disk_compat: Arc<qci_spec::DiskCompat>,
 }
 
 /// What [`AppState::prune`] returns.
@@ -50,7 +54,8 @@ pub type PruneFuture =
     tags(
         (name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"),
         (name = "images", description = "The image store: pull, list, remove"),
-        (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading")
+        (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading"),
+        (name = "disks", description = "Disks created beforehand, attached to one group at a time; their data outlives the group")
     )
 )]
 struct ApiDoc;
@@ -76,6 +81,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(images::prune_images))
         .routes(routes!(caches::list_caches, caches::create_cache))
         .routes(routes!(caches::get_cache, caches::delete_cache))
+        .routes(routes!(disks::list_disks, disks::create_disk))
+        .routes(routes!(disks::get_disk, disks::delete_disk))
+        .routes(routes!(disks::resize_disk))
         .routes(routes!(version))
 }
 

@@ -498,6 +498,41 @@ impl Client {
         self.json(self.http.delete(&url), &url).await
     }
 
+    pub async fn create_disk(
+        &self,
+        spec: &qci_spec::DiskSpec,
+    ) -> Result<qci_spec::Disk, ClientError> {
+        let url = self.url("/v1/disks");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_disks(&self) -> Result<Vec<qci_spec::Disk>, ClientError> {
+        let url = self.url("/v1/disks");
+        Ok(self
+            .json::<Items<qci_spec::Disk>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_disk(&self, id: &str) -> Result<qci_spec::Disk, ClientError> {
+        let url = self.url(&format!("/v1/disks/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_disk(&self, id: &str) -> Result<qci_spec::Disk, ClientError> {
+        let url = self.url(&format!("/v1/disks/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    /// Grows a disk to `size` (a quantity such as "20Gi").
+    pub async fn resize_disk(&self, id: &str, size: &str) -> Result<qci_spec::Disk, ClientError> {
+        let url = self.url(&format!("/v1/disks/{}/resize", encode(id)));
+        let body = qci_spec::DiskResize {
+            size: qci_spec::Quantity(size.to_string()),
+        };
+        self.json(self.http.post(&url).json(&body), &url).await
+    }
+
     /// Metered use per group in a time window.
     pub async fn usage(
         &self,

@@ -38,11 +38,25 @@ const UPDATE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 /// whose recorded fingerprint differs is out of date.
 fn fingerprint(g: &ContainerGroup, c: &ContainerSpec) -> String {
     use sha2::Digest;
-    let volumes: Vec<&qci_spec::Volume> = g
+    // A config-file volume mounted whole is updated in place, so its content is not part of
+    // the container; mounted by sub_path it is (a file bind does not follow updates, so the
+    // container is made again with the new content).
+    let volumes: Vec<serde_json::Value> = g
         .spec
         .volumes
         .iter()
         .filter(|v| c.volume_mounts.iter().any(|m| m.name == v.name))
+        .map(|v| {
+            let by_sub_path = c
+                .volume_mounts
+                .iter()
+                .any(|m| m.name == v.name && m.sub_path.is_some());
+            if v.config_file.is_some() && !by_sub_path {
+                serde_json::json!({"name": v.name, "config_file": "in place"})
+            } else {
+                serde_json::json!(v)
+            }
+        })
         .collect();
     let what =
         serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some(), "volumes": volumes});
@@ -119,7 +133,8 @@ impl Controller {
         self: &std::sync::Arc<Self>,
         g: &ContainerGroup,
     ) -> Result<bool, ControllerError> {
-        if let Err(e) = self.runtime.ensure_volumes(&g.id, &g.spec.volumes) {
+        let disks = self.attached_disks(g)?;
+        if let Err(e) = self.runtime.ensure_volumes(&g.id, &g.spec.volumes, &disks) {
             let msg = format!("cannot prepare the group's volumes: {e}");
             if g.status.message.as_deref() != Some(&msg) {
                 self.event(g, None, EventType::Warning, "FailedVolumes", &msg);
@@ -638,6 +653,29 @@ impl Controller {
         st
     }
 
+    /// The group's disk volumes: volume name → the id of the disk attached for it.
+    fn attached_disks(
+        &self,
+        g: &ContainerGroup,
+    ) -> Result<std::collections::HashMap<String, String>, ControllerError> {
+        if !g.spec.volumes.iter().any(|v| v.disk.is_some()) {
+            return Ok(Default::default());
+        }
+        let attached = self.store.disks_of_group(&g.id)?;
+        Ok(g.spec
+            .volumes
+            .iter()
+            .filter_map(|v| {
+                let want = &v.disk.as_ref()?.id;
+                let d = attached
+                    .iter()
+                    .find(|d| &d.id == want)
+                    .or_else(|| attached.iter().find(|d| &d.name == want))?;
+                Some((v.name.clone(), d.id.clone()))
+            })
+            .collect())
+    }
+
     /// Where the container's volume mounts come from on this machine.
     fn volume_mounts(
         &self,
@@ -657,7 +695,7 @@ impl Controller {
                     &g.id,
                     &m.name,
                     m.sub_path.as_deref(),
-                    v.empty_dir.is_some(),
+                    v.empty_dir.is_some() || v.disk.is_some(),
                 )?;
                 Ok((
                     source,

@@ -11,8 +11,10 @@
 
 mod bundle;
 pub(crate) mod cgroup;
+mod disks;
 mod layout;
 pub mod logs;
+pub mod loopdev;
 pub mod monitor;
 mod mounts;
 mod probe;

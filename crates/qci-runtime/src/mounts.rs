@@ -35,6 +35,24 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Every mount point with its source (the device or "tmpfs", "overlay", ...).
+pub fn mount_sources() -> Vec<(PathBuf, PathBuf)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| {
+            let point = l.split(' ').nth(4)?;
+            let (_, post) = l.split_once(" - ")?;
+            let source = post.split(' ').nth(1)?;
+            Some((
+                PathBuf::from(unescape(point)),
+                PathBuf::from(unescape(source)),
+            ))
+        })
+        .collect()
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     mount_points()
         .map(|m| m.iter().any(|p| p == path))
@@ -85,6 +103,16 @@ pub fn mount_overlay(
 pub fn unmount_if_mounted(path: &Path) -> std::io::Result<()> {
     while is_mounted(path) {
         umount2(path, MntFlags::MNT_DETACH)
+            .map_err(|e| std::io::Error::other(format!("unmounting {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Unmounts `path` (every mount stacked there), without MNT_DETACH: a busy mount is an error
+/// rather than a mount that lives on out of sight.
+pub fn unmount_strict(path: &Path) -> std::io::Result<()> {
+    while is_mounted(path) {
+        umount2(path, MntFlags::empty())
             .map_err(|e| std::io::Error::other(format!("unmounting {}: {e}", path.display())))?;
     }
     Ok(())

@@ -24,6 +24,8 @@ pub enum RuntimeError {
     },
     #[error("starting the container: {0}")]
     Start(String),
+    #[error("{0}")]
+    Disk(String),
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {

@@ -52,6 +52,10 @@ pub struct GroupSpec {
     /// Volumes its containers may mount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<crate::Volume>,
+    /// An instance type of the server's disk compatibility table ("standard" by default); it
+    /// decides which disk types the group can attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.

@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and has no async runtime. Every other crate
 //! speaks these types; only this crate decides whether a spec is valid.
 
+mod disk;
 mod group;
 mod image;
 mod image_cache;
@@ -15,6 +16,10 @@ mod status;
 mod validate;
 mod volume;
 
+pub use disk::{
+    DEFAULT_INSTANCE_TYPE, Disk, DiskCompat, DiskPhase, DiskResize, DiskSpec, MAX_DISK_BYTES,
+    MIN_DISK_BYTES, disk_bytes, validate_disk,
+};
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, EnvVar, GroupSpec,
     MAX_CONTAINERS, PASSWORD_MASK, PortSpec, Protocol, PullPolicy, RegistryCredential,
@@ -33,4 +38,6 @@ pub use status::{
     ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
 };
 pub use validate::{FieldError, check_image_reference, validate, validate_credentials};
-pub use volume::{ConfigFile, ConfigFileVolume, EmptyDirVolume, Volume, VolumeMount, parse_mode};
+pub use volume::{
+    ConfigFile, ConfigFileVolume, DiskVolume, EmptyDirVolume, Volume, VolumeMount, parse_mode,
+};

@@ -17,6 +17,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Smallest memory limit a container can start with (Docker's floor).
 const MIN_MEMORY: u64 = 6 << 20;
 const MAX_GRACE_SECONDS: u64 = 3600;
@@ -79,6 +88,11 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.0.extend(validate_credentials(&spec.registry_credentials));
+    if let Some(t) = &spec.instance_type
+        && let Err(m) = check_dns_label(t)
+    {
+        e.add("instance_type", m);
+    }
     crate::volume::check_volumes(&spec.volumes, &mut e.0);
     for (list, containers) in [
         ("init_containers", &spec.init_containers),

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use crate::quantity::{Quantity, parse_memory_bytes};
 use crate::validate::FieldError;
 
-/// A volume: exactly one of `config_file` and `empty_dir`.
+/// A volume: exactly one of `config_file`, `empty_dir` and `disk`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
@@ -17,6 +17,16 @@ pub struct Volume {
     /// An empty directory that lives as long as the group, on disk or in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_dir: Option<EmptyDirVolume>,
+    /// A disk created beforehand; attached to this group while the group exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskVolume {
+    /// The disk's name or id.
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -89,6 +99,7 @@ pub(crate) fn check_relative(p: &str) -> Result<(), String> {
 pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
     let mut add = |field: String, message: String| errs.push(FieldError { field, message });
     let mut names = std::collections::HashSet::new();
+    let mut disks = std::collections::HashMap::new();
     for (i, v) in volumes.iter().enumerate() {
         let path = format!("volumes[{i}]");
         if let Err(m) = crate::validate::check_dns_label(&v.name) {
@@ -99,8 +110,21 @@ pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
                 format!("duplicate volume name {:?}", v.name),
             );
         }
-        match (&v.config_file, &v.empty_dir) {
-            (Some(c), None) => {
+        match (&v.config_file, &v.empty_dir, &v.disk) {
+            (None, None, Some(d)) => {
+                if d.id.is_empty() || d.id.len() > 64 || d.id.contains(['/', '\0']) {
+                    add(
+                        format!("{path}.disk.id"),
+                        "must be a disk's name or id".into(),
+                    );
+                } else if let Some(first) = disks.insert(d.id.as_str(), i) {
+                    add(
+                        format!("{path}.disk.id"),
+                        format!("disk {:?} is already volumes[{first}]", d.id),
+                    );
+                }
+            }
+            (Some(c), None, None) => {
                 let mut seen = std::collections::HashSet::new();
                 for (j, f) in c.files.iter().enumerate() {
                     if let Err(m) = check_relative(&f.path) {
@@ -116,7 +140,7 @@ pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
                     }
                 }
             }
-            (None, Some(e)) => {
+            (None, Some(e), None) => {
                 if !matches!(e.medium.as_str(), "" | "Memory") {
                     add(
                         format!("{path}.empty_dir.medium"),
@@ -129,7 +153,10 @@ pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
                     add(format!("{path}.empty_dir.size_limit"), m);
                 }
             }
-            _ => add(path, "give exactly one of config_file and empty_dir".into()),
+            _ => add(
+                path,
+                "give exactly one of config_file, empty_dir and disk".into(),
+            ),
         }
     }
 }

@@ -18,6 +18,7 @@ use qci_spec::{
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
+mod disks;
 mod secrets;
 pub use secrets::{Sealer, SecretError};
 
@@ -31,6 +32,15 @@ pub enum StoreError {
     CacheNameTaken(String),
     #[error("image cache {0:?} not found")]
     CacheNotFound(String),
+    #[error("a disk named {0:?} already exists")]
+    DiskNameTaken(String),
+    #[error("disk {0:?} not found")]
+    DiskNotFound(String),
+    #[error("disk {disk:?} is in use by group {group:?}; delete the group first")]
+    DiskInUse { disk: String, group: String },
+    /// A group's disk volume that cannot be attached (`volume` is its index in `volumes`).
+    #[error("volumes[{volume}].disk.id: {message}")]
+    VolumeDisk { volume: usize, message: String },
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
@@ -127,6 +137,19 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX metrics_by_group ON metrics (group_id, time);",
         ),
+        M::up(
+            "CREATE TABLE disks (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            group_id TEXT,
+            UNIQUE (owner, name)
+        );
+        CREATE INDEX disks_by_group ON disks (group_id);",
+        ),
     ])
 }
 
@@ -201,7 +224,9 @@ impl Store {
             phase: GroupPhase::Pending,
             ..Default::default()
         };
-        let r = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let r = tx.execute(
             "INSERT INTO container_groups (id, owner, name, spec, status, created_at, resources)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -215,6 +240,8 @@ impl Store {
             ],
         );
         unique(r, || StoreError::NameTaken(spec.name.clone()))?;
+        disks::attach(&tx, owner, &id, spec)?;
+        tx.commit()?;
         Ok(ContainerGroup {
             id,
             name: spec.name.clone(),
@@ -346,6 +373,10 @@ impl Store {
             params![id, Utc::now().to_rfc3339()],
         )?;
         tx.execute("DELETE FROM container_groups WHERE id = ?1", params![id])?;
+        tx.execute(
+            "UPDATE disks SET group_id = NULL WHERE group_id = ?1",
+            params![id],
+        )?;
         tx.commit()?;
         Ok(())
     }

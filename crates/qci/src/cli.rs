@@ -58,6 +58,9 @@ pub enum Command {
     /// Image caches: images pulled ahead of time so groups start without downloading
     #[command(subcommand, name = "image-cache")]
     ImageCache(CacheCommand),
+    /// Disks: storage created beforehand whose data outlives the groups that use it
+    #[command(subcommand)]
+    Disk(DiskCommand),
     /// The per-container monitor (started by `qci serve`, not by hand)
     #[command(hide = true)]
     Monitor(MonitorCli),
@@ -100,6 +103,10 @@ pub struct ServeArgs {
     /// `specs: [{cpu: 0.5, memory_gib: [1, 2]}, ...]`, `prices: {core_hour: .., gib_hour: ..}`
     #[arg(long, value_name = "FILE")]
     pub spec_table: Option<PathBuf>,
+    /// Which disk types each instance type can attach, as YAML or JSON:
+    /// `{standard: [standard], performance: [standard, performance]}` (the default)
+    #[arg(long, value_name = "FILE")]
+    pub disk_compat: Option<PathBuf>,
     /// How often containers' resource use is read, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub metrics_interval: f64,
@@ -261,6 +268,40 @@ pub enum CacheCommand {
     Rm {
         /// Cache id or name
         cache: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DiskCommand {
+    /// Create a disk (prints its id)
+    Create {
+        /// The disk's name
+        #[arg(long)]
+        name: String,
+        /// Its size, e.g. 10Gi
+        #[arg(long)]
+        size: String,
+        /// Its type (standard or performance by default; the server's table decides)
+        #[arg(long = "type", default_value = "standard")]
+        disk_type: String,
+    },
+    /// List disks, with the group each is attached to
+    Ls(OutputArgs),
+    /// Show a disk
+    Get(GetArgs),
+    /// Grow a disk (online if a group uses it)
+    Resize {
+        /// Disk id or name
+        disk: String,
+        /// The new size, larger than the current one
+        #[arg(long)]
+        size: String,
+    },
+    /// Delete a disk and its data (refused while a group uses it)
+    #[command(alias = "delete")]
+    Rm {
+        /// Disk id or name
+        disk: String,
     },
 }
 

@@ -51,7 +51,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => qci_spec::SpecTable::default(),
     };
+    let disk_compat = match &args.disk_compat {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading --disk-compat {}", f.display()))?;
+            let t: qci_spec::DiskCompat = serde_yaml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("--disk-compat {}: {e}", f.display()))?;
+            t.validate()
+                .map_err(|e| anyhow::anyhow!("--disk-compat {}: {e}", f.display()))?;
+            t
+        }
+        None => qci_spec::DiskCompat::default(),
+    };
     let exe = std::env::current_exe().context("locating the qci binary")?;
+    let disk_runtime = Arc::new(
+        qci_runtime::Runtime::new(layout.clone(), exe.clone()).context("preparing the runtime")?,
+    );
+    let known: Vec<String> = store
+        .list_disks(None)
+        .context("reading disks")?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    disk_runtime.prune_disk_images(&known);
     let runtime =
         qci_runtime::Runtime::new(layout.clone(), exe).context("preparing the runtime")?;
     let secs = |v: f64, flag: &str| {
@@ -82,6 +104,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
         specs: Arc::new(specs),
+        runtime: disk_runtime,
+        disk_compat: Arc::new(disk_compat),
         latency: Default::default(),
         gauges: {
             let (c, i) = (controller.clone(), images.clone());

@@ -3,6 +3,7 @@
 mod cache;
 mod create;
 mod delete;
+mod disk;
 mod exec;
 mod image;
 mod logs;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top { group } => show::top(&client, group).await,
         Command::Image(c) => image::run(&client, c).await,
         Command::ImageCache(c) => cache::run(&client, c).await,
+        Command::Disk(c) => disk::run(&client, c).await,
         Command::Monitor(_) => unreachable!("handled before the runtime starts"),
     }
 }

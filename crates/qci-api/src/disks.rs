@@ -1,0 +1,220 @@
+//! `/v1/disks`: disks created beforehand, attached to one group at a time, whose data outlives
+//! the groups that use them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use qci_spec::{
+    DEFAULT_INSTANCE_TYPE, DEFAULT_OWNER, Disk, DiskPhase, DiskResize, DiskSpec, FieldError,
+    GroupSpec, disk_bytes, validate_disk,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{ApiError, AppState, ErrorBody};
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DiskList {
+    pub items: Vec<Disk>,
+}
+
+/// A JSON or YAML body, with the wrong field named.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+    if body.trim().is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    if body.trim_start().starts_with('{') {
+        let de = &mut serde_json::Deserializer::from_str(body);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::images::field_error(e.path().to_string(), e.inner()))
+    } else {
+        let de = serde_yaml::Deserializer::from_str(body);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::images::field_error(e.path().to_string(), e.inner()))
+    }
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> ApiError {
+    ApiError::Internal(format!("disk task: {e}"))
+}
+
+/// Creates a disk: a sparse file of the size asked, formatted ext4, Available at once.
+#[utoipa::path(post, path = "/v1/disks", tag = "disks", request_body = DiskSpec,
+    responses((status = 201, body = Disk), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_disk(
+    State(s): State<AppState>,
+    body: String,
+) -> Result<(StatusCode, Json<Disk>), ApiError> {
+    let spec: DiskSpec = parse_body(&body)?;
+    let size = validate_disk(&spec, &s.disk_compat).map_err(ApiError::Fields)?;
+    match s.store.find_disk(DEFAULT_OWNER, &spec.name) {
+        Ok(d) if d.name == spec.name => {
+            return Err(qci_store::StoreError::DiskNameTaken(spec.name).into());
+        }
+        _ => {}
+    }
+    let id = format!("d-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let rt = s.runtime.clone();
+    let made = id.clone();
+    tokio::task::spawn_blocking(move || rt.create_disk_image(&made, size))
+        .await
+        .map_err(blocking_err)?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let d = match s.store.create_disk(&id, DEFAULT_OWNER, &spec, size) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = s.runtime.remove_disk_image(&id);
+            return Err(e.into());
+        }
+    };
+    tracing::info!(disk = %d.id, name = %d.name, size, "disk created");
+    Ok((StatusCode::CREATED, Json(d)))
+}
+
+/// The disks, oldest first, with the group each is attached to.
+#[utoipa::path(get, path = "/v1/disks", tag = "disks", responses((status = 200, body = DiskList)))]
+pub async fn list_disks(State(s): State<AppState>) -> Result<Json<DiskList>, ApiError> {
+    Ok(Json(DiskList {
+        items: s
+            .store
+            .list_disks(Some(DEFAULT_OWNER))?
+            .into_iter()
+            .map(|d| noted(&s, d))
+            .collect(),
+    }))
+}
+
+/// One disk, by id or name.
+#[utoipa::path(get, path = "/v1/disks/{id}", tag = "disks",
+    params(("id" = String, Path, description = "Disk id or name")),
+    responses((status = 200, body = Disk), (status = 404, body = ErrorBody)))]
+pub async fn get_disk(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Disk>, ApiError> {
+    Ok(Json(noted(&s, s.store.find_disk(DEFAULT_OWNER, &id)?)))
+}
+
+/// The disk with what the machine has to say about it.
+fn noted(s: &AppState, mut d: Disk) -> Disk {
+    d.message = s.runtime.disk_note(&d.id);
+    d
+}
+
+/// Deletes a disk and its data. A disk attached to a group is refused (409).
+#[utoipa::path(delete, path = "/v1/disks/{id}", tag = "disks",
+    params(("id" = String, Path, description = "Disk id or name")),
+    responses((status = 200, body = Disk), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_disk(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Disk>, ApiError> {
+    let d = s.store.find_disk(DEFAULT_OWNER, &id)?;
+    if d.phase == DiskPhase::InUse {
+        return Err(qci_store::StoreError::DiskInUse {
+            disk: d.name,
+            group: d.group_name.unwrap_or_default(),
+        }
+        .into());
+    }
+    // The image first: it is refused while still mounted (a group's delete not yet done).
+    s.runtime
+        .remove_disk_image(&d.id)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    s.store.remove_disk(&d.id)?;
+    tracing::info!(disk = %d.id, "disk deleted");
+    Ok(Json(d))
+}
+
+/// Grows a disk (never shrinks it). A disk in use grows online: the group's containers see
+/// the new size at once, without a restart.
+#[utoipa::path(post, path = "/v1/disks/{id}/resize", tag = "disks", request_body = DiskResize,
+    params(("id" = String, Path, description = "Disk id or name")),
+    responses((status = 200, body = Disk), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn resize_disk(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Json<Disk>, ApiError> {
+    let req: DiskResize = parse_body(&body)?;
+    let d = s.store.find_disk(DEFAULT_OWNER, &id)?;
+    let size =
+        disk_bytes(&req.size).map_err(|m| ApiError::Fields(vec![FieldError::new("size", m)]))?;
+    if size <= d.size {
+        return Err(ApiError::Fields(vec![FieldError::new(
+            "size",
+            format!(
+                "disks only grow: {} ({size} bytes) is not more than the current {} bytes",
+                req.size.0, d.size
+            ),
+        )]));
+    }
+    let rt = s.runtime.clone();
+    let disk_id = d.id.clone();
+    tokio::task::spawn_blocking(move || rt.grow_disk(&disk_id, size))
+        .await
+        .map_err(blocking_err)?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    s.store.set_disk_size(&d.id, size)?;
+    tracing::info!(disk = %d.id, size, "disk grown");
+    Ok(Json(noted(&s, s.store.find_disk(DEFAULT_OWNER, &d.id)?)))
+}
+
+/// Checks a group's disk volumes before it is stored: each disk exists, and its type fits the
+/// group's instance type. (Whether a disk is free is decided when the group is stored, in the
+/// same transaction that attaches it.)
+pub(crate) fn check_group_disks(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
+    let instance = spec
+        .instance_type
+        .as_deref()
+        .unwrap_or(DEFAULT_INSTANCE_TYPE);
+    let mut errs = Vec::new();
+    if !s.disk_compat.0.contains_key(instance) {
+        errs.push(FieldError::new(
+            "instance_type",
+            format!(
+                "unknown instance type {instance:?}; this server offers {}",
+                s.disk_compat.instance_types().join(", ")
+            ),
+        ));
+        return Err(ApiError::Fields(errs));
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let Some(dv) = &v.disk else { continue };
+        let field = format!("volumes[{i}].disk.id");
+        match s.store.find_disk(DEFAULT_OWNER, &dv.id) {
+            Ok(d) => {
+                if let Err(m) = s.disk_compat.check(instance, &d.disk_type) {
+                    errs.push(FieldError::new(field, format!("disk {:?}: {m}", d.name)));
+                }
+            }
+            Err(qci_store::StoreError::DiskNotFound(_)) => {
+                errs.push(FieldError::new(field, format!("no disk {:?}", dv.id)))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Fields(errs))
+    }
+}
+
+/// An update keeps the group's disks as they are: attaching and detaching happen with the
+/// group's create and delete.
+pub(crate) fn check_disks_unchanged(old: &GroupSpec, new: &GroupSpec) -> Result<(), ApiError> {
+    let disks = |s: &GroupSpec| -> Vec<(String, String)> {
+        s.volumes
+            .iter()
+            .filter_map(|v| Some((v.name.clone(), v.disk.as_ref()?.id.clone())))
+            .collect()
+    };
+    if disks(old) != disks(new) {
+        return Err(ApiError::Fields(vec![FieldError::new(
+            "volumes",
+            "an update cannot add, remove or change disk volumes (a disk is attached when its group is created and detached when it is deleted); create a new group instead",
+        )]));
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Disks and their attachment to groups. A disk row's `group_id` is the attachment: set in the
+//! same transaction that creates the group (so two groups can never both get a disk) and
+//! cleared in the one that removes it, after the controller has unmounted the disk.
+
+use chrono::{DateTime, Utc};
+use qci_spec::{Disk, DiskPhase, DiskSpec, GroupSpec};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Result, Store, StoreError, unique};
+
+const DISK_COLUMNS: &str =
+    "d.id, d.owner, d.name, d.size, d.type, d.created_at, d.group_id, g.name";
+
+fn read_disk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Disk> {
+    let created: String = r.get(5)?;
+    let group_id: Option<String> = r.get(6)?;
+    Ok(Disk {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        size: r.get::<_, i64>(3)?.max(0) as u64,
+        disk_type: r.get(4)?,
+        created_at: DateTime::parse_from_rfc3339(&created)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+        phase: if group_id.is_some() {
+            DiskPhase::InUse
+        } else {
+            DiskPhase::Available
+        },
+        group_id,
+        group_name: r.get(7)?,
+        message: None,
+    })
+}
+
+fn find(conn: &Connection, owner: &str, id_or_name: &str) -> Result<Disk> {
+    conn.query_row(
+        &format!(
+            "SELECT {DISK_COLUMNS} FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id
+             WHERE d.owner = ?1 AND (d.id = ?2 OR d.name = ?2) ORDER BY d.id = ?2 DESC LIMIT 1"
+        ),
+        params![owner, id_or_name],
+        read_disk_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::DiskNotFound(id_or_name.to_string()))
+}
+
+/// Attaches the spec's disks to group `group_id`, inside the caller's transaction. A disk
+/// already attached to another group, or named twice, refuses the whole create.
+pub(crate) fn attach(
+    conn: &Connection,
+    owner: &str,
+    group_id: &str,
+    spec: &GroupSpec,
+) -> Result<()> {
+    let mut taken: Vec<(String, usize)> = Vec::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let Some(d) = &v.disk else { continue };
+        let disk = find(conn, owner, &d.id).map_err(|e| match e {
+            StoreError::DiskNotFound(_) => StoreError::VolumeDisk {
+                volume: i,
+                message: format!("no disk {:?}", d.id),
+            },
+            e => e,
+        })?;
+        if let Some((_, first)) = taken.iter().find(|(id, _)| *id == disk.id) {
+            return Err(StoreError::VolumeDisk {
+                volume: i,
+                message: format!("disk {:?} is already volumes[{first}]", d.id),
+            });
+        }
+        match &disk.group_id {
+            Some(g) if g != group_id => {
+                return Err(StoreError::VolumeDisk {
+                    volume: i,
+                    message: format!(
+                        "disk {:?} ({}) is in use by group {:?}; a disk is attached to one group at a time",
+                        disk.name,
+                        disk.id,
+                        disk.group_name.as_deref().unwrap_or(g)
+                    ),
+                });
+            }
+            _ => {}
+        }
+        conn.execute(
+            "UPDATE disks SET group_id = ?2 WHERE id = ?1",
+            params![disk.id, group_id],
+        )?;
+        taken.push((disk.id, i));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Records a new disk (its image already made by the runtime under `id`).
+    pub fn create_disk(&self, id: &str, owner: &str, spec: &DiskSpec, size: u64) -> Result<Disk> {
+        let now = Utc::now();
+        let r = self.conn().execute(
+            "INSERT INTO disks (id, owner, name, size, type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, owner, spec.name, size as i64, spec.disk_type, now.to_rfc3339()],
+        );
+        unique(r, || StoreError::DiskNameTaken(spec.name.clone()))?;
+        self.find_disk(owner, id)
+    }
+
+    /// An owner's disk by id, or else by name.
+    pub fn find_disk(&self, owner: &str, id_or_name: &str) -> Result<Disk> {
+        find(&self.conn(), owner, id_or_name)
+    }
+
+    /// An owner's disks (every owner's with `None`), oldest first.
+    pub fn list_disks(&self, owner: Option<&str>) -> Result<Vec<Disk>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {DISK_COLUMNS} FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id
+             WHERE ?1 IS NULL OR d.owner = ?1 ORDER BY d.created_at, d.id"
+        ))?;
+        let rows = st.query_map(params![owner], read_disk_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The disks attached to a group.
+    pub fn disks_of_group(&self, group_id: &str) -> Result<Vec<Disk>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {DISK_COLUMNS} FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id
+             WHERE d.group_id = ?1 ORDER BY d.id"
+        ))?;
+        let rows = st.query_map(params![group_id], read_disk_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Records a disk's new, larger size.
+    pub fn set_disk_size(&self, id: &str, size: u64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE disks SET size = ?2 WHERE id = ?1 AND size <= ?2",
+            params![id, size as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an Available disk's row; a disk in use is refused.
+    pub fn remove_disk(&self, id: &str) -> Result<()> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM disks WHERE id = ?1 AND group_id IS NULL",
+            params![id],
+        )?;
+        if n == 0 {
+            let d: Option<Option<String>> = conn
+                .query_row(
+                    "SELECT g.name FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id WHERE d.id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            return Err(match d {
+                None => StoreError::DiskNotFound(id.to_string()),
+                Some(g) => StoreError::DiskInUse {
+                    disk: id.to_string(),
+                    group: g.unwrap_or_default(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_disk(name: &str, disk: &str) -> GroupSpec {
+        qci_spec::parse_spec(&format!(
+            "name: {name}\nvolumes: [{{name: d, disk: {{id: {disk}}}}}]\ncontainers:\n  - {{name: a, image: bb}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_disk_is_attached_to_one_group_at_a_time() {
+        let s = Store::open_in_memory().unwrap();
+        let spec = DiskSpec {
+            name: "data".into(),
+            size: qci_spec::Quantity("1Gi".into()),
+            disk_type: "standard".into(),
+        };
+        let d = s.create_disk("d-1", "o", &spec, 1 << 30).unwrap();
+        assert_eq!(d.phase, DiskPhase::Available);
+        assert!(matches!(
+            s.create_disk("d-2", "o", &spec, 1 << 30),
+            Err(StoreError::DiskNameTaken(_))
+        ));
+        let g1 = s.create_group("o", &with_disk("g1", "data")).unwrap();
+        let d = s.find_disk("o", "d-1").unwrap();
+        assert_eq!(d.phase, DiskPhase::InUse);
+        assert_eq!(d.group_name.as_deref(), Some("g1"));
+        // A second group is refused, and nothing of it is stored.
+        let e = s.create_group("o", &with_disk("g2", "d-1")).unwrap_err();
+        assert!(e.to_string().contains("in use by group \"g1\""), "{e}");
+        assert!(matches!(
+            s.find_group("o", "g2"),
+            Err(StoreError::NotFound(_))
+        ));
+        // Another owner cannot see it at all.
+        let e = s.create_group("p", &with_disk("g3", "data")).unwrap_err();
+        assert!(e.to_string().contains("no disk"), "{e}");
+        assert!(matches!(
+            s.remove_disk("d-1"),
+            Err(StoreError::DiskInUse { .. })
+        ));
+        s.remove_group(&g1.id).unwrap();
+        assert_eq!(
+            s.find_disk("o", "data").unwrap().phase,
+            DiskPhase::Available
+        );
+        s.create_group("o", &with_disk("g2", "d-1")).unwrap();
+        assert_eq!(
+            s.disks_of_group(&s.find_group("o", "g2").unwrap().id)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
