@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use qci_image::{Credentials, PulledImage};
-use qci_runtime::{ExitRecord, Observed, StartRequest};
+use qci_runtime::{ExitRecord, Observed, StartRequest, VolumeMountRequest};
 use qci_spec::{
     ContainerGroup, ContainerSpec, ContainerState, ContainerStatus, EventType, GroupPhase,
     GroupStatus, Health, LastState, PullPolicy, RestartPolicy,
@@ -592,11 +592,7 @@ impl Controller {
             &g.name,
             g.spec.shm_size.is_some(),
             self.config.default_pids_limit,
-        )
-        .and_then(|mut config| {
-            config.mounts = self.volume_mounts(g, c)?;
-            Ok(config)
-        });
+        );
         let started = match config {
             Err(msg) => {
                 let _ = self.runtime.record_start_failure(&g.id, name, &msg).await;
@@ -613,6 +609,7 @@ impl Controller {
                         .collect(),
                     config,
                     fingerprint: fingerprint(g, c),
+                    volume_mounts: Self::volume_mounts(g, c),
                 };
                 self.runtime.start(&req).await.map_err(|e| e.to_string())
             }
@@ -676,32 +673,20 @@ impl Controller {
             .collect())
     }
 
-    /// Where the container's volume mounts come from on this machine.
-    fn volume_mounts(
-        &self,
-        g: &ContainerGroup,
-        c: &ContainerSpec,
-    ) -> Result<Vec<(std::path::PathBuf, String, bool)>, String> {
+    /// The group's volumes the container mounts, as the runtime binds them.
+    fn volume_mounts(g: &ContainerGroup, c: &ContainerSpec) -> Vec<VolumeMountRequest> {
         c.volume_mounts
             .iter()
-            .map(|m| {
-                let v = g
-                    .spec
-                    .volumes
-                    .iter()
-                    .find(|v| v.name == m.name)
-                    .ok_or_else(|| format!("no volume {:?}", m.name))?;
-                let source = self.runtime.volume_source(
-                    &g.id,
-                    &m.name,
-                    m.sub_path.as_deref(),
-                    v.empty_dir.is_some() || v.disk.is_some(),
-                )?;
-                Ok((
-                    source,
-                    m.mount_path.clone(),
-                    m.read_only.unwrap_or(v.config_file.is_some()),
-                ))
+            .filter_map(|m| {
+                // Validation guarantees the volume exists.
+                let v = g.spec.volumes.iter().find(|v| v.name == m.name)?;
+                Some(VolumeMountRequest {
+                    volume: m.name.clone(),
+                    sub_path: m.sub_path.clone(),
+                    create: v.empty_dir.is_some() || v.disk.is_some(),
+                    dest: m.mount_path.clone(),
+                    read_only: m.read_only.unwrap_or(v.config_file.is_some()),
+                })
             })
             .collect()
     }

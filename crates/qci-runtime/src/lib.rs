@@ -30,5 +30,5 @@ pub use layout::Layout;
 pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
 pub use probe::ProbeOutcome;
 pub use runc::{Runc, RuncError, RuncStatus};
-pub use runtime::{Observed, Runtime, RuntimeError, StartRequest};
+pub use runtime::{Observed, Runtime, RuntimeError, StartRequest, VolumeMountRequest};
 pub use stats::Stats;

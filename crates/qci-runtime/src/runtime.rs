@@ -56,6 +56,19 @@ pub struct StartRequest {
     pub config: ContainerConfig,
     /// What the container was made from (recorded; a different one later means it is out of date).
     pub fingerprint: String,
+    /// The group's volumes it mounts (resolved and bound safely at start).
+    pub volume_mounts: Vec<VolumeMountRequest>,
+}
+
+/// A volume of the group mounted into a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeMountRequest {
+    pub volume: String,
+    pub sub_path: Option<String>,
+    /// Create a missing sub_path (disks and empty dirs).
+    pub create: bool,
+    pub dest: String,
+    pub read_only: bool,
 }
 
 #[derive(Clone)]
@@ -162,10 +175,18 @@ impl Runtime {
             .map_err(io("recording layers"))?;
         mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)
             .map_err(io("root filesystem"))?;
+        let mut config = req.config.clone();
+        for (i, m) in req.volume_mounts.iter().enumerate() {
+            let stage = dir.join("volumes").join(i.to_string());
+            let source = self
+                .stage_volume_mount(&req.group_id, m, &stage)
+                .map_err(RuntimeError::Start)?;
+            config.mounts.push((source, m.dest.clone(), m.read_only));
+        }
         let sandbox_dir = self.layout.sandbox_dir(&req.group_id);
         let cgroup = self.container_cgroup(&req.group_id, &req.name);
         let spec = build_spec(
-            &req.config,
+            &config,
             &rootfs,
             SandboxPaths { dir: &sandbox_dir },
             &cgroup,
@@ -306,6 +327,13 @@ impl Runtime {
         if dir.exists() {
             for m in mounts::mounts_under(&dir).into_iter().rev() {
                 mounts::unmount_if_mounted(&m).map_err(io("unmounting"))?;
+            }
+            // Never delete through a mount (a volume's files, a disk's data).
+            if let Some(m) = mounts::mounts_under(&dir).first() {
+                return Err(RuntimeError::Io {
+                    context: format!("removing {}", dir.display()),
+                    source: std::io::Error::other(format!("{} is still mounted", m.display())),
+                });
             }
             std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
         }

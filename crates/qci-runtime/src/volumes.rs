@@ -3,12 +3,17 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use std::os::fd::AsRawFd;
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::mount::{MsFlags, mount};
+use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
 use qci_spec::Volume;
 use sha2::{Digest, Sha256};
 
 use crate::mounts::{is_mounted, mounts_under, unmount_strict};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, VolumeMountRequest};
 
 const MARK: &str = ".qci-volume";
 /// The link to a config-file volume's current version.
@@ -148,44 +153,96 @@ impl Runtime {
         Ok(())
     }
 
-    /// The host path a mount binds: the volume, or `sub_path` inside it. No part of the path may
-    /// be a symlink (a container could have made one that leads out of the volume); a missing
-    /// sub_path of an empty dir is created.
-    pub fn volume_source(
+    /// The host path a container's volume mount binds. Without `sub_path`, the volume itself
+    /// (a directory qci made). With one, the path is opened one component at a time relative
+    /// to the last, refusing any symlink (a container may have planted one to lead out of the
+    /// volume) and creating missing directories when `create`; the opened file is then bound
+    /// from its descriptor onto `stage`, a path only qci writes, so nothing a container does
+    /// after the check can change what is mounted (the subPath race, CVE-2017-1002101).
+    pub(crate) fn stage_volume_mount(
         &self,
         group_id: &str,
-        name: &str,
-        sub_path: Option<&str>,
-        create: bool,
+        m: &VolumeMountRequest,
+        stage: &Path,
     ) -> Result<PathBuf, String> {
-        let root = self.volume_dir(group_id, name);
-        let Some(sub) = sub_path else { return Ok(root) };
-        // A config-file volume's files are in the version `..data` names: a sub_path binds
-        // that version's file (it does not follow later updates, as in Kubernetes).
-        let base = match std::fs::read_link(root.join(DATA_LINK)) {
-            Ok(t) if is_version_name(&t) => root.join(t),
-            _ => root.clone(),
+        let root = self.volume_dir(group_id, &m.volume);
+        let Some(sub) = &m.sub_path else {
+            return match std::fs::symlink_metadata(&root) {
+                Ok(md) if md.is_dir() => Ok(root),
+                _ => Err(format!("volume {:?} is not ready", m.volume)),
+            };
         };
-        let mut cur = base;
-        for c in Path::new(sub).components() {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut cur = openat(AT_FDCWD, &root, flags | OFlag::O_DIRECTORY, Mode::empty())
+            .map_err(|e| format!("volume {:?}: {e}", m.volume))?;
+        // A config-file volume's files are in the version `..data` names: a sub_path binds that
+        // version's file (it does not follow later updates, as in Kubernetes).
+        if let Ok(t) = std::fs::read_link(root.join(DATA_LINK))
+            && is_version_name(&t)
+        {
+            cur = openat(&cur, &t, flags | OFlag::O_DIRECTORY, Mode::empty())
+                .map_err(|e| format!("volume {:?}: {e}", m.volume))?;
+        }
+        let parts: Vec<_> = Path::new(sub).components().collect();
+        for (i, c) in parts.iter().enumerate() {
             let Component::Normal(part) = c else {
                 return Err(format!("sub_path {sub:?} must be relative, without '..'"));
             };
-            cur.push(part);
-            match std::fs::symlink_metadata(&cur) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(format!(
-                        "sub_path {sub:?} goes through a symlink ({}), which could lead out of the volume",
-                        cur.display()
-                    ));
+            let next = match openat(&cur, *part, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if m.create => {
+                    match mkdirat(&cur, *part, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(format!("creating sub_path {sub:?}: {e}")),
+                    }
+                    openat(&cur, *part, flags, Mode::empty())
+                        .map_err(|e| format!("sub_path {sub:?}: {e}"))?
                 }
-                Ok(_) => {}
-                Err(_) if create => std::fs::create_dir(&cur)
-                    .map_err(|e| format!("creating sub_path {sub:?}: {e}"))?,
-                Err(_) => return Err(format!("sub_path {sub:?} is not in volume {name:?}")),
+                Err(Errno::ENOENT) => {
+                    return Err(format!("sub_path {sub:?} is not in volume {:?}", m.volume));
+                }
+                Err(e) => return Err(format!("sub_path {sub:?}: {e}")),
+            };
+            let st = fstat(&next).map_err(|e| format!("sub_path {sub:?}: {e}"))?;
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFLNK {
+                return Err(format!(
+                    "sub_path {sub:?} goes through a symlink ({}), which could lead out of the volume",
+                    Path::new(sub)
+                        .iter()
+                        .take(i + 1)
+                        .collect::<PathBuf>()
+                        .display()
+                ));
             }
+            if i + 1 < parts.len() && kind != SFlag::S_IFDIR {
+                return Err(format!("sub_path {sub:?}: {part:?} is not a directory"));
+            }
+            cur = next;
         }
-        Ok(cur)
+        // The stage takes the shape of what it binds.
+        let is_dir = fstat(&cur).is_ok_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+        });
+        let made = if is_dir {
+            std::fs::create_dir_all(stage)
+        } else {
+            stage
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(stage).map(drop))
+        };
+        made.map_err(|e| format!("preparing {}: {e}", stage.display()))?;
+        let from = PathBuf::from(format!("/proc/self/fd/{}", cur.as_raw_fd()));
+        mount(
+            Some(&from),
+            stage,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("binding sub_path {sub:?}: {e}"))?;
+        Ok(stage.to_path_buf())
     }
 
     /// Unmounts and removes the group's volumes. Disks are unmounted for real (not lazily), so

@@ -25,10 +25,12 @@ fn loops_of(image: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Mount points whose source is one of `devs`.
+/// Mounts of the whole filesystem of one of `devs` (binds of a sub_path inside it are not
+/// mounts of the disk, only views of it).
 fn mounts_of(devs: &[PathBuf]) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines()
+        .filter(|l| l.split(' ').nth(3) == Some("/"))
         .filter(|l| {
             l.split_once(" - ")
                 .and_then(|(_, post)| post.split(' ').nth(1))
