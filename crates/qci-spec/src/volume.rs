@@ -74,6 +74,9 @@ pub struct VolumeMount {
     pub read_only: Option<bool>,
 }
 
+/// Most bytes a config-file volume's files hold together (as Kubernetes limits a ConfigMap).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// The mode of a config file: octal, at most 0777.
 pub fn parse_mode(mode: Option<&str>) -> Result<u32, String> {
     match mode {
@@ -126,13 +129,37 @@ pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
             }
             (Some(c), None, None) => {
                 let mut seen = std::collections::HashSet::new();
+                let total: usize = c.files.iter().map(|f| f.content.len()).sum();
+                if total > MAX_CONFIG_BYTES {
+                    add(
+                        format!("{path}.config_file"),
+                        format!(
+                            "the files hold {total} bytes; a config-file volume holds at most 1 MiB (use a disk for more)"
+                        ),
+                    );
+                }
                 for (j, f) in c.files.iter().enumerate() {
+                    let field = format!("{path}.config_file.files[{j}].path");
                     if let Err(m) = check_relative(&f.path) {
-                        add(format!("{path}.config_file.files[{j}].path"), m);
-                    } else if !seen.insert(f.path.as_str()) {
+                        add(field, m);
+                    } else if f.path.split('/').any(|c| c.starts_with("..")) {
                         add(
-                            format!("{path}.config_file.files[{j}].path"),
-                            format!("{:?} is listed twice", f.path),
+                            field,
+                            "no part may start with '..' (qci keeps its own entries there)".into(),
+                        );
+                    } else if !seen.insert(f.path.as_str()) {
+                        add(field, format!("{:?} is listed twice", f.path));
+                    } else if let Some(other) = c.files.iter().find(|o| {
+                        o.path.len() > f.path.len()
+                            && o.path.starts_with(f.path.as_str())
+                            && o.path.as_bytes()[f.path.len()] == b'/'
+                    }) {
+                        add(
+                            field,
+                            format!(
+                                "{:?} is a file, but {:?} needs it to be a directory",
+                                f.path, other.path
+                            ),
                         );
                     }
                     if let Err(m) = parse_mode(f.mode.as_deref()) {
@@ -196,5 +223,63 @@ pub(crate) fn check_mounts(
         {
             add(format!("{p}.sub_path"), msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_spec;
+
+    fn fields(yaml: &str) -> Vec<String> {
+        match parse_spec(yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.fields().into_iter().map(|f| f.field).collect(),
+        }
+    }
+
+    #[test]
+    fn config_file_paths_cannot_clash_with_qci_or_each_other() {
+        let spec = |files: &str| {
+            format!(
+                "name: g\nvolumes: [{{name: c, config_file: {{files: [{files}]}}}}]\ncontainers: [{{name: a, image: bb}}]\n"
+            )
+        };
+        assert!(fields(&spec("{path: a/b.conf, content: x}, {path: c, content: y}")).is_empty());
+        for bad in [
+            "{path: ..data, content: x}",
+            "{path: dir/..x, content: x}",
+            "{path: a, content: x}, {path: a/b, content: y}",
+            "{path: a, content: x}, {path: a, content: y}",
+            "{path: /etc/x, content: x}",
+        ] {
+            let f = fields(&spec(bad));
+            assert!(
+                f.iter()
+                    .any(|f| f.starts_with("volumes[0].config_file.files[")),
+                "{bad}: {f:?}"
+            );
+        }
+        let big = format!("{{path: big, content: '{}'}}", "x".repeat((1 << 20) + 1));
+        assert_eq!(fields(&spec(&big)), vec!["volumes[0].config_file"]);
+    }
+
+    #[test]
+    fn a_volume_is_exactly_one_kind_and_a_disk_is_named_once() {
+        let spec = |vols: &str| {
+            format!("name: g\nvolumes: [{vols}]\ncontainers: [{{name: a, image: bb}}]\n")
+        };
+        assert_eq!(
+            fields(&spec("{name: v, empty_dir: {}, disk: {id: d}}")),
+            vec!["volumes[0]"]
+        );
+        assert_eq!(fields(&spec("{name: v}")), vec!["volumes[0]"]);
+        assert_eq!(
+            fields(&spec("{name: v, disk: {id: d}}, {name: w, disk: {id: d}}")),
+            vec!["volumes[1].disk.id"]
+        );
+        assert_eq!(
+            fields(&spec("{name: v, disk: {id: 'a/b'}}")),
+            vec!["volumes[0].disk.id"]
+        );
     }
 }
