@@ -358,6 +358,8 @@ impl Controller {
             observed_restart_generation: prev.observed_restart_generation,
             health: Health::Checking,
             retry_at: None,
+            ip: prev.ip.clone(),
+            eip: prev.eip.clone(),
         };
         let status = GroupStatus {
             health: crate::health::health_of(status.phase, &status.containers),
@@ -736,6 +738,8 @@ impl Controller {
             observed_restart_generation: g.status.observed_restart_generation,
             health: g.status.health,
             retry_at,
+            ip: g.status.ip.clone(),
+            eip: g.status.eip.clone(),
         };
         if g.status.retry_at.is_some_and(|at| at > now) {
             return Ok(Some(false));
@@ -827,6 +831,8 @@ impl Controller {
             observed_restart_generation: g.restart_generation,
             health: Health::Checking,
             retry_at: None,
+            ip: status.ip.clone(),
+            eip: status.eip.clone(),
         };
         self.store.set_status(&g.id, &status)?;
         Ok(())

@@ -56,6 +56,9 @@ pub struct GroupSpec {
     /// decides which disk types the group can attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// The group's network: the basic network by default, a VPC, or none; an EIP; a firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::NetworkSpec>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.

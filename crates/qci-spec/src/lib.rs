@@ -8,6 +8,7 @@ mod disk;
 mod group;
 mod image;
 mod image_cache;
+mod network;
 mod parse;
 mod probe;
 mod quantity;
@@ -29,6 +30,11 @@ pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
 pub use image_cache::{
     CachePhase, CachedImage, ImageCache, ImageCacheSpec, ImageCacheStatus, MAX_CACHE_IMAGES,
     validate_image_cache,
+};
+pub use network::{
+    AUTO_EIP, Direction, Eip, EipBind, EipBinding, EipSpec, Firewall, FirewallRule, FirewallSpec,
+    MAX_FIREWALL_RULES, NetworkMode, NetworkSpec, RuleAction, RuleProtocol, Vpc, VpcSpec, gateway,
+    group_addresses, parse_cidr, validate_firewall, validate_vpc,
 };
 pub use parse::{SpecError, parse_spec};
 pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};

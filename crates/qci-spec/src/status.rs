@@ -58,6 +58,12 @@ pub struct GroupStatus {
     /// When a blocked update is tried again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
+    /// The group's private address (its containers share it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The EIP the group is published on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -94,6 +94,9 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
         e.add("instance_type", m);
     }
     crate::volume::check_volumes(&spec.volumes, &mut e.0);
+    if let Some(n) = &spec.network {
+        crate::network::check_network(n, &mut e.0);
+    }
     for (list, containers) in [
         ("init_containers", &spec.init_containers),
         ("containers", &spec.containers),

@@ -19,7 +19,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 mod disks;
+mod networks;
 mod secrets;
+pub use networks::{BASIC_NETWORK, GroupNetwork, NetConfig, NetworkRecord};
 pub use secrets::{Sealer, SecretError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,15 @@ pub enum StoreError {
     /// A group's disk volume that cannot be attached (`volume` is its index in `volumes`).
     #[error("volumes[{volume}].disk.id: {message}")]
     VolumeDisk { volume: usize, message: String },
+    /// A group's network that cannot be set up as asked (`field` is its path in the spec).
+    #[error("{field}: {message}")]
+    Network { field: String, message: String },
+    #[error("a {0} named {1:?} already exists")]
+    Taken(&'static str, String),
+    #[error("{0} {1:?} not found")]
+    Missing(&'static str, String),
+    #[error("{0}")]
+    InUse(String),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
@@ -150,6 +161,44 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX disks_by_group ON disks (group_id);",
         ),
+        M::up(
+            "CREATE TABLE firewalls (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            rules TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE eips (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            address TEXT NOT NULL UNIQUE,
+            auto INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE vpcs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            cidr TEXT NOT NULL,
+            firewall TEXT,
+            eip TEXT UNIQUE,
+            slot INTEGER NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE group_networks (
+            group_id TEXT PRIMARY KEY,
+            network TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            eip TEXT UNIQUE,
+            firewall TEXT,
+            UNIQUE (network, ip)
+        );",
+        ),
     ])
 }
 
@@ -158,6 +207,7 @@ fn migrations() -> Migrations<'static> {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     sealer: Arc<Sealer>,
+    net: networks::SharedNetConfig,
 }
 
 impl Store {
@@ -173,6 +223,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(sealer),
+            net: Default::default(),
         })
     }
 
@@ -183,6 +234,7 @@ impl Store {
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(Sealer::ephemeral()?),
+            net: Default::default(),
         })
     }
 
@@ -241,6 +293,7 @@ impl Store {
         );
         unique(r, || StoreError::NameTaken(spec.name.clone()))?;
         disks::attach(&tx, owner, &id, spec)?;
+        networks::attach(&tx, &self.net_config(), owner, &id, spec)?;
         tx.commit()?;
         Ok(ContainerGroup {
             id,
@@ -377,6 +430,7 @@ impl Store {
             "UPDATE disks SET group_id = NULL WHERE group_id = ?1",
             params![id],
         )?;
+        networks::detach(&tx, id)?;
         tx.commit()?;
         Ok(())
     }

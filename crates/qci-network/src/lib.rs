@@ -1,0 +1,442 @@
+//! Group networking. Every network (the basic one, each VPC) is a router: a network namespace
+//! of its own holding a bridge (`br0`, with the gateway address) that the network's groups
+//! plug into, and an uplink veth to the host (`up0` inside, `qn…` on the host) with a /31 of
+//! the transit block. Networks never share a routing table, so VPC blocks may overlap and VPCs
+//! cannot reach each other. Traffic leaves only through an EIP:
+//!
+//! - a group's EIP: the host maps EIP ↔ the group's alias (a transit address) and the router
+//!   maps the alias ↔ the group's address, so published ports reach the group with the
+//!   client's address intact, and the group's own traffic leaves as the EIP;
+//! - a VPC's EIP: the router sends everything else out as its uplink address, which the host
+//!   maps to the EIP.
+//!
+//! Firewalls are nftables tables inside each group's namespace. Links, addresses and routes
+//! are made over netlink (rtnetlink), rules with one `nft -f` per table, each a whole-table
+//! replacement in one transaction. All of it sits behind [`NetworkDriver`], so another way of
+//! networking (CNI plugins) can be put beside it.
+
+pub mod link;
+pub mod netns;
+pub mod nft;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ipnet::Ipv4Net;
+use qci_spec::FirewallRule;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{0}")]
+    Io(String),
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("nftables: {0}")]
+    Nft(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// How this server's networking is set up.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Where routers' namespaces are pinned (`<data>/run/networks`).
+    pub run_dir: PathBuf,
+    /// The namespace qci treats as the host's network (uplinks, EIPs, NAT); None: its own.
+    pub host_ns: Option<PathBuf>,
+    /// Uplink /31s come from the first half, group aliases from the second.
+    pub transit: Ipv4Net,
+    pub eip_pool: Vec<Ipv4Addr>,
+    /// The host interface EIP addresses are put on (None: the operator routes them here).
+    pub eip_interface: Option<String>,
+    /// Four hex digits naming this instance in host link and table names.
+    pub instance: String,
+}
+
+/// A network to have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkPlan {
+    pub id: String,
+    pub cidr: Ipv4Net,
+    pub slot: u32,
+    /// The VPC's EIP (outbound for all its groups).
+    pub eip: Option<Ipv4Addr>,
+}
+
+/// A group's place in its network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPlan {
+    pub group_id: String,
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub eip: Option<Ipv4Addr>,
+    /// Declared ports, published on the EIP.
+    pub tcp: Vec<u16>,
+    pub udp: Vec<u16>,
+    /// The rules of its firewalls (the group's and its VPC's); None: no firewall.
+    pub firewall: Option<Vec<FirewallRule>>,
+}
+
+/// A way of networking groups.
+pub trait NetworkDriver: Send + Sync {
+    /// Brings every network, and the host's and the routers' rules, in line with the plan;
+    /// networks not in it are removed.
+    fn sync(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError>;
+    /// Connects a group's network namespace (pinned at `netns`) to its network.
+    fn attach(&self, net: &NetworkPlan, g: &GroupPlan, netns: &Path) -> Result<(), NetError>;
+    /// Loads the group's firewall into its namespace.
+    fn firewall(&self, g: &GroupPlan, netns: &Path) -> Result<(), NetError>;
+    /// Disconnects a group from its network.
+    fn detach(&self, network: &str, group_id: &str) -> Result<(), NetError>;
+}
+
+fn short_hash(s: &str, n: usize) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))[..n].to_string()
+}
+
+fn hash_of(s: &str) -> String {
+    short_hash(s, 32)
+}
+
+/// The default driver: routers, bridges and veths in namespaces, nftables.
+pub struct BridgeDriver {
+    cfg: NetConfig,
+    /// What was last loaded, by table: hashes of the rulesets.
+    applied: Mutex<HashMap<String, String>>,
+}
+
+impl BridgeDriver {
+    pub fn new(cfg: NetConfig) -> Result<BridgeDriver, NetError> {
+        if cfg.transit.prefix_len() > 22 {
+            return Err(NetError::Config(format!(
+                "the transit block {} is too small (at most /22)",
+                cfg.transit
+            )));
+        }
+        std::fs::create_dir_all(&cfg.run_dir)
+            .map_err(|e| NetError::Io(format!("creating {}: {e}", cfg.run_dir.display())))?;
+        Ok(BridgeDriver {
+            cfg,
+            applied: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn half(&self) -> u32 {
+        1 << (31 - self.cfg.transit.prefix_len())
+    }
+
+    /// The host's and the router's ends of a network's uplink.
+    pub fn uplink(&self, slot: u32) -> (Ipv4Addr, Ipv4Addr) {
+        let base = u32::from(self.cfg.transit.network());
+        let host = base + 2 * (slot % (self.half() / 2));
+        (Ipv4Addr::from(host), Ipv4Addr::from(host + 1))
+    }
+
+    /// A published group's transit address, by its EIP's place in the pool.
+    pub fn alias(&self, eip: Ipv4Addr) -> Option<Ipv4Addr> {
+        let i = self.cfg.eip_pool.iter().position(|a| *a == eip)? as u32;
+        (i < self.half())
+            .then(|| Ipv4Addr::from(u32::from(self.cfg.transit.network()) + self.half() + i))
+    }
+
+    fn links_prefix(&self) -> String {
+        format!("qn{}", self.cfg.instance)
+    }
+
+    fn host_link(&self, net: &str) -> String {
+        format!("{}{}", self.links_prefix(), short_hash(net, 6))
+    }
+
+    fn router_ns(&self, net: &str) -> PathBuf {
+        self.cfg.run_dir.join(net).join("net")
+    }
+
+    fn host_ns(&self) -> Option<&Path> {
+        self.cfg.host_ns.as_deref()
+    }
+
+    /// The router's generation: changes whenever it is made again, so groups re-attach.
+    fn generation(&self, net: &str) -> Option<String> {
+        std::fs::read_to_string(self.cfg.run_dir.join(net).join("ready")).ok()
+    }
+
+    fn ensure_network(&self, n: &NetworkPlan) -> Result<(), NetError> {
+        let file = self.router_ns(&n.id);
+        let want = format!("{} {}", n.cidr, n.slot);
+        if netns::is_pinned(&file)
+            && self
+                .generation(&n.id)
+                .is_some_and(|g| g.split('|').next() == Some(want.as_str()))
+        {
+            return Ok(());
+        }
+        self.teardown(&n.id)?;
+        let made = self.build_network(n, &file, &want);
+        if made.is_err() {
+            let _ = self.teardown(&n.id);
+        }
+        made
+    }
+
+    fn build_network(&self, n: &NetworkPlan, file: &Path, want: &str) -> Result<(), NetError> {
+        netns::create(file)?;
+        let gw = qci_spec::gateway(n.cidr);
+        let prefix = n.cidr.prefix_len();
+        netns::run(Some(file), "router", move |h| async move {
+            link::set_up(&h, "lo").await?;
+            link::ensure_bridge(&h, "br0").await?;
+            link::add_address(&h, "br0", gw, prefix).await
+        })?;
+        netns::run_blocking(Some(file), || {
+            netns::sysctl("net.ipv4.ip_forward", "1", false)?;
+            // Traffic between groups of a network stays on the bridge, unfiltered by the
+            // router (each group's firewall guards it).
+            netns::sysctl("net.bridge.bridge-nf-call-iptables", "0", true)
+        })?;
+        let (host_ip, router_ip) = self.uplink(n.slot);
+        let host_link = self.host_link(&n.id);
+        let tmp = format!("qt{}", short_hash(&n.id, 10));
+        let router_file = file.to_path_buf();
+        netns::run(self.host_ns(), "uplink", move |h| async move {
+            link::veth_into(&h, &host_link, &tmp, &router_file, "up0").await?;
+            link::add_address(&h, &host_link, host_ip, 31).await?;
+            link::set_up(&h, &host_link).await
+        })?;
+        netns::run(Some(file), "router uplink", move |h| async move {
+            link::add_address(&h, "up0", router_ip, 31).await?;
+            link::set_up(&h, "up0").await?;
+            link::route(&h, Ipv4Addr::UNSPECIFIED, 0, host_ip).await
+        })?;
+        netns::run_blocking(self.host_ns(), || {
+            netns::sysctl("net.ipv4.ip_forward", "1", false)
+        })?;
+        let generation = format!(
+            "{want}|{}",
+            short_hash(&format!("{:?}", std::time::SystemTime::now()), 8)
+        );
+        std::fs::write(self.cfg.run_dir.join(&n.id).join("ready"), generation)
+            .map_err(|e| NetError::Io(format!("recording network {}: {e}", n.id)))?;
+        self.forget(&format!("router:{}", n.id));
+        tracing::info!(network = %n.id, cidr = %n.cidr, "network ready");
+        Ok(())
+    }
+
+    /// Removes a network's router (its bridge and uplink go with its namespace).
+    fn teardown(&self, net: &str) -> Result<(), NetError> {
+        let host_link = self.host_link(net);
+        netns::run(self.host_ns(), "removing an uplink", move |h| async move {
+            link::delete(&h, &host_link).await
+        })?;
+        netns::destroy(&self.router_ns(net))?;
+        let dir = self.cfg.run_dir.join(net);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(NetError::Io(format!("removing {}: {e}", dir.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Loads `text` unless it is what was last loaded under `key`.
+    fn load(&self, key: &str, ns: Option<&Path>, text: &str) -> Result<(), NetError> {
+        let h = hash_of(text);
+        if self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            == Some(&h)
+        {
+            return Ok(());
+        }
+        nft::apply(ns, text)?;
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), h);
+        Ok(())
+    }
+
+    /// EIP addresses on the EIP interface, and routes to published groups' aliases.
+    fn host_addresses(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError> {
+        let mut eips: Vec<Ipv4Addr> = groups.iter().filter_map(|g| g.eip).collect();
+        eips.extend(nets.iter().filter_map(|n| n.eip));
+        let routes: Vec<(Ipv4Addr, Ipv4Addr)> = groups
+            .iter()
+            .filter_map(|g| {
+                let alias = self.alias(g.eip?)?;
+                let n = nets.iter().find(|n| n.id == g.network)?;
+                Some((alias, self.uplink(n.slot).1))
+            })
+            .collect();
+        let key = format!("{eips:?}{routes:?}");
+        if self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get("host-addresses")
+            == Some(&key)
+        {
+            return Ok(());
+        }
+        let iface = self.cfg.eip_interface.clone();
+        let pool = self.cfg.eip_pool.clone();
+        let alias_block = Ipv4Net::new(
+            Ipv4Addr::from(u32::from(self.cfg.transit.network()) + self.half()),
+            self.cfg.transit.prefix_len() + 1,
+        )
+        .map_err(|e| NetError::Config(e.to_string()))?;
+        let want_routes = routes.clone();
+        netns::run(self.host_ns(), "host addresses", move |h| async move {
+            if let Some(iface) = iface {
+                let have = link::addresses(&h, &iface).await?;
+                for e in &eips {
+                    if !have.contains(&(*e, 32)) {
+                        link::add_address(&h, &iface, *e, 32).await?;
+                    }
+                }
+                for (a, len) in have {
+                    if len == 32 && pool.contains(&a) && !eips.contains(&a) {
+                        link::del_address(&h, &iface, a, 32).await?;
+                    }
+                }
+            }
+            for (alias, via) in &want_routes {
+                link::route(&h, *alias, 32, *via).await?;
+            }
+            for d in link::routes(&h, 32).await? {
+                if alias_block.contains(&d) && !want_routes.iter().any(|(a, _)| *a == d) {
+                    link::del_route(&h, d, 32).await?;
+                }
+            }
+            Ok(())
+        })?;
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert("host-addresses".into(), key);
+        Ok(())
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn sync(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError> {
+        for n in nets {
+            self.ensure_network(n)?;
+        }
+        // Networks no longer wanted.
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.run_dir) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !nets.iter().any(|n| n.id == id) {
+                    tracing::info!(network = %id, "removing network");
+                    self.teardown(&id)?;
+                    self.forget(&format!("router:{id}"));
+                }
+            }
+        }
+        for n in nets {
+            let mapped: Vec<(Ipv4Addr, Ipv4Addr)> = groups
+                .iter()
+                .filter(|g| g.network == n.id)
+                .filter_map(|g| Some((g.ip, self.alias(g.eip?)?)))
+                .collect();
+            let text = nft::router_ruleset(self.uplink(n.slot).1, &mapped);
+            self.load(
+                &format!("router:{}", n.id),
+                Some(&self.router_ns(&n.id)),
+                &text,
+            )?;
+        }
+        self.host_addresses(nets, groups)?;
+        let rules = nft::HostRules {
+            published: groups
+                .iter()
+                .filter_map(|g| {
+                    let eip = g.eip?;
+                    Some(nft::Published {
+                        eip,
+                        alias: self.alias(eip)?,
+                        tcp: g.tcp.clone(),
+                        udp: g.udp.clone(),
+                    })
+                })
+                .collect(),
+            vpc_snat: nets
+                .iter()
+                .filter_map(|n| Some((self.uplink(n.slot).1, n.eip?)))
+                .collect(),
+        };
+        let table = format!("qci_{}", self.cfg.instance);
+        let text = nft::host_ruleset(&table, &format!("{}*", self.links_prefix()), &rules);
+        self.load("host", self.host_ns(), &text)
+    }
+
+    fn attach(&self, net: &NetworkPlan, g: &GroupPlan, netns: &Path) -> Result<(), NetError> {
+        let Some(generation) = self.generation(&net.id) else {
+            return Err(NetError::Io(format!("network {} is not ready", net.id)));
+        };
+        let marker = netns.with_file_name("network");
+        let want = format!("{} {} {generation}", net.id, g.ip);
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) {
+            return Ok(());
+        }
+        let port = format!("vg{}", short_hash(&g.group_id, 10));
+        let tmp = format!("vt{}", short_hash(&g.group_id, 10));
+        let group_ns = netns.to_path_buf();
+        netns::run(
+            Some(&self.router_ns(&net.id)),
+            "plugging in a group",
+            move |h| async move {
+                link::veth_into(&h, &port, &tmp, &group_ns, "eth0").await?;
+                link::enslave(&h, &port, "br0").await
+            },
+        )?;
+        let (ip, prefix, gw) = (g.ip, net.cidr.prefix_len(), qci_spec::gateway(net.cidr));
+        netns::run(Some(netns), "the group's address", move |h| async move {
+            link::add_address(&h, "eth0", ip, prefix).await?;
+            link::set_up(&h, "eth0").await?;
+            link::route(&h, Ipv4Addr::UNSPECIFIED, 0, gw).await
+        })?;
+        std::fs::write(&marker, want)
+            .map_err(|e| NetError::Io(format!("recording {}: {e}", marker.display())))?;
+        tracing::debug!(group = %g.group_id, ip = %g.ip, network = %net.id, "group attached");
+        Ok(())
+    }
+
+    fn firewall(&self, g: &GroupPlan, netns: &Path) -> Result<(), NetError> {
+        let marker = netns.with_file_name("firewall");
+        let text = nft::firewall_ruleset(g.firewall.as_deref());
+        let want = hash_of(&text);
+        match std::fs::read_to_string(&marker) {
+            Ok(m) if m == want => return Ok(()),
+            // Never loaded, and nothing to load.
+            Err(_) if g.firewall.is_none() => return Ok(()),
+            _ => {}
+        }
+        nft::apply(Some(netns), &text)?;
+        std::fs::write(&marker, want)
+            .map_err(|e| NetError::Io(format!("recording {}: {e}", marker.display())))
+    }
+
+    fn detach(&self, network: &str, group_id: &str) -> Result<(), NetError> {
+        let router = self.router_ns(network);
+        if !netns::is_pinned(&router) {
+            return Ok(());
+        }
+        let port = format!("vg{}", short_hash(group_id, 10));
+        netns::run(Some(&router), "unplugging a group", move |h| async move {
+            link::delete(&h, &port).await
+        })
+    }
+}

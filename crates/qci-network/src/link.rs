@@ -1,0 +1,230 @@
+//! The netlink operations qci needs, on a handle opened inside the right namespace.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::NetError;
+
+fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> NetError + '_ {
+    move |e| NetError::Netlink(format!("{what}: {e}"))
+}
+
+/// Whether a netlink error is the given errno.
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+/// The index of link `name`, if it exists.
+pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if is_errno(&e, 19) => Ok(None), // ENODEV
+        Err(e) => Err(nl("looking up a link")(e)),
+    }
+}
+
+async fn must_index(h: &Handle, name: &str) -> Result<u32, NetError> {
+    index_of(h, name)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("link {name} is missing")))
+}
+
+pub async fn set_up(h: &Handle, name: &str) -> Result<(), NetError> {
+    let i = must_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).up().build())
+        .execute()
+        .await
+        .map_err(nl("setting a link up"))
+}
+
+/// A bridge named `name` (kept if it exists), up.
+pub async fn ensure_bridge(h: &Handle, name: &str) -> Result<(), NetError> {
+    if index_of(h, name).await?.is_none() {
+        h.link()
+            .add(LinkBridge::new(name).build())
+            .execute()
+            .await
+            .map_err(nl("creating a bridge"))?;
+    }
+    set_up(h, name).await
+}
+
+/// A veth pair `a` (here) and `b`; `b` is then moved into the namespace pinned at `ns`,
+/// taking the name `b_name` there.
+pub async fn veth_into(
+    h: &Handle,
+    a: &str,
+    b: &str,
+    ns: &Path,
+    b_name: &str,
+) -> Result<(), NetError> {
+    if index_of(h, a).await?.is_some() {
+        delete(h, a).await?;
+    }
+    if index_of(h, b).await?.is_some() {
+        delete(h, b).await?;
+    }
+    h.link()
+        .add(LinkVeth::new(a, b).build())
+        .execute()
+        .await
+        .map_err(nl("creating a veth pair"))?;
+    let fd = std::fs::File::open(ns)
+        .map_err(|e| NetError::Io(format!("opening {}: {e}", ns.display())))?;
+    let bi = must_index(h, b).await?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(bi)
+                .setns_by_fd(fd.as_raw_fd())
+                .name(b_name.to_string())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("moving a link into a namespace"))
+}
+
+/// Puts `port` in bridge `bridge` and sets it up.
+pub async fn enslave(h: &Handle, port: &str, bridge: &str) -> Result<(), NetError> {
+    let p = must_index(h, port).await?;
+    let b = must_index(h, bridge).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(p).controller(b).up().build())
+        .execute()
+        .await
+        .map_err(nl("adding a port to the bridge"))
+}
+
+/// Deletes link `name`; a missing one is fine.
+pub async fn delete(h: &Handle, name: &str) -> Result<(), NetError> {
+    if let Some(i) = index_of(h, name).await? {
+        match h.link().del(i).execute().await {
+            Err(e) if is_errno(&e, 19) => {}
+            r => r.map_err(nl("deleting a link"))?,
+        }
+    }
+    Ok(())
+}
+
+/// The IPv4 addresses on link `name`.
+pub async fn addresses(h: &Handle, name: &str) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    let Some(i) = index_of(h, name).await? else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    let mut s = h.address().get().set_link_index_filter(i).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
+        for a in &m.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(v4)) = a {
+                out.push((*v4, m.header.prefix_len));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds `ip/prefix` to link `name` unless it has it.
+pub async fn add_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    if addresses(h, name).await?.contains(&(ip, prefix)) {
+        return Ok(());
+    }
+    let i = must_index(h, name).await?;
+    match h.address().add(i, IpAddr::V4(ip), prefix).execute().await {
+        Err(e) if is_errno(&e, 17) => Ok(()), // EEXIST
+        r => r.map_err(nl("adding an address")),
+    }
+}
+
+/// Removes `ip/prefix` from link `name`, if there.
+pub async fn del_address(h: &Handle, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+    let Some(i) = index_of(h, name).await? else {
+        return Ok(());
+    };
+    let mut s = h.address().get().set_link_index_filter(i).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing addresses"))? {
+        let has = m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(v)) if *v == ip));
+        if has && m.header.prefix_len == prefix {
+            h.address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl("removing an address"))?;
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A route to `dst/len` via `gw` (replacing any to the same place).
+pub async fn route(h: &Handle, dst: Ipv4Addr, len: u8, gw: Ipv4Addr) -> Result<(), NetError> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, len)
+        .gateway(gw)
+        .build();
+    h.route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("adding a route"))
+}
+
+/// Removes the route to `dst/len`, if any.
+pub async fn del_route(h: &Handle, dst: Ipv4Addr, len: u8) -> Result<(), NetError> {
+    let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, len)
+        .build();
+    match h.route().del(msg).execute().await {
+        Err(e) if is_errno(&e, 3) => Ok(()), // ESRCH
+        r => r.map_err(nl("removing a route")),
+    }
+}
+
+/// Destinations of the IPv4 routes in the main table with prefix `len`.
+pub async fn routes(h: &Handle, len: u8) -> Result<Vec<Ipv4Addr>, NetError> {
+    let mut out = Vec::new();
+    let mut s = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing routes"))? {
+        if m.header.destination_prefix_length != len {
+            continue;
+        }
+        for a in &m.attributes {
+            if let RouteAttribute::Destination(RouteAddress::Inet(d)) = a {
+                out.push(*d);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Names of links whose name starts with `prefix`.
+pub async fn links_named(h: &Handle, prefix: &str) -> Result<Vec<String>, NetError> {
+    let mut out = Vec::new();
+    let mut s = h.link().get().execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing links"))? {
+        for a in &m.attributes {
+            if let LinkAttribute::IfName(n) = a
+                && n.starts_with(prefix)
+            {
+                out.push(n.clone());
+            }
+        }
+    }
+    Ok(out)
+}
