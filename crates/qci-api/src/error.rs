@@ -55,9 +55,18 @@ impl IntoResponse for ApiError {
                 | StoreError::CacheNameTaken(_)
                 | StoreError::DiskNameTaken(_),
             ) => (StatusCode::CONFLICT, "AlreadyExists", vec![]),
-            ApiError::Store(StoreError::DiskInUse { .. }) => {
+            ApiError::Store(StoreError::DiskInUse { .. } | StoreError::InUse(_)) => {
                 (StatusCode::CONFLICT, "Conflict", vec![])
             }
+            ApiError::Store(StoreError::Missing(..)) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Store(StoreError::Taken(..)) => {
+                (StatusCode::CONFLICT, "AlreadyExists", vec![])
+            }
+            ApiError::Store(StoreError::Network { field, message }) => (
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                vec![FieldError::new(field.clone(), message.clone())],
+            ),
             ApiError::Store(StoreError::VolumeDisk { volume, message }) => (
                 StatusCode::BAD_REQUEST,
                 "InvalidRequest",

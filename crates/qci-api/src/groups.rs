@@ -128,6 +128,7 @@ pub async fn update_group(
     }
     check_named_cache(&s, &spec)?;
     crate::disks::check_disks_unchanged(&g.spec, &spec)?;
+    crate::networks::check_network_update(&s, &g.id, &g.spec, &spec)?;
     crate::disks::check_group_disks(&s, &spec)?;
     let resources = s
         .specs

@@ -11,6 +11,7 @@ mod groups;
 mod images;
 mod logs;
 pub mod metrics;
+mod networks;
 mod pty;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// For disk images (make, grow, remove); containers are the controller's.
     pub runtime: Arc<qci_runtime::Runtime>,
     pub disk_compat: Arc<qci_spec::DiskCompat>,
+    /// The networking settings (to check VPC blocks against the host).
+    pub network: Arc<qci_network::NetConfig>,
 }
 
 /// What [`AppState::prune`] returns.
@@ -55,6 +58,7 @@ pub type PruneFuture =
         (name = "container-groups", description = "Container groups: create, inspect, logs, events, delete"),
         (name = "images", description = "The image store: pull, list, remove"),
         (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading"),
+        (name = "networks", description = "VPCs, EIPs and firewalls"),
         (name = "disks", description = "Disks created beforehand, attached to one group at a time; their data outlives the group")
     )
 )]
@@ -84,6 +88,18 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disks::list_disks, disks::create_disk))
         .routes(routes!(disks::get_disk, disks::delete_disk))
         .routes(routes!(disks::resize_disk))
+        .routes(routes!(networks::list_vpcs, networks::create_vpc))
+        .routes(routes!(networks::get_vpc, networks::delete_vpc))
+        .routes(routes!(networks::list_eips, networks::create_eip))
+        .routes(routes!(networks::get_eip, networks::delete_eip))
+        .routes(routes!(networks::bind_eip))
+        .routes(routes!(networks::unbind_eip))
+        .routes(routes!(networks::list_firewalls, networks::create_firewall))
+        .routes(routes!(
+            networks::get_firewall,
+            networks::update_firewall,
+            networks::delete_firewall
+        ))
         .routes(routes!(version))
 }
 

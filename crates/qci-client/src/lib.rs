@@ -533,6 +533,100 @@ impl Client {
         self.json(self.http.post(&url).json(&body), &url).await
     }
 
+    pub async fn create_vpc(&self, spec: &qci_spec::VpcSpec) -> Result<qci_spec::Vpc, ClientError> {
+        let url = self.url("/v1/vpcs");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_vpcs(&self) -> Result<Vec<qci_spec::Vpc>, ClientError> {
+        let url = self.url("/v1/vpcs");
+        Ok(self
+            .json::<Items<qci_spec::Vpc>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_vpc(&self, id: &str) -> Result<qci_spec::Vpc, ClientError> {
+        let url = self.url(&format!("/v1/vpcs/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_vpc(&self, id: &str) -> Result<qci_spec::Vpc, ClientError> {
+        let url = self.url(&format!("/v1/vpcs/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    pub async fn create_eip(&self, spec: &qci_spec::EipSpec) -> Result<qci_spec::Eip, ClientError> {
+        let url = self.url("/v1/eips");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_eips(&self) -> Result<Vec<qci_spec::Eip>, ClientError> {
+        let url = self.url("/v1/eips");
+        Ok(self
+            .json::<Items<qci_spec::Eip>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_eip(&self, id: &str) -> Result<qci_spec::Eip, ClientError> {
+        let url = self.url(&format!("/v1/eips/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn delete_eip(&self, id: &str) -> Result<qci_spec::Eip, ClientError> {
+        let url = self.url(&format!("/v1/eips/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    pub async fn bind_eip(&self, id: &str, vpc: &str) -> Result<qci_spec::Eip, ClientError> {
+        let url = self.url(&format!("/v1/eips/{}/bind", encode(id)));
+        let body = qci_spec::EipBind {
+            vpc: vpc.to_string(),
+        };
+        self.json(self.http.post(&url).json(&body), &url).await
+    }
+
+    pub async fn unbind_eip(&self, id: &str) -> Result<qci_spec::Eip, ClientError> {
+        let url = self.url(&format!("/v1/eips/{}/unbind", encode(id)));
+        self.json(self.http.post(&url), &url).await
+    }
+
+    pub async fn create_firewall(
+        &self,
+        spec: &qci_spec::FirewallSpec,
+    ) -> Result<qci_spec::Firewall, ClientError> {
+        let url = self.url("/v1/firewalls");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_firewalls(&self) -> Result<Vec<qci_spec::Firewall>, ClientError> {
+        let url = self.url("/v1/firewalls");
+        Ok(self
+            .json::<Items<qci_spec::Firewall>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_firewall(&self, id: &str) -> Result<qci_spec::Firewall, ClientError> {
+        let url = self.url(&format!("/v1/firewalls/{}", encode(id)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    pub async fn update_firewall(
+        &self,
+        id: &str,
+        spec: &qci_spec::FirewallSpec,
+    ) -> Result<qci_spec::Firewall, ClientError> {
+        let url = self.url(&format!("/v1/firewalls/{}", encode(id)));
+        self.json(self.http.put(&url).json(spec), &url).await
+    }
+
+    pub async fn delete_firewall(&self, id: &str) -> Result<qci_spec::Firewall, ClientError> {
+        let url = self.url(&format!("/v1/firewalls/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
     /// Metered use per group in a time window.
     pub async fn usage(
         &self,

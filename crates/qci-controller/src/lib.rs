@@ -9,6 +9,7 @@
 
 mod cache;
 mod health;
+mod network;
 mod process;
 mod reconcile;
 
@@ -32,6 +33,9 @@ pub enum ControllerError {
     #[error(transparent)]
     Image(#[from] qci_image::ImageError),
 }
+
+/// The `busy` key of the network pass (group ids start with `cg-`).
+const NETWORK_KEY: &str = "network";
 
 /// How often every group is looked at even when nothing asked for it.
 const RESYNC: Duration = Duration::from_millis(250);
@@ -78,6 +82,10 @@ pub struct Controller {
     probes: health::Probes,
     /// When each group was last metered.
     metered: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// How groups are networked (none: loopback only).
+    network: std::sync::OnceLock<Arc<dyn qci_network::NetworkDriver>>,
+    /// One network sync at a time.
+    net_lock: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
@@ -94,6 +102,8 @@ impl Controller {
             config,
             wake: Notify::new(),
             busy: Default::default(),
+            network: Default::default(),
+            net_lock: Default::default(),
             probes: Default::default(),
             metered: Default::default(),
         })
@@ -299,6 +309,24 @@ impl Controller {
                 }
             }
             Err(e) => tracing::error!("listing image caches: {e}"),
+        }
+        if self.network.get().is_some()
+            && self
+                .busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(NETWORK_KEY.into())
+        {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.sync_networks(None).await {
+                    tracing::warn!("networks: {e}");
+                }
+                this.busy
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(NETWORK_KEY);
+            });
         }
         for g in groups {
             self.meter(&g);

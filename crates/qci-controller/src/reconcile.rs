@@ -163,6 +163,11 @@ impl Controller {
             }
             return Ok(false);
         }
+        let mut attached = g.clone();
+        if !self.attach_network(&mut attached).await? {
+            return Ok(false);
+        }
+        let g = &attached;
         let now = Utc::now();
         let policy = g.spec.restart_policy;
         let prev = &g.status;
@@ -869,6 +874,7 @@ impl Controller {
     /// the group had on this machine, then the group itself.
     async fn cleanup(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
         self.stop_and_remove_all(g).await?;
+        self.detach_network(g).await?;
         self.runtime.remove_group(&g.id).await?;
         self.store.remove_group(&g.id)?;
         tracing::info!(group = %g.id, "deleted");

@@ -93,6 +93,65 @@ pub trait NetworkDriver: Send + Sync {
     fn detach(&self, network: &str, group_id: &str) -> Result<(), NetError>;
 }
 
+/// Why `cidr` cannot be a network here: it overlaps a route of the host (other than the
+/// default route and qci's own transit routes), the transit block or an EIP.
+pub fn check_block(cfg: &NetConfig, cidr: Ipv4Net) -> Result<(), String> {
+    if cidr.contains(&cfg.transit.network()) || cfg.transit.contains(&cidr.network()) {
+        return Err(format!(
+            "{cidr} overlaps qci's transit block {} (qci serve --transit-cidr)",
+            cfg.transit
+        ));
+    }
+    if let Some(e) = cfg.eip_pool.iter().find(|e| cidr.contains(*e)) {
+        return Err(format!("{cidr} holds EIP pool address {e}"));
+    }
+    let routes = netns::run(cfg.host_ns.as_deref(), "host routes", |h| async move {
+        link::all_routes(&h).await
+    })
+    .map_err(|e| e.to_string())?;
+    for (dst, len) in routes {
+        if len == 0 {
+            continue;
+        }
+        let Ok(r) = Ipv4Net::new(dst, len) else {
+            continue;
+        };
+        if cfg.transit.contains(&r.network()) {
+            continue;
+        }
+        if r.contains(&cidr.network()) || cidr.contains(&r.network()) {
+            return Err(format!(
+                "{cidr} collides with the host's route to {r}; pick a block the host does not use"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An EIP pool entry: an address, a range "A-B" or a block "A/len".
+pub fn parse_pool(s: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let bad = || format!("{s:?} is not an address, a range A-B or a block A/len");
+    if let Some((a, b)) = s.split_once('-') {
+        let (a, b): (Ipv4Addr, Ipv4Addr) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        let (a, b) = (u32::from(a), u32::from(b));
+        if a > b || b - a > 65535 {
+            return Err(bad());
+        }
+        return Ok((a..=b).map(Ipv4Addr::from).collect());
+    }
+    if s.contains('/') {
+        let n: Ipv4Net = s.parse().map_err(|_| bad())?;
+        if n.prefix_len() < 16 {
+            return Err(format!("{s:?} is too large a pool (at most /16)"));
+        }
+        return Ok(n.hosts().collect());
+    }
+    Ok(vec![s.trim().parse().map_err(|_| bad())?])
+}
+
 fn short_hash(s: &str, n: usize) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))[..n].to_string()
 }
@@ -378,7 +437,12 @@ impl NetworkDriver for BridgeDriver {
                 .collect(),
         };
         let table = format!("qci_{}", self.cfg.instance);
-        let text = nft::host_ruleset(&table, &format!("{}*", self.links_prefix()), &rules);
+        let text = if nets.is_empty() {
+            // Nothing to guard: the host keeps no table of qci's.
+            format!("table ip {table}\ndelete table ip {table}\n")
+        } else {
+            nft::host_ruleset(&table, &format!("{}*", self.links_prefix()), &rules)
+        };
         self.load("host", self.host_ns(), &text)
     }
 

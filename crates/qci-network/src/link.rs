@@ -228,3 +228,21 @@ pub async fn links_named(h: &Handle, prefix: &str) -> Result<Vec<String>, NetErr
     }
     Ok(out)
 }
+
+/// Every IPv4 route of the main table: destination and prefix length.
+pub async fn all_routes(h: &Handle) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
+    let mut out = Vec::new();
+    let mut s = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(nl("listing routes"))? {
+        let len = m.header.destination_prefix_length;
+        let dst = m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+            _ => None,
+        });
+        out.push((dst.unwrap_or(Ipv4Addr::UNSPECIFIED), len));
+    }
+    Ok(out)
+}

@@ -78,11 +78,11 @@ pub fn host_ruleset(table: &str, links: &str, r: &HostRules) -> String {
         )
     };
     let body = format!(
-        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dnat}  }}
-  chain output {{\n    type nat hook output priority dstnat; policy accept;\n{dnat}  }}
-  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{snat}  }}
+        "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}
+  chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}
+  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n{snat}  }}
   chain forward {{
-    type filter hook forward priority filter; policy accept;
+    type filter hook forward priority 0; policy accept;
     iifname \"{links}\" ct state established,related accept
     oifname \"{links}\" ct state established,related accept
     oifname \"{links}\" ct status dnat accept
@@ -90,7 +90,7 @@ pub fn host_ruleset(table: &str, links: &str, r: &HostRules) -> String {
     oifname \"{links}\" drop
   }}
   chain input {{
-    type filter hook input priority filter; policy accept;
+    type filter hook input priority 0; policy accept;
     iifname \"{links}\" ct state established,related accept
     iifname \"{links}\" drop
   }}
@@ -113,16 +113,16 @@ pub fn router_ruleset(router: Ipv4Addr, mapped: &[(Ipv4Addr, Ipv4Addr)]) -> Stri
         ));
     }
     let body = format!(
-        "  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dnat}  }}
-  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{snat}    oifname \"up0\" snat to {router}\n  }}
+        "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}
+  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n{snat}    oifname \"up0\" snat to {router}\n  }}
   chain forward {{
-    type filter hook forward priority filter; policy drop;
+    type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname \"br0\" oifname \"up0\" accept
     iifname \"up0\" oifname \"br0\" ct status dnat accept
   }}
   chain input {{
-    type filter hook input priority filter; policy accept;
+    type filter hook input priority 0; policy accept;
     iifname \"up0\" ct state established,related accept
     iifname \"up0\" drop
   }}
@@ -170,13 +170,13 @@ pub fn firewall_ruleset(rules: Option<&[FirewallRule]>) -> String {
     };
     let body = format!(
         "  chain input {{
-    type filter hook input priority filter; policy drop;
+    type filter hook input priority 0; policy drop;
     ct state established,related accept
     ct state invalid drop
     iif \"lo\" accept
 {}  }}
   chain output {{
-    type filter hook output priority filter; policy accept;
+    type filter hook output priority 0; policy accept;
     oif \"lo\" accept
 {}  }}
 ",

@@ -43,7 +43,9 @@ pub use sizing::{GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage
 pub use status::{
     ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
 };
-pub use validate::{FieldError, check_image_reference, validate, validate_credentials};
+pub use validate::{
+    FieldError, check_dns_label, check_image_reference, validate, validate_credentials,
+};
 pub use volume::{
     ConfigFile, ConfigFileVolume, DiskVolume, EmptyDirVolume, Volume, VolumeMount, parse_mode,
 };

@@ -288,7 +288,7 @@ fn check_strings(e: &mut Errors, path: &str, v: &[String]) {
 }
 
 /// An RFC 1123 label: 1 to 63 of `a-z`, `0-9` and `-`, starting and ending alphanumeric.
-pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
+pub fn check_dns_label(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }

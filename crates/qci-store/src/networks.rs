@@ -392,18 +392,12 @@ impl Store {
         Ok(())
     }
 
-    /// Every network the node agent should have: the basic one (when any group uses it) and
-    /// every VPC.
+    /// Every network: the basic one (if the server has one) and every VPC.
     pub fn networks(&self) -> Result<Vec<NetworkRecord>> {
         let cfg = self.net_config();
         let conn = self.conn();
         let mut out = Vec::new();
-        let basic_used: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM group_networks WHERE network = ?1)",
-            params![BASIC_NETWORK],
-            |r| r.get(0),
-        )?;
-        if let (Some(cidr), true) = (cfg.basic_cidr, basic_used) {
+        if let Some(cidr) = cfg.basic_cidr {
             out.push(NetworkRecord {
                 id: BASIC_NETWORK.into(),
                 cidr,
@@ -742,7 +736,6 @@ mod tests {
         assert_eq!(na.ip, Ipv4Addr::new(172, 31, 0, 2));
         assert_eq!(nb.ip, Ipv4Addr::new(172, 31, 0, 3));
         assert_eq!(nb.eip, Some(Ipv4Addr::new(192, 0, 2, 10)));
-        assert_eq!(s.networks().unwrap().len(), 1);
 
         // Two VPCs may share a block; each gives its own addresses.
         let vpc = |n: &str| VpcSpec {

@@ -61,6 +61,31 @@ pub fn require(programs: &[(&str, &str)]) {
     }
 }
 
+/// Makes network namespace `name` (`ip netns add`, at /run/netns/NAME) with loopback up.
+pub fn netns_add(name: &str) {
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", name])
+        .stderr(std::process::Stdio::null())
+        .status();
+    for args in [
+        vec!["netns", "add", name],
+        vec!["-n", name, "link", "set", "lo", "up"],
+    ] {
+        let st = std::process::Command::new("ip")
+            .args(&args)
+            .status()
+            .expect("running ip");
+        assert!(st.success(), "ip {} failed", args.join(" "));
+    }
+}
+
+/// Removes network namespace `name`.
+pub fn netns_del(name: &str) {
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", name])
+        .status();
+}
+
 /// Runs `openssl ARGS` in `dir` (making test CAs, certificates and keys).
 pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("openssl")

@@ -17,6 +17,9 @@ pub struct Server {
     child: Option<Child>,
     log_path: PathBuf,
     flags: Vec<String>,
+    /// The network namespace made for this server as "the host's network" (so its bridges,
+    /// uplinks and NAT rules never touch the machine's own), removed with it.
+    host_netns: Option<String>,
 }
 
 impl Server {
@@ -27,7 +30,7 @@ impl Server {
 
     /// Starts `qci serve` with extra flags (e.g. `--registry-ca FILE`).
     pub async fn start_with(exe: &Path, flags: &[&str]) -> Server {
-        crate::require(&[("runc", "runc")]);
+        crate::require(&[("runc", "runc"), ("ip", "iproute2"), ("nft", "nftables")]);
         qci_image::init_tls();
         let data_dir = tempfile::Builder::new()
             .prefix("qci-data-")
@@ -41,6 +44,23 @@ impl Server {
             "{}.serve.log",
             data_dir.file_name().unwrap().to_string_lossy()
         ));
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let host_netns = if flags.iter().any(|f| f == "--network-host-ns") {
+            None
+        } else {
+            let name = format!(
+                "qcit-{}",
+                data_dir
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_start_matches("qci-data-")
+            );
+            crate::netns_add(&name);
+            flags.push("--network-host-ns".into());
+            flags.push(format!("/run/netns/{name}"));
+            Some(name)
+        };
         let mut s = Server {
             exe: exe.to_path_buf(),
             data_dir,
@@ -50,7 +70,8 @@ impl Server {
             layout,
             child: None,
             log_path,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
+            flags,
+            host_netns,
         };
         s.spawn().await;
         s
@@ -260,6 +281,9 @@ impl Server {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
         let _ = std::fs::remove_file(&self.log_path);
+        if let Some(ns) = self.host_netns.take() {
+            crate::netns_del(&ns);
+        }
     }
 }
 

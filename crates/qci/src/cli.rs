@@ -61,6 +61,16 @@ pub enum Command {
     /// Disks: storage created beforehand whose data outlives the groups that use it
     #[command(subcommand)]
     Disk(DiskCommand),
+    /// VPCs: private networks; groups in one reach each other, nothing else does
+    #[command(subcommand)]
+    Vpc(VpcCommand),
+    /// EIPs: addresses from the server's pool that publish a group's ports or give a VPC
+    /// outbound access
+    #[command(subcommand)]
+    Eip(EipCommand),
+    /// Firewalls: rules that guard a group's (or a VPC's groups') traffic
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
     /// The per-container monitor (started by `qci serve`, not by hand)
     #[command(hide = true)]
     Monitor(MonitorCli),
@@ -107,6 +117,23 @@ pub struct ServeArgs {
     /// `{standard: [standard], performance: [standard, performance]}` (the default)
     #[arg(long, value_name = "FILE")]
     pub disk_compat: Option<PathBuf>,
+    /// The basic network's block, which groups naming no VPC join ("none": such groups get
+    /// loopback only)
+    #[arg(long, value_name = "CIDR", default_value = "172.30.0.0/16")]
+    pub basic_subnet: String,
+    /// Addresses EIPs are taken from: an address, a range A-B or a block A/len (repeatable)
+    #[arg(long = "eip-pool", value_name = "ADDRESSES")]
+    pub eip_pool: Vec<String>,
+    /// The host interface qci puts bound EIPs on (without it, route the pool to this host)
+    #[arg(long, value_name = "IFACE")]
+    pub eip_interface: Option<String>,
+    /// A block for networks' uplinks and published groups' aliases, used inside this host only
+    #[arg(long, value_name = "CIDR", default_value = "100.127.0.0/16")]
+    pub transit_cidr: String,
+    /// Treat this network namespace (a file such as /run/netns/NAME) as the host's network:
+    /// uplinks, EIPs and NAT rules go there
+    #[arg(long, value_name = "PATH")]
+    pub network_host_ns: Option<PathBuf>,
     /// How often containers' resource use is read, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub metrics_interval: f64,
@@ -269,6 +296,81 @@ pub enum CacheCommand {
         /// Cache id or name
         cache: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum VpcCommand {
+    /// Create a VPC (prints its id)
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Its IPv4 block, /16 to /28, e.g. 10.100.0.0/24
+        #[arg(long)]
+        cidr: String,
+        /// A firewall for every group of the VPC
+        #[arg(long)]
+        firewall: Option<String>,
+    },
+    /// List VPCs
+    Ls(OutputArgs),
+    /// Show a VPC
+    Get(GetArgs),
+    /// Delete a VPC (refused while groups use it)
+    #[command(alias = "delete")]
+    Rm { vpc: String },
+}
+
+#[derive(Subcommand)]
+pub enum EipCommand {
+    /// Take an address from the pool (prints it)
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// A particular address of the pool
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// List EIPs, with what each is bound to
+    Ls(OutputArgs),
+    /// Show an EIP
+    Get(GetArgs),
+    /// Bind an EIP to a VPC: its groups reach the outside through it
+    Bind {
+        eip: String,
+        #[arg(long)]
+        vpc: String,
+    },
+    /// Unbind an EIP from its VPC
+    Unbind { eip: String },
+    /// Release an EIP (refused while bound)
+    #[command(alias = "delete")]
+    Rm { eip: String },
+}
+
+#[derive(Subcommand)]
+pub enum FirewallCommand {
+    /// Create a firewall (prints its id)
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A rule: "ACTION PROTOCOL [PORTS] (from|to) CIDR [priority N]", e.g.
+        /// "accept tcp 8080 from 0.0.0.0/0" (repeatable)
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+    },
+    /// Replace a firewall's rules (running groups follow within seconds)
+    Update {
+        firewall: String,
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+    },
+    /// List firewalls
+    Ls(OutputArgs),
+    /// Show a firewall and its rules
+    Get(GetArgs),
+    /// Delete a firewall (refused while used)
+    #[command(alias = "delete")]
+    Rm { firewall: String },
 }
 
 #[derive(Subcommand)]

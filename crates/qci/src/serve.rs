@@ -94,8 +94,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         deleted_group_retention: secs(args.deleted_group_retention, "--deleted-group-retention")?,
         metrics_interval: secs(args.metrics_interval.max(0.1), "--metrics-interval")?,
     };
+    let net_cfg = network_config(&args, &layout)?;
+    store.set_net_config(qci_store::NetConfig {
+        basic_cidr: net_cfg.1,
+        eip_pool: net_cfg.0.eip_pool.clone(),
+    });
+    let driver: Arc<dyn qci_network::NetworkDriver> = Arc::new(
+        qci_network::BridgeDriver::new(net_cfg.0.clone()).context("setting up networking")?,
+    );
     let controller =
         qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);
+    controller.set_network(driver);
     let waker = controller.clone();
     let pruner = controller.clone();
     let state = qci_api::AppState {
@@ -105,6 +114,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         on_change: Arc::new(move || waker.wake()),
         specs: Arc::new(specs),
         runtime: disk_runtime,
+        network: Arc::new(net_cfg.0),
         disk_compat: Arc::new(disk_compat),
         latency: Default::default(),
         gauges: {
@@ -194,4 +204,53 @@ fn listen_for_exits(
         }
     });
     Ok(())
+}
+
+/// The network settings from the flags: the driver's config and the basic network's block.
+fn network_config(
+    args: &ServeArgs,
+    layout: &qci_runtime::Layout,
+) -> anyhow::Result<(qci_network::NetConfig, Option<ipnet::Ipv4Net>)> {
+    let transit: ipnet::Ipv4Net = args.transit_cidr.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--transit-cidr {:?} is not an IPv4 block",
+            args.transit_cidr
+        )
+    })?;
+    let mut eip_pool = Vec::new();
+    for p in &args.eip_pool {
+        eip_pool.extend(qci_network::parse_pool(p).map_err(|e| anyhow::anyhow!("--eip-pool {e}"))?);
+    }
+    eip_pool.sort();
+    eip_pool.dedup();
+    if let Some(ns) = &args.network_host_ns
+        && !ns.exists()
+    {
+        bail!("--network-host-ns {}: no such file", ns.display());
+    }
+    // The data dir's hash, as in the cgroup parent's name.
+    let instance: String = layout
+        .cgroup_parent
+        .trim_start_matches("qci-")
+        .chars()
+        .take(4)
+        .collect();
+    let cfg = qci_network::NetConfig {
+        run_dir: layout.run_dir.join("networks"),
+        host_ns: args.network_host_ns.clone(),
+        transit,
+        eip_pool,
+        eip_interface: args.eip_interface.clone(),
+        instance,
+    };
+    let basic = match args.basic_subnet.as_str() {
+        "none" => None,
+        s => {
+            let net = qci_spec::parse_cidr(s).map_err(|e| anyhow::anyhow!("--basic-subnet {e}"))?;
+            qci_network::check_block(&cfg, net)
+                .map_err(|e| anyhow::anyhow!("--basic-subnet {e}"))?;
+            Some(net)
+        }
+    };
+    Ok((cfg, basic))
 }

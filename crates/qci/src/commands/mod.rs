@@ -7,6 +7,7 @@ mod disk;
 mod exec;
 mod image;
 mod logs;
+mod network;
 mod show;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => image::run(&client, c).await,
         Command::ImageCache(c) => cache::run(&client, c).await,
         Command::Disk(c) => disk::run(&client, c).await,
+        Command::Vpc(c) => network::vpc(&client, c).await,
+        Command::Eip(c) => network::eip(&client, c).await,
+        Command::Firewall(c) => network::firewall(&client, c).await,
         Command::Monitor(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,0 +1,190 @@
+//! Groups' networks: the plan (from the store) handed to the network driver, each group's
+//! attachment after its sandbox exists, and its detachment before its sandbox goes.
+
+use std::sync::Arc;
+
+use qci_network::{GroupPlan, NetworkDriver, NetworkPlan};
+use qci_spec::{ContainerGroup, EventType, GroupStatus, Protocol};
+
+use crate::{Controller, ControllerError};
+
+impl Controller {
+    /// Uses `driver` for groups' networks (without one, groups have loopback only).
+    pub fn set_network(&self, driver: Arc<dyn NetworkDriver>) {
+        let _ = self.network.set(driver);
+    }
+
+    /// A group's place as the driver wants it: ports from its spec, the rules of its own and
+    /// its VPC's firewall.
+    fn group_plan(
+        &self,
+        g: &ContainerGroup,
+        gn: qci_store::GroupNetwork,
+        nets: &[qci_store::NetworkRecord],
+    ) -> Result<GroupPlan, ControllerError> {
+        let rules =
+            |id: Option<String>| -> Result<Option<Vec<qci_spec::FirewallRule>>, ControllerError> {
+                Ok(match id {
+                    None => None,
+                    Some(id) => self.store.firewall_by_id(&id)?.map(|f| f.rules),
+                })
+            };
+        let ports = |p: Protocol| -> Vec<u16> {
+            let mut v: Vec<u16> = g
+                .spec
+                .containers
+                .iter()
+                .flat_map(|c| &c.ports)
+                .filter(|x| x.protocol == p)
+                .filter_map(|x| u16::try_from(x.port).ok())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let vpc_fw = nets
+            .iter()
+            .find(|n| n.id == gn.network)
+            .and_then(|n| n.firewall.clone());
+        let firewall = match (rules(vpc_fw)?, rules(gn.firewall)?) {
+            (None, None) => None,
+            (a, b) => Some(a.into_iter().chain(b).flatten().collect()),
+        };
+        Ok(GroupPlan {
+            group_id: gn.group_id,
+            network: gn.network,
+            ip: gn.ip,
+            eip: gn.eip,
+            tcp: ports(Protocol::TCP),
+            udp: ports(Protocol::UDP),
+            firewall,
+        })
+    }
+
+    fn network_record(n: qci_store::NetworkRecord) -> NetworkPlan {
+        NetworkPlan {
+            id: n.id,
+            cidr: n.cidr,
+            slot: n.slot,
+            eip: n.eip,
+        }
+    }
+
+    /// What every network and every group's place should be, leaving out group `leaving`
+    /// (one being deleted, already unplugged). The basic network exists while groups use it.
+    fn network_plan(
+        &self,
+        leaving: Option<&str>,
+    ) -> Result<(Vec<NetworkPlan>, Vec<GroupPlan>), ControllerError> {
+        let nets = self.store.networks()?;
+        let groups = self.store.all_groups()?;
+        let mut plans = Vec::new();
+        for gn in self.store.group_networks()? {
+            if Some(gn.group_id.as_str()) == leaving {
+                continue;
+            }
+            if let Some(g) = groups.iter().find(|g| g.id == gn.group_id) {
+                plans.push(self.group_plan(g, gn, &nets)?);
+            }
+        }
+        let nets = nets
+            .into_iter()
+            .filter(|n| n.id != qci_store::BASIC_NETWORK || plans.iter().any(|p| p.network == n.id))
+            .map(Self::network_record)
+            .collect();
+        Ok((nets, plans))
+    }
+
+    /// Brings networks, uplinks and NAT in line with the store (one at a time).
+    pub(crate) async fn sync_networks(&self, leaving: Option<&str>) -> Result<(), String> {
+        let Some(driver) = self.network.get().cloned() else {
+            return Ok(());
+        };
+        let _one = self.net_lock.lock().await;
+        let (nets, groups) = self.network_plan(leaving).map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || driver.sync(&nets, &groups))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Connects the group's sandbox to its network and loads its firewall; records its
+    /// address in its status. False (with the reason in the status) while it cannot.
+    pub(crate) async fn attach_network(
+        &self,
+        g: &mut ContainerGroup,
+    ) -> Result<bool, ControllerError> {
+        let Some(driver) = self.network.get().cloned() else {
+            return Ok(true);
+        };
+        let Some(gn) = self.store.group_network(&g.id)? else {
+            return Ok(true);
+        };
+        let netns = self.runtime.layout.sandbox_dir(&g.id).join("net");
+        let res = async {
+            // A group new to its network: make sure the network (and the host's rules for
+            // the group's EIP) exist before plugging in.
+            if !netns.with_file_name("network").exists() {
+                self.sync_networks(None).await?;
+            }
+            let nets = self.store.networks().map_err(|e| e.to_string())?;
+            let plan = self
+                .group_plan(g, gn.clone(), &nets)
+                .map_err(|e| e.to_string())?;
+            let net = nets
+                .into_iter()
+                .find(|n| n.id == gn.network)
+                .map(Self::network_record)
+                .ok_or_else(|| format!("network {} is gone", gn.network))?;
+            tokio::task::spawn_blocking(move || {
+                driver.attach(&net, &plan, &netns)?;
+                driver.firewall(&plan, &netns)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = res {
+            let msg = format!("cannot connect the group to its network: {e}");
+            if g.status.message.as_deref() != Some(&msg) {
+                self.event(g, None, EventType::Warning, "FailedNetwork", &msg);
+                let status = GroupStatus {
+                    message: Some(msg),
+                    ..g.status.clone()
+                };
+                self.store.set_status(&g.id, &status)?;
+            }
+            return Ok(false);
+        }
+        let (ip, eip) = (Some(gn.ip.to_string()), gn.eip.map(|e| e.to_string()));
+        if g.status.ip != ip || g.status.eip != eip {
+            g.status.ip = ip;
+            g.status.eip = eip;
+            self.store.set_status(&g.id, &g.status)?;
+        }
+        Ok(true)
+    }
+
+    /// Unplugs a group being deleted (its address is freed with its row).
+    pub(crate) async fn detach_network(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
+        let (Some(driver), Some(gn)) = (
+            self.network.get().cloned(),
+            self.store.group_network(&g.id)?,
+        ) else {
+            return Ok(());
+        };
+        let id = g.id.clone();
+        let r = tokio::task::spawn_blocking(move || driver.detach(&gn.network, &id)).await;
+        match r {
+            Ok(Err(e)) => tracing::warn!(group = %g.id, "detaching: {e}"),
+            Err(e) => tracing::warn!(group = %g.id, "detaching: {e}"),
+            Ok(Ok(())) => {}
+        }
+        // Its published ports and NAT go now, and its network if it was the last one there.
+        if let Err(e) = self.sync_networks(Some(&g.id)).await {
+            tracing::warn!(group = %g.id, "networks: {e}");
+        }
+        Ok(())
+    }
+}
