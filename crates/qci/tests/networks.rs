@@ -1,0 +1,398 @@
+//! End-to-end: VPCs, the basic network, EIPs, published ports and firewalls.
+//!
+//! qci runs with a network namespace made here as "the host's network" (--network-host-ns),
+//! joined by a veth to a second namespace that plays the internet (192.0.2.0/24, TEST-NET-1).
+//! Bridges, NAT rules and addresses never touch the machine's own network, and traffic only
+//! goes to addresses inside these namespaces.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qci_testkit::{Registry, Server, netns_add, netns_del, push_busybox};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+const OUTSIDE: &str = "192.0.2.2";
+
+/// The two namespaces and the servers run in them; all removed on drop.
+struct Topology {
+    host: String,
+    internet: String,
+    children: Vec<Child>,
+    _www: tempfile::TempDir,
+}
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect(args[0]);
+    assert!(st.success(), "{} failed", args.join(" "));
+}
+
+impl Topology {
+    fn new() -> Topology {
+        qci_testkit::require(&[
+            ("ip", "iproute2"),
+            ("socat", "socat"),
+            ("busybox", "busybox-static"),
+        ]);
+        let tag = std::process::id();
+        let (host, internet) = (format!("qnh-{tag}"), format!("qni-{tag}"));
+        netns_add(&host);
+        netns_add(&internet);
+        sh(&[
+            "ip", "link", "add", "vh", "netns", &host, "type", "veth", "peer", "name", "vi",
+            "netns", &internet,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &host,
+            "addr",
+            "add",
+            "192.0.2.1/24",
+            "dev",
+            "vh",
+        ]);
+        // A second block the host routes, which no VPC may take.
+        sh(&["ip", "-n", &host, "addr", "add", "198.51.100.1/24", "dev", "vh"]);
+        sh(&["ip", "-n", &host, "link", "set", "vh", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &internet,
+            "addr",
+            "add",
+            "192.0.2.2/24",
+            "dev",
+            "vi",
+        ]);
+        sh(&["ip", "-n", &internet, "link", "set", "vi", "up"]);
+        // A web server on "the internet".
+        let www = tempfile::tempdir().unwrap();
+        std::fs::write(www.path().join("index.html"), "from the internet\n").unwrap();
+        let httpd = Command::new("ip")
+            .args([
+                "netns", "exec", &internet, "busybox", "httpd", "-f", "-p", "9090", "-h",
+            ])
+            .arg(www.path())
+            .spawn()
+            .expect("httpd");
+        Topology {
+            host,
+            internet,
+            children: vec![httpd],
+            _www: www,
+        }
+    }
+
+    /// `cmd` run in the internet namespace; its stdout if it succeeded.
+    fn from_outside(&self, cmd: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.internet, "sh", "-c", cmd])
+            .stderr(Stdio::null())
+            .output()
+            .expect("ip netns exec");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn in_host(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.host])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        netns_del(&self.host);
+        netns_del(&self.internet);
+    }
+}
+
+/// Runs `cmd` in a group's container; its output if it succeeded.
+fn exec(s: &Server, group: &str, cmd: &str) -> Option<String> {
+    let (ok, out, _) = s.cli(&["exec", group, "--", "sh", "-c", cmd]);
+    ok.then_some(out)
+}
+
+/// Polls `f` until it gives Some (panics after `secs`).
+async fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn web_group(image: &str, name: &str, network: &str) -> String {
+    format!(
+        r#"name: {name}
+termination_grace_period_seconds: 1
+network: {network}
+volumes:
+  - name: www
+    config_file: {{files: [{{path: index.html, content: "hello from {name}\n"}}]}}
+containers:
+  - name: web
+    image: '{image}'
+    command: [sh, -c, 'httpd -p 8080 -h /www; httpd -p 8081 -h /www; sleep 3600']
+    ports: [{{port: 8080}}, {{port: 5353, protocol: UDP}}]
+    volume_mounts: [{{name: www, mount_path: /www}}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vpcs_eips_and_firewalls() {
+    let topo = Topology::new();
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let host_ns = format!("/run/netns/{}", topo.host);
+    let mut s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--network-host-ns",
+            &host_ns,
+            "--eip-pool",
+            "192.0.2.100-192.0.2.109",
+            "--eip-interface",
+            "vh",
+            "--basic-subnet",
+            "172.30.0.0/24",
+        ],
+    )
+    .await;
+
+    // VPCs: a block the host routes is refused; overlapping VPCs are fine.
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "bad", "--cidr", "198.51.100.0/24"]);
+    assert!(
+        !ok && err.contains("cidr") && err.contains("collides"),
+        "{err}"
+    );
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "bad", "--cidr", "10.1.0.1/24"]);
+    assert!(!ok && err.contains("10.1.0.0/24"), "{err}");
+    for (name, cidr) in [
+        ("v1", "10.100.0.0/24"),
+        ("v2", "10.200.0.0/24"),
+        ("v3", "10.100.0.0/24"),
+    ] {
+        let (ok, _, err) = s.cli(&["vpc", "create", "--name", name, "--cidr", cidr]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = s.cli(&[
+        "firewall",
+        "create",
+        "--name",
+        "fw",
+        "--rule",
+        "accept tcp 9999 from 0.0.0.0/0",
+    ]);
+    assert!(ok, "{err}");
+
+    // web (v1, its own EIP, firewall), peer (v1), stranger (v2), twin (v3, same block as v1).
+    let (ok, _, err) = s.create(
+        "web",
+        &web_group(&image, "web", "{vpc: v1, eip: auto, firewall: fw}"),
+        &["--wait"],
+    );
+    assert!(ok, "{err}");
+    let client = |name: &str, net: &str| {
+        format!(
+            "name: {name}\ntermination_grace_period_seconds: 1\nnetwork: {net}\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600']}}]\n"
+        )
+    };
+    for (name, net) in [
+        ("peer", "{vpc: v1}"),
+        ("stranger", "{vpc: v2}"),
+        ("twin", "{vpc: v3}"),
+        ("plain", "{}"),
+    ] {
+        let (ok, _, err) = s.create(name, &client(name, net), &["--wait"]);
+        assert!(ok, "{name}: {err}");
+    }
+    let web = s.client.get_group("web").await.unwrap();
+    let web_ip = web.status.ip.clone().expect("web has an address");
+    let eip = web.status.eip.clone().expect("web has an EIP");
+    assert_eq!(web_ip, "10.100.0.2");
+    assert_eq!(
+        s.client
+            .get_group("twin")
+            .await
+            .unwrap()
+            .status
+            .ip
+            .as_deref(),
+        Some("10.100.0.2")
+    );
+    assert_eq!(
+        s.client
+            .get_group("plain")
+            .await
+            .unwrap()
+            .status
+            .ip
+            .as_deref(),
+        Some("172.30.0.2")
+    );
+    let web_pid = web.status.containers[0].pid;
+
+    // The firewall lets nothing to 8080 in; a rule change opens it, with no restart.
+    let get = |port: u16| format!("timeout 3 wget -q -O- http://{web_ip}:{port}/");
+    assert!(
+        exec(&s, "peer", &get(8080)).is_none(),
+        "the firewall let 8080 through"
+    );
+    let (ok, _, err) = s.cli(&[
+        "firewall",
+        "update",
+        "fw",
+        "--rule",
+        "accept tcp 8080 from 10.100.0.0/24",
+    ]);
+    assert!(ok, "{err}");
+    let page = eventually("8080 open after the rule change", 10, || {
+        exec(&s, "peer", &get(8080))
+    })
+    .await;
+    assert_eq!(page, "hello from web\n");
+    assert_eq!(
+        s.client.get_group("web").await.unwrap().status.containers[0].pid,
+        web_pid
+    );
+    assert!(
+        exec(&s, "peer", &get(8081)).is_none(),
+        "8081 is not accepted by any rule"
+    );
+
+    // Another VPC cannot reach v1, even at an address its own block holds elsewhere.
+    assert!(exec(&s, "stranger", &get(8080)).is_none(), "v2 reached v1");
+    assert!(
+        exec(&s, "plain", &get(8080)).is_none(),
+        "the basic network reached v1"
+    );
+
+    // Published ports on the EIP: the declared TCP and UDP ports, nothing else.
+    let open_fw = [
+        "firewall",
+        "update",
+        "fw",
+        "--rule",
+        "accept tcp 8080-8081 from 0.0.0.0/0",
+        "--rule",
+        "accept udp 5353 from 0.0.0.0/0",
+    ];
+    let (ok, _, err) = s.cli(&open_fw);
+    assert!(ok, "{err}");
+    let page = eventually("8080 on the EIP", 10, || {
+        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+    })
+    .await;
+    assert_eq!(page, "hello from web\n");
+    assert!(
+        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8081/"))
+            .is_none(),
+        "an undeclared port was published"
+    );
+    let netns = s.data_dir.join("run/sandboxes").join(&web.id).join("net");
+    let mut udp = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["socat", "UDP-LISTEN:5353,fork", "SYSTEM:echo pong"])
+        .spawn()
+        .expect("socat");
+    let pong = eventually("UDP 5353 on the EIP", 10, || {
+        topo.from_outside(&format!("echo ping | timeout 3 socat -T2 - UDP:{eip}:5353"))
+            .filter(|o| o.contains("pong"))
+    })
+    .await;
+    assert_eq!(pong, "pong\n");
+    let _ = udp.kill();
+    let _ = udp.wait();
+
+    // The group's own traffic leaves as its EIP; a VPC without an EIP cannot leave at all.
+    let outside = format!("timeout 3 wget -q -O- http://{OUTSIDE}:9090/");
+    let page = eventually("web reaching out", 10, || exec(&s, "web", &outside)).await;
+    assert_eq!(page, "from the internet\n");
+    assert!(
+        exec(&s, "peer", &outside).is_none(),
+        "a VPC without an EIP reached out"
+    );
+    assert!(
+        exec(&s, "plain", &outside).is_none(),
+        "the basic network without an EIP reached out"
+    );
+    let (ok, out, err) = s.cli(&["eip", "create", "--name", "out"]);
+    assert!(ok, "{err}");
+    let vpc_eip = out.trim().to_string();
+    let (ok, _, err) = s.cli(&["eip", "bind", "out", "--vpc", "v1"]);
+    assert!(ok, "{err}");
+    eventually("peer reaching out through v1's EIP", 10, || {
+        exec(&s, "peer", &outside)
+    })
+    .await;
+    let (ok, _, err) = s.cli(&["eip", "rm", "out"]);
+    assert!(!ok && err.contains("bound to vpc"), "{err}");
+    let (ok, _, err) = s.cli(&["vpc", "rm", "v1"]);
+    assert!(!ok && err.contains("web") && err.contains("peer"), "{err}");
+
+    // A crash of qci serve keeps addresses, published ports and rules.
+    s.kill9();
+    s.restart().await;
+    let again = s.client.get_group("web").await.unwrap();
+    assert_eq!(again.status.ip.as_deref(), Some(web_ip.as_str()));
+    assert_eq!(again.status.containers[0].pid, web_pid);
+    let page = eventually("8080 on the EIP after a restart", 10, || {
+        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+    })
+    .await;
+    assert_eq!(page, "hello from web\n");
+
+    // Deleting everything leaves no link, rule, address or lease.
+    for g in ["web", "peer", "stranger", "twin", "plain"] {
+        let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
+        assert!(ok, "{g}: {err}");
+    }
+    let (ok, _, err) = s.cli(&["eip", "unbind", "out"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.cli(&["eip", "rm", &vpc_eip]);
+    assert!(ok, "{err}");
+    for v in ["v1", "v2", "v3"] {
+        let (ok, _, err) = s.cli(&["vpc", "rm", v]);
+        assert!(ok, "{v}: {err}");
+    }
+    let (ok, _, err) = s.cli(&["firewall", "rm", "fw"]);
+    assert!(ok, "{err}");
+    assert!(
+        s.client.list_eips().await.unwrap().is_empty(),
+        "the auto EIP was not released"
+    );
+    eventually("the host clean", 10, || {
+        let links = topo.in_host(&["ip", "-o", "link"]);
+        let tables = topo.in_host(&["nft", "list", "tables"]);
+        let addrs = topo.in_host(&["ip", "-o", "addr", "show", "dev", "vh"]);
+        let routes = topo.in_host(&["ip", "route"]);
+        let clean = !links.contains(": qn")
+            && !tables.contains("qci")
+            && !addrs.contains("192.0.2.10")
+            && !routes.contains("100.127.");
+        clean.then_some(())
+    })
+    .await;
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+}
