@@ -56,7 +56,16 @@ impl Topology {
             "vh",
         ]);
         // A second block the host routes, which no VPC may take.
-        sh(&["ip", "-n", &host, "addr", "add", "198.51.100.1/24", "dev", "vh"]);
+        sh(&[
+            "ip",
+            "-n",
+            &host,
+            "addr",
+            "add",
+            "198.51.100.1/24",
+            "dev",
+            "vh",
+        ]);
         sh(&["ip", "-n", &host, "link", "set", "vh", "up"]);
         sh(&[
             "ip",
@@ -88,7 +97,7 @@ impl Topology {
     }
 
     /// `cmd` run in the internet namespace; its stdout if it succeeded.
-    fn from_outside(&self, cmd: &str) -> Option<String> {
+    fn outside(&self, cmd: &str) -> Option<String> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.internet, "sh", "-c", cmd])
             .stderr(Stdio::null())
@@ -181,7 +190,14 @@ async fn vpcs_eips_and_firewalls() {
     .await;
 
     // VPCs: a block the host routes is refused; overlapping VPCs are fine.
-    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "bad", "--cidr", "198.51.100.0/24"]);
+    let (ok, _, err) = s.cli(&[
+        "vpc",
+        "create",
+        "--name",
+        "bad",
+        "--cidr",
+        "198.51.100.0/24",
+    ]);
     assert!(
         !ok && err.contains("cidr") && err.contains("collides"),
         "{err}"
@@ -301,12 +317,12 @@ async fn vpcs_eips_and_firewalls() {
     let (ok, _, err) = s.cli(&open_fw);
     assert!(ok, "{err}");
     let page = eventually("8080 on the EIP", 10, || {
-        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
     })
     .await;
     assert_eq!(page, "hello from web\n");
     assert!(
-        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8081/"))
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8081/"))
             .is_none(),
         "an undeclared port was published"
     );
@@ -317,7 +333,7 @@ async fn vpcs_eips_and_firewalls() {
         .spawn()
         .expect("socat");
     let pong = eventually("UDP 5353 on the EIP", 10, || {
-        topo.from_outside(&format!("echo ping | timeout 3 socat -T2 - UDP:{eip}:5353"))
+        topo.outside(&format!("echo ping | timeout 3 socat -T2 - UDP:{eip}:5353"))
             .filter(|o| o.contains("pong"))
     })
     .await;
@@ -358,7 +374,7 @@ async fn vpcs_eips_and_firewalls() {
     assert_eq!(again.status.ip.as_deref(), Some(web_ip.as_str()));
     assert_eq!(again.status.containers[0].pid, web_pid);
     let page = eventually("8080 on the EIP after a restart", 10, || {
-        topo.from_outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
     })
     .await;
     assert_eq!(page, "hello from web\n");
