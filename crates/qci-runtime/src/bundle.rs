@@ -125,7 +125,7 @@ pub fn build_spec(
                 .build()?,
         );
     }
-    for file in ["hosts", "hostname"] {
+    for file in ["hosts", "hostname", "resolv.conf"] {
         mounts.push(
             MountBuilder::default()
                 .destination(format!("/etc/{file}"))

@@ -34,12 +34,17 @@ pub fn is_ready(dir: &Path, shm_bytes: Option<u64>) -> bool {
 /// `hostname` for the containers to mount.
 pub fn ensure(dir: &Path, hostname: &str, shm_bytes: Option<u64>) -> std::io::Result<()> {
     if is_ready(dir, shm_bytes) {
+        // (Sandboxes made by an older qci have no resolv.conf.)
+        if !dir.join("resolv.conf").exists() {
+            std::fs::write(dir.join("resolv.conf"), resolv_conf())?;
+        }
         return Ok(());
     }
     // A partial sandbox is left by a crash during creation, before any container used it.
     remove(dir)?;
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    std::fs::write(dir.join("resolv.conf"), resolv_conf())?;
     std::fs::write(
         dir.join("hosts"),
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
@@ -100,6 +105,65 @@ pub fn ensure(dir: &Path, hostname: &str, shm_bytes: Option<u64>) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// The containers' /etc/resolv.conf: the host's, without loopback name servers (a resolver
+/// on the host's 127.0.0.x is not reachable from a group's network; as Docker does, systemd-
+/// resolved's upstream list is used instead when the host points at its stub).
+pub fn resolv_conf() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let (out, servers) = reachable_resolvers(&read("/etc/resolv.conf"));
+    if servers > 0 {
+        return out;
+    }
+    let (resolved, n) = reachable_resolvers(&read("/run/systemd/resolve/resolv.conf"));
+    if n > 0 {
+        return resolved;
+    }
+    format!("# the host has no name server a group can reach\n{out}")
+}
+
+/// A resolv.conf without loopback name servers, and how many servers it keeps.
+fn reachable_resolvers(text: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("nameserver"), Some(ip)) => {
+                let loopback = ip
+                    .parse::<std::net::IpAddr>()
+                    .map(|a| a.is_loopback())
+                    .unwrap_or(true);
+                if !loopback {
+                    out.push_str(line);
+                    out.push('\n');
+                    servers += 1;
+                }
+            }
+            (Some("search" | "domain" | "options"), _) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    (out, servers)
+}
+
+#[cfg(test)]
+mod resolv_tests {
+    #[test]
+    fn loopback_name_servers_are_dropped() {
+        let (out, n) = super::reachable_resolvers(
+            "# comment\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch example.org\noptions edns0\n",
+        );
+        assert_eq!(n, 1);
+        assert_eq!(
+            out,
+            "nameserver 10.0.0.2\nsearch example.org\noptions edns0\n"
+        );
+    }
 }
 
 /// Unpins the namespaces and removes the sandbox directory.

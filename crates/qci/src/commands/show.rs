@@ -60,6 +60,19 @@ fn summary(g: &ContainerGroup) -> String {
     s.push_str(&format!("ID:        {}\n", g.id));
     s.push_str(&format!("Phase:     {}\n", g.status.phase));
     s.push_str(&format!("Health:    {}\n", g.status.health));
+    if let Some(ip) = &g.status.ip {
+        let net = g
+            .spec
+            .network
+            .as_ref()
+            .and_then(|n| n.vpc.clone())
+            .map(|v| format!("VPC {v}"))
+            .unwrap_or_else(|| "basic network".into());
+        s.push_str(&format!("IP:        {ip} ({net})\n"));
+    }
+    if let Some(eip) = &g.status.eip {
+        s.push_str(&format!("EIP:       {eip}\n"));
+    }
     if let Some(m) = &g.status.message {
         s.push_str(&format!("Message:   {m}\n"));
     }
