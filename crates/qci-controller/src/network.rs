@@ -124,9 +124,11 @@ impl Controller {
         let res = async {
             // A group new to its network: make sure the network (and the host's rules for
             // the group's EIP) exist before plugging in.
+            let t = std::time::Instant::now();
             if !netns.with_file_name("network").exists() {
                 self.sync_networks(None).await?;
             }
+            tracing::debug!(group = %g.id, ms = t.elapsed().as_secs_f64() * 1000.0, "network sync");
             let nets = self.store.networks().map_err(|e| e.to_string())?;
             let plan = self
                 .group_plan(g, gn.clone(), &nets)
@@ -136,13 +138,14 @@ impl Controller {
                 .find(|n| n.id == gn.network)
                 .map(Self::network_record)
                 .ok_or_else(|| format!("network {} is gone", gn.network))?;
-            tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let r = tokio::task::spawn_blocking(move || {
                 driver.attach(&net, &plan, &netns)?;
                 driver.firewall(&plan, &netns)
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+            .await;
+            tracing::debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "network attach");
+            r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = res {

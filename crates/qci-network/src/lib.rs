@@ -257,12 +257,10 @@ impl BridgeDriver {
         })?;
         let (host_ip, router_ip) = self.uplink(n.slot);
         let host_link = self.host_link(&n.id);
-        let tmp = format!("qt{}", short_hash(&n.id, 10));
         let router_file = file.to_path_buf();
         netns::run(self.host_ns(), "uplink", move |h| async move {
-            link::veth_into(&h, &host_link, &tmp, &router_file, "up0").await?;
-            link::add_address(&h, &host_link, host_ip, 31).await?;
-            link::set_up(&h, &host_link).await
+            link::veth_into(&h, &host_link, None, &router_file, "up0").await?;
+            link::add_address(&h, &host_link, host_ip, 31).await
         })?;
         netns::run(Some(file), "router uplink", move |h| async move {
             link::add_address(&h, "up0", router_ip, 31).await?;
@@ -299,31 +297,54 @@ impl BridgeDriver {
         }
     }
 
+    /// Forgets what was loaded under `key` (its tables went with a namespace).
     fn forget(&self, key: &str) {
         self.applied
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+            .retain(|k, _| k.split('#').next() != Some(key));
     }
 
     /// Loads `text` unless it is what was last loaded under `key`.
     fn load(&self, key: &str, ns: Option<&Path>, text: &str) -> Result<(), NetError> {
         let h = hash_of(text);
-        if self
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            == Some(&h)
-        {
+        if self.applied_hash(key) == Some(h.clone()) {
             return Ok(());
         }
         nft::apply(ns, text)?;
+        self.record(key, h);
+        Ok(())
+    }
+
+    /// Loads a table: its structure and contents when the structure changed (or was never
+    /// loaded by this process), else only its contents when they changed.
+    fn load_table(&self, key: &str, ns: Option<&Path>, t: &nft::Table) -> Result<(), NetError> {
+        let (sk, ck) = (format!("{key}#structure"), format!("{key}#contents"));
+        let (sh, ch) = (hash_of(&t.structure), hash_of(&t.contents));
+        if self.applied_hash(&sk) != Some(sh.clone()) {
+            nft::apply(ns, &format!("{}{}", t.structure, t.contents))?;
+            self.record(&sk, sh);
+            self.record(&ck, ch);
+        } else if self.applied_hash(&ck) != Some(ch.clone()) {
+            nft::apply(ns, &t.contents)?;
+            self.record(&ck, ch);
+        }
+        Ok(())
+    }
+
+    fn applied_hash(&self, key: &str) -> Option<String> {
         self.applied
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), h);
-        Ok(())
+            .get(key)
+            .cloned()
+    }
+
+    fn record(&self, key: &str, hash: String) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), hash);
     }
 
     /// EIP addresses on the EIP interface, and routes to published groups' aliases.
@@ -410,11 +431,11 @@ impl NetworkDriver for BridgeDriver {
                 .filter(|g| g.network == n.id)
                 .filter_map(|g| Some((g.ip, self.alias(g.eip?)?)))
                 .collect();
-            let text = nft::router_ruleset(self.uplink(n.slot).1, &mapped);
-            self.load(
+            let t = nft::router_table(self.uplink(n.slot).1, &mapped);
+            self.load_table(
                 &format!("router:{}", n.id),
                 Some(&self.router_ns(&n.id)),
-                &text,
+                &t,
             )?;
         }
         self.host_addresses(nets, groups)?;
@@ -437,13 +458,19 @@ impl NetworkDriver for BridgeDriver {
                 .collect(),
         };
         let table = format!("qci_{}", self.cfg.instance);
-        let text = if nets.is_empty() {
+        if nets.is_empty() {
             // Nothing to guard: the host keeps no table of qci's.
-            format!("table ip {table}\ndelete table ip {table}\n")
+            self.forget("host");
+            self.load(
+                "host-empty",
+                self.host_ns(),
+                &format!("table ip {table}\ndelete table ip {table}\n"),
+            )
         } else {
-            nft::host_ruleset(&table, &format!("{}*", self.links_prefix()), &rules)
-        };
-        self.load("host", self.host_ns(), &text)
+            self.forget("host-empty");
+            let t = nft::host_table(&table, &format!("{}*", self.links_prefix()), &rules);
+            self.load_table("host", self.host_ns(), &t)
+        }
     }
 
     fn attach(&self, net: &NetworkPlan, g: &GroupPlan, netns: &Path) -> Result<(), NetError> {
@@ -456,15 +483,11 @@ impl NetworkDriver for BridgeDriver {
             return Ok(());
         }
         let port = format!("vg{}", short_hash(&g.group_id, 10));
-        let tmp = format!("vt{}", short_hash(&g.group_id, 10));
         let group_ns = netns.to_path_buf();
         netns::run(
             Some(&self.router_ns(&net.id)),
             "plugging in a group",
-            move |h| async move {
-                link::veth_into(&h, &port, &tmp, &group_ns, "eth0").await?;
-                link::enslave(&h, &port, "br0").await
-            },
+            move |h| async move { link::veth_into(&h, &port, Some("br0"), &group_ns, "eth0").await },
         )?;
         let (ip, prefix, gw) = (g.ip, net.cidr.prefix_len(), qci_spec::gateway(net.cidr));
         netns::run(Some(netns), "the group's address", move |h| async move {

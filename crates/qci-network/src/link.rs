@@ -6,7 +6,7 @@ use std::path::Path;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -59,50 +59,38 @@ pub async fn ensure_bridge(h: &Handle, name: &str) -> Result<(), NetError> {
     set_up(h, name).await
 }
 
-/// A veth pair `a` (here) and `b`; `b` is then moved into the namespace pinned at `ns`,
-/// taking the name `b_name` there.
+/// A veth pair: `a` here (up, and a port of `bridge` if given) and its peer made directly
+/// inside the namespace pinned at `ns` as `b_name`, in one netlink request (moving a link
+/// between namespaces afterwards would cost an RCU grace period, ~10 ms). A leftover `a` is
+/// removed first.
 pub async fn veth_into(
     h: &Handle,
     a: &str,
-    b: &str,
+    bridge: Option<&str>,
     ns: &Path,
     b_name: &str,
 ) -> Result<(), NetError> {
     if index_of(h, a).await?.is_some() {
         delete(h, a).await?;
     }
-    if index_of(h, b).await?.is_some() {
-        delete(h, b).await?;
-    }
-    h.link()
-        .add(LinkVeth::new(a, b).build())
-        .execute()
-        .await
-        .map_err(nl("creating a veth pair"))?;
     let fd = std::fs::File::open(ns)
         .map_err(|e| NetError::Io(format!("opening {}: {e}", ns.display())))?;
-    let bi = must_index(h, b).await?;
+    let peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+        .name(b_name.to_string())
+        .setns_by_fd(fd.as_raw_fd())
+        .build();
+    let mut msg = rtnetlink::LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(a.to_string())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .up();
+    if let Some(b) = bridge {
+        msg = msg.controller(must_index(h, b).await?);
+    }
     h.link()
-        .set(
-            LinkUnspec::new_with_index(bi)
-                .setns_by_fd(fd.as_raw_fd())
-                .name(b_name.to_string())
-                .build(),
-        )
+        .add(msg.build())
         .execute()
         .await
-        .map_err(nl("moving a link into a namespace"))
-}
-
-/// Puts `port` in bridge `bridge` and sets it up.
-pub async fn enslave(h: &Handle, port: &str, bridge: &str) -> Result<(), NetError> {
-    let p = must_index(h, port).await?;
-    let b = must_index(h, bridge).await?;
-    h.link()
-        .set(LinkUnspec::new_with_index(p).controller(b).up().build())
-        .execute()
-        .await
-        .map_err(nl("adding a port to the bridge"))
+        .map_err(nl("creating a veth pair"))
 }
 
 /// Deletes link `name`; a missing one is fine.
@@ -212,23 +200,6 @@ pub async fn routes(h: &Handle, len: u8) -> Result<Vec<Ipv4Addr>, NetError> {
     }
     Ok(out)
 }
-
-/// Names of links whose name starts with `prefix`.
-pub async fn links_named(h: &Handle, prefix: &str) -> Result<Vec<String>, NetError> {
-    let mut out = Vec::new();
-    let mut s = h.link().get().execute();
-    while let Some(m) = s.try_next().await.map_err(nl("listing links"))? {
-        for a in &m.attributes {
-            if let LinkAttribute::IfName(n) = a
-                && n.starts_with(prefix)
-            {
-                out.push(n.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Every IPv4 route of the main table: destination and prefix length.
 pub async fn all_routes(h: &Handle) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
     let mut out = Vec::new();

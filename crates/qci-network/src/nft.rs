@@ -29,64 +29,53 @@ pub struct HostRules {
     pub vpc_snat: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
-fn set<T: std::fmt::Display>(items: &[T]) -> String {
-    let v: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-    format!("{{ {} }}", v.join(", "))
-}
-
 fn replace_table(family: &str, name: &str, body: &str) -> String {
     format!(
         "table {family} {name}\ndelete table {family} {name}\ntable {family} {name} {{\n{body}}}\n"
     )
 }
 
-/// The host table named `table`; `links` is the name prefix of qci's uplinks (with `*`).
-pub fn host_ruleset(table: &str, links: &str, r: &HostRules) -> String {
-    let mut dnat = String::new();
-    let mut snat = String::new();
-    let mut allowed = Vec::new();
-    for p in &r.published {
-        if !p.tcp.is_empty() {
-            dnat.push_str(&format!(
-                "    ip daddr {} tcp dport {} dnat to {}\n",
-                p.eip,
-                set(&p.tcp),
-                p.alias
-            ));
-        }
-        if !p.udp.is_empty() {
-            dnat.push_str(&format!(
-                "    ip daddr {} udp dport {} dnat to {}\n",
-                p.eip,
-                set(&p.udp),
-                p.alias
-            ));
-        }
-        snat.push_str(&format!("    ip saddr {} snat to {}\n", p.alias, p.eip));
-        allowed.push(p.alias);
+/// A table in two parts: its structure (chains and empty maps, loaded rarely: registering
+/// base chains costs the kernel ~10 ms) and its contents (map and set elements, replaced in
+/// one transaction whenever they change, which is cheap).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub structure: String,
+    pub contents: String,
+}
+
+fn elements(family: &str, table: &str, kind: &str, name: &str, items: &[String]) -> String {
+    let mut s = format!("flush {kind} {family} {table} {name}\n");
+    if !items.is_empty() {
+        s.push_str(&format!(
+            "add element {family} {table} {name} {{ {} }}\n",
+            items.join(", ")
+        ));
     }
-    for (router, eip) in &r.vpc_snat {
-        snat.push_str(&format!("    ip saddr {router} snat to {eip}\n"));
-        allowed.push(*router);
-    }
-    let out = if allowed.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "    iifname \"{links}\" ip saddr {} accept\n",
-            set(&allowed)
-        )
-    };
+    s
+}
+
+/// The host table named `table`; `links` matches qci's uplinks (a name prefix and `*`).
+pub fn host_table(table: &str, links: &str, r: &HostRules) -> Table {
+    let nat = "    dnat to ip daddr . tcp dport map @pub_tcp\n    dnat to ip daddr . udp dport map @pub_udp\n";
     let body = format!(
-        "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}
-  chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}
-  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n{snat}  }}
+        "  map pub_tcp {{ type ipv4_addr . inet_service : ipv4_addr; }}
+  map pub_udp {{ type ipv4_addr . inet_service : ipv4_addr; }}
+  map snat_out {{ type ipv4_addr : ipv4_addr; }}
+  set allowed_out {{ type ipv4_addr; }}
+  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{nat}  }}
+  chain output {{\n    type nat hook output priority -100; policy accept;\n{nat}  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    snat to ip saddr map @snat_out
+  }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
     iifname \"{links}\" ct state established,related accept
     oifname \"{links}\" ct state established,related accept
     oifname \"{links}\" ct status dnat accept
-{out}    iifname \"{links}\" drop
+    iifname \"{links}\" ip saddr @allowed_out accept
+    iifname \"{links}\" drop
     oifname \"{links}\" drop
   }}
   chain input {{
@@ -96,25 +85,54 @@ pub fn host_ruleset(table: &str, links: &str, r: &HostRules) -> String {
   }}
 "
     );
-    replace_table("ip", table, &body)
+    let (mut tcp, mut udp, mut snat, mut allowed) = (vec![], vec![], vec![], vec![]);
+    for p in &r.published {
+        tcp.extend(
+            p.tcp
+                .iter()
+                .map(|port| format!("{} . {port} : {}", p.eip, p.alias)),
+        );
+        udp.extend(
+            p.udp
+                .iter()
+                .map(|port| format!("{} . {port} : {}", p.eip, p.alias)),
+        );
+        snat.push(format!("{} : {}", p.alias, p.eip));
+        allowed.push(p.alias.to_string());
+    }
+    for (router, eip) in &r.vpc_snat {
+        snat.push(format!("{router} : {eip}"));
+        allowed.push(router.to_string());
+    }
+    let contents = [
+        elements("ip", table, "map", "pub_tcp", &tcp),
+        elements("ip", table, "map", "pub_udp", &udp),
+        elements("ip", table, "map", "snat_out", &snat),
+        elements("ip", table, "set", "allowed_out", &allowed),
+    ]
+    .concat();
+    Table {
+        structure: replace_table("ip", table, &body),
+        contents,
+    }
 }
 
-/// A router's table: each published group's alias mapped to its address, everything else
-/// leaving as the router's uplink address, and no way in but mapped or answering traffic.
-pub fn router_ruleset(router: Ipv4Addr, mapped: &[(Ipv4Addr, Ipv4Addr)]) -> String {
-    let mut dnat = String::new();
-    let mut snat = String::new();
-    for (group, alias) in mapped {
-        dnat.push_str(&format!(
-            "    iifname \"up0\" ip daddr {alias} dnat to {group}\n"
-        ));
-        snat.push_str(&format!(
-            "    oifname \"up0\" ip saddr {group} snat to {alias}\n"
-        ));
-    }
+/// A router's table: published groups' aliases mapped to their addresses (both ways),
+/// everything else leaving as the router's uplink address, and no way in but mapped or
+/// answering traffic.
+pub fn router_table(router: Ipv4Addr, mapped: &[(Ipv4Addr, Ipv4Addr)]) -> Table {
     let body = format!(
-        "  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}
-  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n{snat}    oifname \"up0\" snat to {router}\n  }}
+        "  map alias_in {{ type ipv4_addr : ipv4_addr; }}
+  map alias_out {{ type ipv4_addr : ipv4_addr; }}
+  chain prerouting {{
+    type nat hook prerouting priority -100; policy accept;
+    iifname \"up0\" dnat to ip daddr map @alias_in
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    oifname \"up0\" snat to ip saddr map @alias_out
+    oifname \"up0\" snat to {router}
+  }}
   chain forward {{
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
@@ -128,7 +146,16 @@ pub fn router_ruleset(router: Ipv4Addr, mapped: &[(Ipv4Addr, Ipv4Addr)]) -> Stri
   }}
 "
     );
-    replace_table("ip", "qci", &body)
+    let inward: Vec<String> = mapped.iter().map(|(g, a)| format!("{a} : {g}")).collect();
+    let outward: Vec<String> = mapped.iter().map(|(g, a)| format!("{g} : {a}")).collect();
+    Table {
+        structure: replace_table("ip", "qci", &body),
+        contents: [
+            elements("ip", "qci", "map", "alias_in", &inward),
+            elements("ip", "qci", "map", "alias_out", &outward),
+        ]
+        .concat(),
+    }
 }
 
 fn rule_line(r: &FirewallRule) -> String {
@@ -253,12 +280,26 @@ mod tests {
             }],
             vpc_snat: vec![(Ipv4Addr::new(100, 127, 0, 3), Ipv4Addr::new(192, 0, 2, 11))],
         };
-        let t = host_ruleset("qci_ab", "qnab*", &r);
-        assert!(t.contains("ip daddr 192.0.2.10 tcp dport { 80, 443 } dnat to 100.127.128.0"));
-        assert!(!t.contains("udp dport"));
-        assert!(t.contains("ip saddr 100.127.0.3 snat to 192.0.2.11"));
-        assert!(t.contains("iifname \"qnab*\" ip saddr { 100.127.128.0, 100.127.0.3 } accept"));
-        let empty = host_ruleset("qci_ab", "qnab*", &HostRules::default());
-        assert!(!empty.contains("ip saddr {"), "no empty set: {empty}");
+        let t = host_table("qci_ab", "qnab*", &r);
+        assert!(
+            t.structure
+                .contains("iifname \"qnab*\" ip saddr @allowed_out accept")
+        );
+        assert!(t.contents.contains(
+            "add element ip qci_ab pub_tcp { 192.0.2.10 . 80 : 100.127.128.0, 192.0.2.10 . 443 : 100.127.128.0 }"
+        ));
+        assert!(t.contents.contains("flush map ip qci_ab pub_udp\n"));
+        assert!(
+            !t.contents.contains("add element ip qci_ab pub_udp"),
+            "no empty set"
+        );
+        assert!(t.contents.contains(
+            "add element ip qci_ab snat_out { 100.127.128.0 : 192.0.2.10, 100.127.0.3 : 192.0.2.11 }"
+        ));
+        let empty = host_table("qci_ab", "qnab*", &HostRules::default());
+        assert_eq!(
+            empty.structure, t.structure,
+            "the structure never depends on the contents"
+        );
     }
 }
