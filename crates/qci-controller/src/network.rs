@@ -162,6 +162,22 @@ impl Controller {
         }
         let (ip, eip) = (Some(gn.ip.to_string()), gn.eip.map(|e| e.to_string()));
         if g.status.ip != ip || g.status.eip != eip {
+            let net = if gn.network == qci_store::BASIC_NETWORK {
+                "the basic network".to_string()
+            } else {
+                format!("VPC {}", gn.network)
+            };
+            let published = gn
+                .eip
+                .map(|e| format!(", published on EIP {e}"))
+                .unwrap_or_default();
+            self.event(
+                g,
+                None,
+                EventType::Normal,
+                "NetworkAttached",
+                &format!("address {} in {net}{published}", gn.ip),
+            );
             g.status.ip = ip;
             g.status.eip = eip;
             self.store.set_status(&g.id, &g.status)?;

@@ -119,8 +119,9 @@ pub struct ServeArgs {
     pub disk_compat: Option<PathBuf>,
     /// The basic network's block, which groups naming no VPC join ("none": such groups get
     /// loopback only)
-    #[arg(long, value_name = "CIDR", default_value = "172.30.0.0/16")]
-    pub basic_subnet: String,
+    /// (default 172.30.0.0/16)
+    #[arg(long, value_name = "CIDR")]
+    pub basic_subnet: Option<String>,
     /// Addresses EIPs are taken from: an address, a range A-B or a block A/len (repeatable)
     #[arg(long = "eip-pool", value_name = "ADDRESSES")]
     pub eip_pool: Vec<String>,

@@ -206,6 +206,8 @@ fn listen_for_exits(
     Ok(())
 }
 
+const DEFAULT_BASIC_SUBNET: &str = "172.30.0.0/16";
+
 /// The network settings from the flags: the driver's config and the basic network's block.
 fn network_config(
     args: &ServeArgs,
@@ -243,12 +245,21 @@ fn network_config(
         eip_interface: args.eip_interface.clone(),
         instance,
     };
-    let basic = match args.basic_subnet.as_str() {
-        "none" => None,
-        s => {
+    let basic = match args.basic_subnet.as_deref() {
+        Some("none") => None,
+        Some(s) => {
             let net = qci_spec::parse_cidr(s).map_err(|e| anyhow::anyhow!("--basic-subnet {e}"))?;
             qci_network::check_block(&cfg, net)
                 .map_err(|e| anyhow::anyhow!("--basic-subnet {e}"))?;
+            Some(net)
+        }
+        None => {
+            let net = qci_spec::parse_cidr(DEFAULT_BASIC_SUBNET).expect("a valid default");
+            // The default must not stop a host that already routes it (say, to a Docker
+            // network): groups there just cannot reach that network of the host's.
+            if let Err(e) = qci_network::check_block(&cfg, net) {
+                tracing::warn!("the basic network: {e}; choose another with --basic-subnet");
+            }
             Some(net)
         }
     };
