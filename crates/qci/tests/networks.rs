@@ -379,6 +379,25 @@ async fn vpcs_eips_and_firewalls() {
     .await;
     assert_eq!(page, "hello from web\n");
 
+    // Restarting the group keeps its address and EIP too.
+    let (ok, _, err) = s.cli(&["restart", "web"]);
+    assert!(ok, "{err}");
+    s.wait_group(&web.id, "Running again with a new process", |g| {
+        g.status.phase == qci_spec::GroupPhase::Running
+            && g.status.containers[0]
+                .pid
+                .is_some_and(|p| Some(p) != web_pid)
+    })
+    .await;
+    let page = eventually("8080 on the EIP after qci restart web", 20, || {
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+    })
+    .await;
+    assert_eq!(page, "hello from web\n");
+    let again = s.client.get_group("web").await.unwrap();
+    assert_eq!(again.status.ip.as_deref(), Some(web_ip.as_str()));
+    assert_eq!(again.status.eip.as_deref(), Some(eip.as_str()));
+
     // Deleting everything leaves no link, rule, address or lease.
     for g in ["web", "peer", "stranger", "twin", "plain"] {
         let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
