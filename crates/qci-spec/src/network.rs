@@ -21,7 +21,7 @@ pub struct NetworkSpec {
     /// A VPC's name or id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc: Option<String>,
-    /// An EIP's name or id, or `auto` (one taken from the pool for this group and released
+    /// An EIP's name, id or address, or `auto` (one taken from the pool for this group and released
     /// with it). It publishes the group's declared ports and gives the group outbound access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eip: Option<String>,

@@ -183,7 +183,7 @@ pub(crate) fn attach(
                      LEFT JOIN group_networks gn ON gn.eip = e.id
                      LEFT JOIN container_groups g ON g.id = gn.group_id
                      LEFT JOIN vpcs v ON v.eip = e.id
-                     WHERE e.owner = ?1 AND (e.id = ?2 OR e.name = ?2) ORDER BY e.id = ?2 DESC LIMIT 1",
+                     WHERE e.owner = ?1 AND (e.id = ?2 OR e.name = ?2 OR e.address = ?2) ORDER BY e.id = ?2 DESC LIMIT 1",
                     params![owner, e],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )

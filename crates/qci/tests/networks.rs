@@ -204,12 +204,26 @@ async fn vpcs_eips_and_firewalls() {
     );
     let (ok, _, err) = s.cli(&["vpc", "create", "--name", "bad", "--cidr", "10.1.0.1/24"]);
     assert!(!ok && err.contains("10.1.0.0/24"), "{err}");
-    for (name, cidr) in [
-        ("v1", "10.100.0.0/24"),
-        ("v2", "10.200.0.0/24"),
-        ("v3", "10.100.0.0/24"),
+    // v2's groups are all guarded by the VPC's firewall: only 8080, from inside v2.
+    let (ok, _, err) = s.cli(&[
+        "firewall",
+        "create",
+        "--name",
+        "fw2",
+        "--rule",
+        "accept tcp 8080 from 10.200.0.0/24",
+    ]);
+    assert!(ok, "{err}");
+    for (name, cidr, fw) in [
+        ("v1", "10.100.0.0/24", None),
+        ("v2", "10.200.0.0/24", Some("fw2")),
+        ("v3", "10.100.0.0/24", None),
     ] {
-        let (ok, _, err) = s.cli(&["vpc", "create", "--name", name, "--cidr", cidr]);
+        let mut args = vec!["vpc", "create", "--name", name, "--cidr", cidr];
+        if let Some(f) = fw {
+            args.extend(["--firewall", f]);
+        }
+        let (ok, _, err) = s.cli(&args);
         assert!(ok, "{err}");
     }
     let (ok, _, err) = s.cli(&[
@@ -302,6 +316,29 @@ async fn vpcs_eips_and_firewalls() {
     assert!(
         exec(&s, "plain", &get(8080)).is_none(),
         "the basic network reached v1"
+    );
+
+    // A VPC's firewall guards its groups.
+    let (ok, _, err) = s.create("web2", &web_group(&image, "web2", "{vpc: v2}"), &["--wait"]);
+    assert!(ok, "{err}");
+    let web2_ip = s.client.get_group("web2").await.unwrap().status.ip.unwrap();
+    let page = eventually("web2:8080 from its VPC", 10, || {
+        exec(
+            &s,
+            "stranger",
+            &format!("timeout 3 wget -q -O- http://{web2_ip}:8080/"),
+        )
+    })
+    .await;
+    assert_eq!(page, "hello from web2\n");
+    assert!(
+        exec(
+            &s,
+            "stranger",
+            &format!("timeout 3 wget -q -O- http://{web2_ip}:8081/")
+        )
+        .is_none(),
+        "the VPC's firewall let 8081 through"
     );
 
     // Published ports on the EIP: the declared TCP and UDP ports, nothing else.
@@ -399,7 +436,7 @@ async fn vpcs_eips_and_firewalls() {
     assert_eq!(again.status.eip.as_deref(), Some(eip.as_str()));
 
     // Deleting everything leaves no link, rule, address or lease.
-    for g in ["web", "peer", "stranger", "twin", "plain"] {
+    for g in ["web", "web2", "peer", "stranger", "twin", "plain"] {
         let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
         assert!(ok, "{g}: {err}");
     }
@@ -411,8 +448,10 @@ async fn vpcs_eips_and_firewalls() {
         let (ok, _, err) = s.cli(&["vpc", "rm", v]);
         assert!(ok, "{v}: {err}");
     }
-    let (ok, _, err) = s.cli(&["firewall", "rm", "fw"]);
-    assert!(ok, "{err}");
+    for f in ["fw", "fw2"] {
+        let (ok, _, err) = s.cli(&["firewall", "rm", f]);
+        assert!(ok, "{err}");
+    }
     assert!(
         s.client.list_eips().await.unwrap().is_empty(),
         "the auto EIP was not released"
