@@ -276,7 +276,9 @@ impl BridgeDriver {
         );
         std::fs::write(self.cfg.run_dir.join(&n.id).join("ready"), generation)
             .map_err(|e| NetError::Io(format!("recording network {}: {e}", n.id)))?;
+        // Its tables, and the host's routes through its uplink, went with the old one.
         self.forget(&format!("router:{}", n.id));
+        self.forget("host-addresses");
         tracing::info!(network = %n.id, cidr = %n.cidr, "network ready");
         Ok(())
     }
@@ -360,13 +362,7 @@ impl BridgeDriver {
             })
             .collect();
         let key = format!("{eips:?}{routes:?}");
-        if self
-            .applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get("host-addresses")
-            == Some(&key)
-        {
+        if self.applied_hash("host-addresses").as_ref() == Some(&key) {
             return Ok(());
         }
         let iface = self.cfg.eip_interface.clone();
@@ -401,10 +397,7 @@ impl BridgeDriver {
             }
             Ok(())
         })?;
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert("host-addresses".into(), key);
+        self.record("host-addresses", key);
         Ok(())
     }
 }

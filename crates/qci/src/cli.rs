@@ -178,7 +178,8 @@ pub struct GroupArg {
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// Group id or name
+    /// Its id or name
+    #[arg(value_name = "ID_OR_NAME")]
     pub group: String,
     /// Print the whole object instead of a summary
     #[arg(short = 'o', long = "output")]
