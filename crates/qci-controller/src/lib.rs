@@ -56,6 +56,9 @@ pub struct ControllerConfig {
     pub deleted_group_retention: Duration,
     /// How often containers' resource use is read.
     pub metrics_interval: Duration,
+    /// How long the basic network's router stays once no group is in it (so groups started
+    /// one after another do not each build it again).
+    pub basic_network_linger: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -68,6 +71,7 @@ impl Default for ControllerConfig {
             failed_group_ttl: Duration::from_secs(3600),
             deleted_group_retention: Duration::from_secs(24 * 3600),
             metrics_interval: Duration::from_secs(10),
+            basic_network_linger: Duration::from_secs(30),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Controller {
     network: std::sync::OnceLock<Arc<dyn qci_network::NetworkDriver>>,
     /// One network sync at a time.
     net_lock: tokio::sync::Mutex<()>,
+    /// When a group was last seen in the basic network.
+    basic_used: Mutex<Option<std::time::Instant>>,
 }
 
 impl Controller {
@@ -104,6 +110,7 @@ impl Controller {
             busy: Default::default(),
             network: Default::default(),
             net_lock: Default::default(),
+            basic_used: Default::default(),
             probes: Default::default(),
             metered: Default::default(),
         })

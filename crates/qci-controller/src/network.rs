@@ -87,9 +87,18 @@ impl Controller {
                 plans.push(self.group_plan(g, gn, &nets)?);
             }
         }
+        // The basic network lives while groups use it, and a while after.
+        let keep_basic = {
+            let in_use = plans.iter().any(|p| p.network == qci_store::BASIC_NETWORK);
+            let mut used = self.basic_used.lock().unwrap_or_else(|p| p.into_inner());
+            if in_use {
+                *used = Some(std::time::Instant::now());
+            }
+            in_use || used.is_some_and(|t| t.elapsed() < self.config.basic_network_linger)
+        };
         let nets = nets
             .into_iter()
-            .filter(|n| n.id != qci_store::BASIC_NETWORK || plans.iter().any(|p| p.network == n.id))
+            .filter(|n| n.id != qci_store::BASIC_NETWORK || keep_basic)
             .map(Self::network_record)
             .collect();
         Ok((nets, plans))

@@ -183,23 +183,14 @@ pub async fn del_route(h: &Handle, dst: Ipv4Addr, len: u8) -> Result<(), NetErro
 
 /// Destinations of the IPv4 routes in the main table with prefix `len`.
 pub async fn routes(h: &Handle, len: u8) -> Result<Vec<Ipv4Addr>, NetError> {
-    let mut out = Vec::new();
-    let mut s = h
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    while let Some(m) = s.try_next().await.map_err(nl("listing routes"))? {
-        if m.header.destination_prefix_length != len {
-            continue;
-        }
-        for a in &m.attributes {
-            if let RouteAttribute::Destination(RouteAddress::Inet(d)) = a {
-                out.push(*d);
-            }
-        }
-    }
-    Ok(out)
+    Ok(all_routes(h)
+        .await?
+        .into_iter()
+        .filter(|(_, l)| *l == len)
+        .map(|(d, _)| d)
+        .collect())
 }
+
 /// Every IPv4 route of the main table: destination and prefix length.
 pub async fn all_routes(h: &Handle) -> Result<Vec<(Ipv4Addr, u8)>, NetError> {
     let mut out = Vec::new();

@@ -8,6 +8,7 @@
 //!
 //! A missing prerequisite panics with what to install; nothing is skipped.
 
+pub mod bench;
 pub mod image;
 mod registry;
 mod server;

@@ -45,6 +45,11 @@ impl Server {
             data_dir.file_name().unwrap().to_string_lossy()
         ));
         let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        // Tests check that a deleted group leaves nothing: the basic network goes at once
+        // (benchmarks pass the production default).
+        if !flags.iter().any(|f| f == "--basic-network-linger") {
+            flags.extend(["--basic-network-linger".into(), "0".into()]);
+        }
         let host_netns = if flags.iter().any(|f| f == "--network-host-ns") {
             None
         } else {

@@ -9,37 +9,21 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qci_spec::GroupPhase;
+use qci_testkit::bench::{delete, runs, stats};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
-
-fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let median = ms(v[v.len() / 2]);
-    println!(
-        "{name:<34} n={:<3} median {median:7.1} ms   p90 {:7.1} ms   min {:7.1} ms   max {:7.1} ms",
-        v.len(),
-        ms(v[v.len() * 9 / 10]),
-        ms(v[0]),
-        ms(v[v.len() - 1])
-    );
-    median
-}
 
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs: usize = std::env::var("QCI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let runs = runs(20);
     let reg = Registry::start();
     // A pinned tag: with the image present, qci does not contact the registry.
     let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--basic-network-linger", "30"]).await;
     // `sleep` as PID 1 ignores SIGTERM; a short grace period keeps the (untimed) deletes short.
     let spec = |i: usize| {
         format!(
@@ -82,18 +66,6 @@ async fn main() {
     let a = stats("qci create -> Running (API)", qci);
     let b = stats("runc run -d (bare bundle)", runc);
     println!("ratio qci / runc: {:.2}", a / b);
-}
-
-async fn delete(s: &Server, id: &str) {
-    s.client.delete_group(id).await.expect("delete");
-    let t = Instant::now();
-    while s.client.get_group(id).await.is_ok() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "delete took over a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `runc run -d` of a bundle made by `runc spec`, rootfs an overlay of the same layer.

@@ -5,58 +5,23 @@
 //! Run as root: `cargo bench -p qci --bench disks` (QCI_BENCH_RUNS sets the count).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use qci_spec::{DiskSpec, GroupPhase, Quantity};
+use qci_spec::{DiskSpec, Quantity};
+use qci_testkit::bench::{runs, stats, time_to_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
-
-fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let median = ms(v[v.len() / 2]);
-    println!(
-        "{name:<40} n={:<3} median {median:7.1} ms   p90 {:7.1} ms   min {:7.1} ms   max {:7.1} ms",
-        v.len(),
-        ms(v[v.len() * 9 / 10]),
-        ms(v[0]),
-        ms(v[v.len() - 1])
-    );
-    median
-}
-
-async fn run_to_running(s: &Server, spec: &str) -> Duration {
-    let t = Instant::now();
-    let g = s.client.create_group(spec).await.expect("create");
-    loop {
-        let g = s.client.get_group(&g.id).await.expect("get");
-        match g.status.phase {
-            GroupPhase::Running => break,
-            GroupPhase::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
-            other => panic!("group ended {other}: {:?}", g.status),
-        }
-    }
-    let took = t.elapsed();
-    s.client.delete_group(&g.id).await.expect("delete");
-    while s.client.get_group(&g.id).await.is_ok() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    took
-}
 
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs: usize = std::env::var("QCI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let runs = runs(10);
     let reg = Registry::start();
     let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--basic-network-linger", "30"]).await;
 
     let mut create = [Vec::new(), Vec::new()];
     for i in 0..runs.min(5) {
@@ -95,11 +60,11 @@ async fn main() {
         )
     };
     // Warm-up: pulls the image once.
-    run_to_running(&s, &plain(0)).await;
+    time_to_running(&s, &plain(0)).await;
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for i in 1..=runs {
-        a.push(run_to_running(&s, &plain(i)).await);
-        b.push(run_to_running(&s, &with_disk(i)).await);
+        a.push(time_to_running(&s, &plain(i)).await);
+        b.push(time_to_running(&s, &with_disk(i)).await);
     }
     println!();
     stats("qci disk create 1Gi (API)", create[0].clone());

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qci_spec::{GroupPhase, PullRequest};
+use qci_spec::PullRequest;
 use qci_testkit::{Compression, Entry, ImageSpec, Layer, Registry, Server, push_image, tar_of};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -63,10 +63,7 @@ async fn main() {
     }
     have("skopeo");
     have("umoci");
-    let runs: usize = std::env::var("QCI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = qci_testkit::bench::runs(3);
     let reg = Registry::start();
     let layers: Vec<Layer> = (0..LAYERS)
         .map(|i| {
@@ -87,7 +84,7 @@ async fn main() {
         },
     )
     .await;
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--basic-network-linger", "30"]).await;
     let bytes = {
         let i = s
             .client
@@ -169,7 +166,9 @@ async fn main() {
     let mut from_registry = Vec::new();
     for i in 0..runs {
         empty_store().await;
-        from_registry.push(create_to_running(&s, &group(&format!("reg{i}"), "none")).await);
+        from_registry.push(
+            qci_testkit::bench::time_to_running(&s, &group(&format!("reg{i}"), "none")).await,
+        );
     }
     let cache = s
         .client
@@ -193,7 +192,9 @@ async fn main() {
     }
     let mut from_cache = Vec::new();
     for i in 0..runs {
-        from_cache.push(create_to_running(&s, &group(&format!("cache{i}"), "bench")).await);
+        from_cache.push(
+            qci_testkit::bench::time_to_running(&s, &group(&format!("cache{i}"), "bench")).await,
+        );
     }
 
     println!();
@@ -213,23 +214,4 @@ async fn main() {
         from_cache.len()
     );
     println!("ratio registry / cache: {:.0}", c / d);
-}
-
-async fn create_to_running(s: &Server, spec: &str) -> Duration {
-    let t = Instant::now();
-    let g = s.client.create_group(spec).await.expect("create");
-    loop {
-        let g = s.client.get_group(&g.id).await.expect("get");
-        match g.status.phase {
-            GroupPhase::Running => break,
-            GroupPhase::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
-            other => panic!("group ended {other}: {:?}", g.status),
-        }
-    }
-    let took = t.elapsed();
-    s.client.delete_group(&g.id).await.expect("delete");
-    while s.client.get_group(&g.id).await.is_ok() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    took
 }

@@ -26,13 +26,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs: usize = std::env::var("QCI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let runs = qci_testkit::bench::runs(10);
     let reg = Registry::start();
     let image = push_busybox(&reg.host(), "bb", "1").await;
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--basic-network-linger", "30"]).await;
 
     // Log throughput: time from start to exit, as the monitor records it.
     let run = |name: String, sink: &str| {

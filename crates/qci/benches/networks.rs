@@ -5,55 +5,19 @@
 //! Run as root: `cargo bench -p qci --bench networks` (QCI_BENCH_RUNS sets the count).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use qci_spec::{GroupPhase, VpcSpec};
+use qci_spec::VpcSpec;
+use qci_testkit::bench::{runs, stats, time_to_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
-
-fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let median = ms(v[v.len() / 2]);
-    println!(
-        "{name:<40} n={:<3} median {median:7.1} ms   p90 {:7.1} ms   min {:7.1} ms   max {:7.1} ms",
-        v.len(),
-        ms(v[v.len() * 9 / 10]),
-        ms(v[0]),
-        ms(v[v.len() - 1])
-    );
-    median
-}
-
-async fn run_to_running(s: &Server, spec: &str) -> Duration {
-    let t = Instant::now();
-    let g = s.client.create_group(spec).await.expect("create");
-    loop {
-        let g = s.client.get_group(&g.id).await.expect("get");
-        match g.status.phase {
-            GroupPhase::Running => break,
-            GroupPhase::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
-            other => panic!("group ended {other}: {:?}", g.status),
-        }
-    }
-    let took = t.elapsed();
-    s.client.delete_group(&g.id).await.expect("delete");
-    while s.client.get_group(&g.id).await.is_ok() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    took
-}
 
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let runs: usize = std::env::var("QCI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let runs = runs(20);
     let reg = Registry::start();
     let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
     let s = Server::start_with(
@@ -63,6 +27,8 @@ async fn main() {
             "192.0.2.100-192.0.2.200",
             "--eip-interface",
             "lo",
+            "--basic-network-linger",
+            "30",
         ],
     )
     .await;
@@ -79,12 +45,12 @@ async fn main() {
             "name: {name}\ntermination_grace_period_seconds: 1\nnetwork: {network}\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600'], ports: [{{port: 8080}}]}}]\n"
         )
     };
-    run_to_running(&s, &spec("warm".into(), "{mode: none}")).await;
+    time_to_running(&s, &spec("warm".into(), "{mode: none}")).await;
     let (mut none, mut basic, mut vpc) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
-        none.push(run_to_running(&s, &spec(format!("none-{i}"), "{mode: none}")).await);
-        basic.push(run_to_running(&s, &spec(format!("basic-{i}"), "{}")).await);
-        vpc.push(run_to_running(&s, &spec(format!("vpc-{i}"), "{vpc: bench, eip: auto}")).await);
+        none.push(time_to_running(&s, &spec(format!("none-{i}"), "{mode: none}")).await);
+        basic.push(time_to_running(&s, &spec(format!("basic-{i}"), "{}")).await);
+        vpc.push(time_to_running(&s, &spec(format!("vpc-{i}"), "{vpc: bench, eip: auto}")).await);
     }
     println!();
     let a = stats("create -> Running, no network", none);

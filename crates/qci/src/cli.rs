@@ -135,6 +135,9 @@ pub struct ServeArgs {
     /// uplinks, EIPs and NAT rules go there
     #[arg(long, value_name = "PATH")]
     pub network_host_ns: Option<PathBuf>,
+    /// Seconds the basic network's router is kept once no group is in it
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub basic_network_linger: f64,
     /// How often containers' resource use is read, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub metrics_interval: f64,

@@ -93,6 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         failed_group_ttl: secs(args.failed_group_ttl, "--failed-group-ttl")?,
         deleted_group_retention: secs(args.deleted_group_retention, "--deleted-group-retention")?,
         metrics_interval: secs(args.metrics_interval.max(0.1), "--metrics-interval")?,
+        basic_network_linger: secs(args.basic_network_linger, "--basic-network-linger")?,
     };
     let net_cfg = network_config(&args, &layout)?;
     store.set_net_config(qci_store::NetConfig {
