@@ -434,12 +434,22 @@ impl Store {
 
     /// Every group's place in a network.
     pub fn group_networks(&self) -> Result<Vec<GroupNetwork>> {
+        self.query_group_networks(None)
+    }
+
+    /// One group's place, if it has one.
+    pub fn group_network(&self, group_id: &str) -> Result<Option<GroupNetwork>> {
+        Ok(self.query_group_networks(Some(group_id))?.pop())
+    }
+
+    fn query_group_networks(&self, group_id: Option<&str>) -> Result<Vec<GroupNetwork>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT gn.group_id, gn.network, gn.ip, e.address, gn.firewall FROM group_networks gn
-             LEFT JOIN eips e ON e.id = gn.eip ORDER BY gn.group_id",
+             LEFT JOIN eips e ON e.id = gn.eip WHERE ?1 IS NULL OR gn.group_id = ?1
+             ORDER BY gn.group_id",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map(params![group_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -461,14 +471,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// One group's place, if it has one.
-    pub fn group_network(&self, group_id: &str) -> Result<Option<GroupNetwork>> {
-        Ok(self
-            .group_networks()?
-            .into_iter()
-            .find(|g| g.group_id == group_id))
     }
 
     /// Changes a group's firewall (an update may; nothing else of its network changes).
