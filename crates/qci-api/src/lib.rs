@@ -89,7 +89,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disks::get_disk, disks::delete_disk))
         .routes(routes!(disks::resize_disk))
         .routes(routes!(networks::list_vpcs, networks::create_vpc))
-        .routes(routes!(networks::get_vpc, networks::delete_vpc))
+        .routes(routes!(
+            networks::get_vpc,
+            networks::update_vpc,
+            networks::delete_vpc
+        ))
         .routes(routes!(networks::list_eips, networks::create_eip))
         .routes(routes!(networks::get_eip, networks::delete_eip))
         .routes(routes!(networks::bind_eip))

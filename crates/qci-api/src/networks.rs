@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use qci_spec::{
     DEFAULT_OWNER, Eip, EipBind, EipSpec, FieldError, Firewall, FirewallSpec, GroupSpec, Vpc,
-    VpcSpec, validate_firewall, validate_vpc,
+    VpcSpec, VpcUpdate, validate_firewall, validate_vpc,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -65,6 +65,25 @@ pub async fn get_vpc(
     Path(id): Path<String>,
 ) -> Result<Json<Vpc>, ApiError> {
     Ok(Json(s.store.find_vpc(DEFAULT_OWNER, &id)?))
+}
+
+/// Changes a VPC's firewall (`{"firewall": null}` removes it); its running groups follow
+/// within a second, without a restart.
+#[utoipa::path(put, path = "/v1/vpcs/{id}", tag = "networks", request_body = VpcUpdate,
+    params(("id" = String, Path, description = "VPC id or name")),
+    responses((status = 200, body = Vpc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_vpc(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Json<Vpc>, ApiError> {
+    let req: VpcUpdate = parse_body(&body)?;
+    let v = s
+        .store
+        .set_vpc_firewall(DEFAULT_OWNER, &id, req.firewall.as_deref())?;
+    tracing::info!(vpc = %v.id, firewall = ?v.firewall, "VPC updated");
+    (s.on_change)();
+    Ok(Json(v))
 }
 
 /// Deletes a VPC no group uses (409 otherwise); its EIP, if any, is unbound.

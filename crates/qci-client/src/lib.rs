@@ -551,6 +551,19 @@ impl Client {
         self.json(self.http.get(&url), &url).await
     }
 
+    /// Sets (or with None clears) a VPC's firewall.
+    pub async fn update_vpc(
+        &self,
+        id: &str,
+        firewall: Option<&str>,
+    ) -> Result<qci_spec::Vpc, ClientError> {
+        let url = self.url(&format!("/v1/vpcs/{}", encode(id)));
+        let body = qci_spec::VpcUpdate {
+            firewall: firewall.map(str::to_string),
+        };
+        self.json(self.http.put(&url).json(&body), &url).await
+    }
+
     pub async fn delete_vpc(&self, id: &str) -> Result<qci_spec::Vpc, ClientError> {
         let url = self.url(&format!("/v1/vpcs/{}", encode(id)));
         self.json(self.http.delete(&url), &url).await

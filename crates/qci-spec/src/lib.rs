@@ -33,8 +33,8 @@ pub use image_cache::{
 };
 pub use network::{
     AUTO_EIP, Direction, Eip, EipBind, EipBinding, EipSpec, Firewall, FirewallRule, FirewallSpec,
-    MAX_FIREWALL_RULES, NetworkMode, NetworkSpec, RuleAction, RuleProtocol, Vpc, VpcSpec, gateway,
-    group_addresses, parse_cidr, validate_firewall, validate_vpc,
+    MAX_FIREWALL_RULES, NetworkMode, NetworkSpec, RuleAction, RuleProtocol, Vpc, VpcSpec,
+    VpcUpdate, gateway, group_addresses, parse_cidr, validate_firewall, validate_vpc,
 };
 pub use parse::{SpecError, parse_spec};
 pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};

@@ -159,6 +159,14 @@ pub fn gateway(net: Ipv4Net) -> Ipv4Addr {
     net.hosts().next().unwrap_or(net.addr())
 }
 
+/// A change to a VPC: its firewall (null or absent: none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpcUpdate {
+    #[serde(default)]
+    pub firewall: Option<String>,
+}
+
 /// What a user asks for to make an EIP.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

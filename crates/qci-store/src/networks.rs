@@ -372,6 +372,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Sets or clears a VPC's firewall (its groups follow on their next pass).
+    pub fn set_vpc_firewall(&self, owner: &str, id: &str, firewall: Option<&str>) -> Result<Vpc> {
+        let v = self.find_vpc(owner, id)?;
+        let conn = self.conn();
+        let fw = match firewall {
+            None => None,
+            Some(f) => Some(
+                resolve(&conn, "firewalls", owner, f)?
+                    .ok_or_else(|| net_err("firewall", format!("no firewall {f:?}")))?,
+            ),
+        };
+        conn.execute(
+            "UPDATE vpcs SET firewall = ?2 WHERE id = ?1",
+            params![v.id, fw],
+        )?;
+        drop(conn);
+        self.find_vpc(owner, &v.id)
+    }
+
     /// Removes a VPC no group uses (its EIP, if bound, is let go).
     pub fn remove_vpc(&self, id: &str) -> Result<()> {
         let conn = self.conn();

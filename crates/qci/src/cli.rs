@@ -316,6 +316,20 @@ pub enum VpcCommand {
         #[arg(long)]
         firewall: Option<String>,
     },
+    /// Set or clear the firewall that guards every group of a VPC
+    Update {
+        vpc: String,
+        /// A firewall's name or id
+        #[arg(
+            long,
+            conflicts_with = "no_firewall",
+            required_unless_present = "no_firewall"
+        )]
+        firewall: Option<String>,
+        /// Remove the VPC's firewall
+        #[arg(long)]
+        no_firewall: bool,
+    },
     /// List VPCs
     Ls(OutputArgs),
     /// Show a VPC

@@ -340,6 +340,16 @@ async fn vpcs_eips_and_firewalls() {
         .is_none(),
         "the VPC's firewall let 8081 through"
     );
+    let (ok, _, err) = s.cli(&["vpc", "update", "v2", "--no-firewall"]);
+    assert!(ok, "{err}");
+    eventually("web2:8081 once v2 has no firewall", 10, || {
+        exec(
+            &s,
+            "stranger",
+            &format!("timeout 3 wget -q -O- http://{web2_ip}:8081/"),
+        )
+    })
+    .await;
 
     // Published ports on the EIP: the declared TCP and UDP ports, nothing else.
     let open_fw = [

@@ -53,6 +53,13 @@ pub async fn vpc(client: &Client, c: VpcCommand) -> anyhow::Result<ExitCode> {
             let v = client.get_vpc(&a.group).await?;
             print_as(&v, a.output.unwrap_or(crate::cli::Output::Yaml))?;
         }
+        VpcCommand::Update { vpc, firewall, .. } => {
+            let v = client.update_vpc(&vpc, firewall.as_deref()).await?;
+            match &v.firewall {
+                Some(f) => println!("{} is guarded by {f}", v.name),
+                None => println!("{} has no firewall", v.name),
+            }
+        }
         VpcCommand::Rm { vpc } => {
             let v = client.delete_vpc(&vpc).await?;
             println!("{} deleted", v.id);
