@@ -170,6 +170,8 @@ impl Controller {
             return Ok(false);
         }
         let (ip, eip) = (Some(gn.ip.to_string()), gn.eip.map(|e| e.to_string()));
+        self.runtime
+            .set_group_address(&g.id, &g.name, ip.as_deref())?;
         if g.status.ip != ip || g.status.eip != eip {
             let net = if gn.network == qci_store::BASIC_NETWORK {
                 "the basic network".to_string()

@@ -94,6 +94,17 @@ impl Runtime {
     }
 
     /// Makes sure the group's namespaces exist (network with loopback up, IPC, UTS).
+    /// Puts the group's address in its /etc/hosts, beside its hostname.
+    pub fn set_group_address(
+        &self,
+        group_id: &str,
+        hostname: &str,
+        ip: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        sandbox::set_hosts(&self.layout.sandbox_dir(group_id), hostname, ip)
+            .map_err(io("writing the group's /etc/hosts"))
+    }
+
     pub async fn ensure_sandbox(
         &self,
         group_id: &str,

@@ -45,10 +45,7 @@ pub fn ensure(dir: &Path, hostname: &str, shm_bytes: Option<u64>) -> std::io::Re
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
     std::fs::write(dir.join("resolv.conf"), resolv_conf())?;
-    std::fs::write(
-        dir.join("hosts"),
-        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
-    )?;
+    std::fs::write(dir.join("hosts"), hosts(hostname, None))?;
     let dir2 = dir.to_path_buf();
     let name = hostname.to_string();
     // Namespaces belong to threads: a short-lived thread enters fresh ones, sets them up and
@@ -105,6 +102,27 @@ pub fn ensure(dir: &Path, hostname: &str, shm_bytes: Option<u64>) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// The group's /etc/hosts: loopback, and its hostname at its address (127.0.0.1 without one),
+/// as Docker and Kubernetes write it.
+pub fn hosts(hostname: &str, ip: Option<&str>) -> String {
+    let own = match ip {
+        Some(ip) => format!("127.0.0.1\tlocalhost\n{ip}\t{hostname}\n"),
+        None => format!("127.0.0.1\tlocalhost {hostname}\n"),
+    };
+    format!("{own}::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+/// Rewrites the sandbox's hosts file in place (containers bind-mount the file itself, so it
+/// must stay the same inode) unless it already says this.
+pub fn set_hosts(dir: &Path, hostname: &str, ip: Option<&str>) -> std::io::Result<()> {
+    let want = hosts(hostname, ip);
+    let path = dir.join("hosts");
+    if std::fs::read_to_string(&path).is_ok_and(|h| h == want) {
+        return Ok(());
+    }
+    std::fs::write(path, want)
 }
 
 /// The containers' /etc/resolv.conf: the host's, without loopback name servers (a resolver

@@ -282,6 +282,9 @@ async fn vpcs_eips_and_firewalls() {
         Some("172.30.0.2")
     );
     let web_pid = web.status.containers[0].pid;
+    // Its hostname resolves to its address, as in Docker and Kubernetes.
+    let hosts = exec(&s, "web", "cat /etc/hosts").unwrap();
+    assert!(hosts.contains(&format!("{web_ip}\tweb\n")), "{hosts}");
 
     // The firewall lets nothing to 8080 in; a rule change opens it, with no restart.
     let get = |port: u16| format!("timeout 3 wget -q -O- http://{web_ip}:{port}/");
