@@ -92,7 +92,7 @@ async fn example_group_runs_survives_a_crash_and_is_deleted_without_leftovers() 
     );
     let (ok, out, _) = s.cli(&["ls"]);
     assert!(
-        ok && out.contains(&id) && out.contains("2/2"),
+        ok && out.contains(&id) && out.contains("2/2") && out.contains("172.30.0."),
         "qci ls printed {out}"
     );
     let (ok, out, _) = s.cli(&["events", "web"]);

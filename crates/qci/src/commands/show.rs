@@ -21,6 +21,8 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
         "HEALTH".into(),
         "READY".into(),
         "RESTARTS".into(),
+        "IP".into(),
+        "EIP".into(),
         "AGE".into(),
     ]];
     for g in &groups {
@@ -38,6 +40,8 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
             g.status.health.to_string(),
             format!("{running}/{}", g.spec.containers.len()),
             restarts.to_string(),
+            g.status.ip.clone().unwrap_or_else(|| "-".into()),
+            g.status.eip.clone().unwrap_or_else(|| "-".into()),
             age(g.created_at),
         ]);
     }
