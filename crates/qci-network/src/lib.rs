@@ -222,10 +222,12 @@ impl BridgeDriver {
         std::fs::read_to_string(self.cfg.run_dir.join(net).join("ready")).ok()
     }
 
-    fn ensure_network(&self, n: &NetworkPlan) -> Result<(), NetError> {
+    /// Makes the network's router unless it is there as planned (`mounted`: the mount points,
+    /// read once per sync).
+    fn ensure_network(&self, n: &NetworkPlan, mounted: &[PathBuf]) -> Result<(), NetError> {
         let file = self.router_ns(&n.id);
         let want = format!("{} {}", n.cidr, n.slot);
-        if netns::is_pinned(&file)
+        if mounted.contains(&file)
             && self
                 .generation(&n.id)
                 .is_some_and(|g| g.split('|').next() == Some(want.as_str()))
@@ -404,8 +406,9 @@ impl BridgeDriver {
 
 impl NetworkDriver for BridgeDriver {
     fn sync(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError> {
+        let mounted = netns::mount_points();
         for n in nets {
-            self.ensure_network(n)?;
+            self.ensure_network(n, &mounted)?;
         }
         // Networks no longer wanted.
         if let Ok(entries) = std::fs::read_dir(&self.cfg.run_dir) {

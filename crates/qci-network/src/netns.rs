@@ -105,11 +105,19 @@ pub fn destroy(file: &Path) -> Result<(), NetError> {
 
 /// Whether `file` is a mount point (a pinned namespace).
 pub fn is_pinned(file: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
-        m.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .any(|p| Path::new(p) == file)
-    })
+    mount_points().iter().any(|p| p == file)
+}
+
+/// Every mount point (read once, for a pass over many namespaces).
+pub fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes a sysctl of the namespace the thread is in; a missing one (a module not loaded)
