@@ -3,10 +3,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use qci_spec::{DEFAULT_OWNER, ImageCache, ImageCacheSpec, validate_image_cache};
+use qci_spec::{ImageCache, ImageCacheSpec, validate_image_cache};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::{ListScope, Scope};
 use crate::{ApiError, AppState, ErrorBody};
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -20,11 +21,12 @@ pub struct ImageCacheList {
     responses((status = 201, body = ImageCache), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_cache(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<ImageCache>), ApiError> {
     let spec: ImageCacheSpec = crate::disks::parse_body(&body)?;
     validate_image_cache(&spec).map_err(ApiError::Fields)?;
-    let c = s.store.create_image_cache(DEFAULT_OWNER, &spec)?;
+    let c = s.store.create_image_cache(scope.owner(), &spec)?;
     tracing::info!(cache = %c.id, name = %c.name, "image cache created");
     (s.on_change)();
     Ok((StatusCode::CREATED, Json(c.masked())))
@@ -32,10 +34,13 @@ pub async fn create_cache(
 
 /// The image caches, newest first.
 #[utoipa::path(get, path = "/v1/image-caches", tag = "image-caches", responses((status = 200, body = ImageCacheList)))]
-pub async fn list_caches(State(s): State<AppState>) -> Result<Json<ImageCacheList>, ApiError> {
+pub async fn list_caches(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<ImageCacheList>, ApiError> {
     let items = s
         .store
-        .list_image_caches(Some(DEFAULT_OWNER))?
+        .list_image_caches(scope.filter())?
         .into_iter()
         .map(ImageCache::masked)
         .collect();
@@ -48,9 +53,10 @@ pub async fn list_caches(State(s): State<AppState>) -> Result<Json<ImageCacheLis
     responses((status = 200, body = ImageCache), (status = 404, body = ErrorBody)))]
 pub async fn get_cache(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<ImageCache>, ApiError> {
-    Ok(Json(s.store.find_image_cache(DEFAULT_OWNER, &id)?.masked()))
+    Ok(Json(s.store.find_image_cache(scope.owner(), &id)?.masked()))
 }
 
 /// Deletes an image cache. Its images stay in the store (as images) until garbage collection
@@ -60,9 +66,10 @@ pub async fn get_cache(
     responses((status = 200, body = ImageCache), (status = 404, body = ErrorBody)))]
 pub async fn delete_cache(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<ImageCache>, ApiError> {
-    let c = s.store.find_image_cache(DEFAULT_OWNER, &id)?;
+    let c = s.store.find_image_cache(scope.owner(), &id)?;
     s.store.remove_image_cache(&c.id)?;
     s.images
         .unpin(&c.id)

@@ -5,12 +5,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use qci_spec::{
-    DEFAULT_INSTANCE_TYPE, DEFAULT_OWNER, Disk, DiskPhase, DiskResize, DiskSpec, FieldError,
-    GroupSpec, disk_bytes, validate_disk,
+    DEFAULT_INSTANCE_TYPE, Disk, DiskPhase, DiskResize, DiskSpec, FieldError, GroupSpec,
+    disk_bytes, validate_disk,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::{ListScope, Scope};
 use crate::{ApiError, AppState, ErrorBody};
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -43,11 +44,12 @@ fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     responses((status = 201, body = Disk), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_disk(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<Disk>), ApiError> {
     let spec: DiskSpec = parse_body(&body)?;
     let size = validate_disk(&spec, &s.disk_compat).map_err(ApiError::Fields)?;
-    match s.store.find_disk(DEFAULT_OWNER, &spec.name) {
+    match s.store.find_disk(scope.owner(), &spec.name) {
         Ok(d) if d.name == spec.name => {
             return Err(qci_store::StoreError::DiskNameTaken(spec.name).into());
         }
@@ -60,7 +62,7 @@ pub async fn create_disk(
         .await
         .map_err(blocking_err)?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let d = match s.store.create_disk(&id, DEFAULT_OWNER, &spec, size) {
+    let d = match s.store.create_disk(&id, scope.owner(), &spec, size) {
         Ok(d) => d,
         Err(e) => {
             let _ = s.runtime.remove_disk_image(&id);
@@ -73,11 +75,14 @@ pub async fn create_disk(
 
 /// The disks, oldest first, with the group each is attached to.
 #[utoipa::path(get, path = "/v1/disks", tag = "disks", responses((status = 200, body = DiskList)))]
-pub async fn list_disks(State(s): State<AppState>) -> Result<Json<DiskList>, ApiError> {
+pub async fn list_disks(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<DiskList>, ApiError> {
     Ok(Json(DiskList {
         items: s
             .store
-            .list_disks(Some(DEFAULT_OWNER))?
+            .list_disks(scope.filter())?
             .into_iter()
             .map(|d| noted(&s, d))
             .collect(),
@@ -90,9 +95,10 @@ pub async fn list_disks(State(s): State<AppState>) -> Result<Json<DiskList>, Api
     responses((status = 200, body = Disk), (status = 404, body = ErrorBody)))]
 pub async fn get_disk(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Disk>, ApiError> {
-    Ok(Json(noted(&s, s.store.find_disk(DEFAULT_OWNER, &id)?)))
+    Ok(Json(noted(&s, s.store.find_disk(scope.owner(), &id)?)))
 }
 
 /// The disk with what the machine has to say about it.
@@ -107,9 +113,10 @@ fn noted(s: &AppState, mut d: Disk) -> Disk {
     responses((status = 200, body = Disk), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_disk(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Disk>, ApiError> {
-    let d = s.store.find_disk(DEFAULT_OWNER, &id)?;
+    let d = s.store.find_disk(scope.owner(), &id)?;
     if d.phase == DiskPhase::InUse {
         return Err(qci_store::StoreError::DiskInUse {
             disk: d.name,
@@ -133,11 +140,12 @@ pub async fn delete_disk(
     responses((status = 200, body = Disk), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resize_disk(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Disk>, ApiError> {
     let req: DiskResize = parse_body(&body)?;
-    let d = s.store.find_disk(DEFAULT_OWNER, &id)?;
+    let d = s.store.find_disk(scope.owner(), &id)?;
     let size =
         disk_bytes(&req.size).map_err(|m| ApiError::Fields(vec![FieldError::new("size", m)]))?;
     if size <= d.size {
@@ -157,13 +165,17 @@ pub async fn resize_disk(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     s.store.set_disk_size(&d.id, size)?;
     tracing::info!(disk = %d.id, size, "disk grown");
-    Ok(Json(noted(&s, s.store.find_disk(DEFAULT_OWNER, &d.id)?)))
+    Ok(Json(noted(&s, s.store.find_disk(scope.owner(), &d.id)?)))
 }
 
 /// Checks a group's disk volumes before it is stored: each disk exists, and its type fits the
 /// group's instance type. (Whether a disk is free is decided when the group is stored, in the
 /// same transaction that attaches it.)
-pub(crate) fn check_group_disks(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
+pub(crate) fn check_group_disks(
+    s: &AppState,
+    owner: &str,
+    spec: &GroupSpec,
+) -> Result<(), ApiError> {
     let instance = spec
         .instance_type
         .as_deref()
@@ -182,7 +194,7 @@ pub(crate) fn check_group_disks(s: &AppState, spec: &GroupSpec) -> Result<(), Ap
     for (i, v) in spec.volumes.iter().enumerate() {
         let Some(dv) = &v.disk else { continue };
         let field = format!("volumes[{i}].disk.id");
-        match s.store.find_disk(DEFAULT_OWNER, &dv.id) {
+        match s.store.find_disk(owner, &dv.id) {
             Ok(d) => {
                 if let Err(m) = s.disk_compat.check(instance, &d.disk_type) {
                     errs.push(FieldError::new(field, format!("disk {:?}: {m}", d.name)));

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 /// The body of every error response.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable, machine-readable code: InvalidSpec, NotFound, AlreadyExists, BadRequest, Internal.
+    /// A stable, machine-readable code: InvalidSpec, InvalidRequest, BadRequest, Unauthorized,
+    /// Forbidden, QuotaExceeded, NotFound, AlreadyExists, Conflict, UnsupportedMediaType,
+    /// TooManyRequests, Internal.
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -32,6 +34,20 @@ pub enum ApiError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] qci_store::StoreError),
+    /// No key, or one that is not (or no longer) valid.
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        /// A key was given but is not valid (RFC 6750's `invalid_token`).
+        invalid_token: bool,
+    },
+    /// A valid key whose role or tenant does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     Internal(String),
 }
@@ -44,6 +60,19 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
             ApiError::Fields(f) => (StatusCode::BAD_REQUEST, "InvalidRequest", f.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound", vec![]),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "Unauthorized", vec![]),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden", vec![]),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                vec![],
+            ),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", vec![])
+            }
+            ApiError::Store(StoreError::QuotaExceeded(_)) => {
+                (StatusCode::FORBIDDEN, "QuotaExceeded", vec![])
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict", vec![]),
             ApiError::Store(
                 StoreError::NotFound(_)
@@ -87,6 +116,20 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
             fields,
         };
-        (status, axum::Json(body)).into_response()
+        let mut resp = (status, axum::Json(body)).into_response();
+        match self {
+            ApiError::Unauthorized { invalid_token, .. } => {
+                resp.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    crate::auth::www_authenticate(invalid_token),
+                );
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+            }
+            _ => {}
+        }
+        resp
     }
 }

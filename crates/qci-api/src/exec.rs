@@ -11,11 +11,12 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use qci_spec::{ContainerState, DEFAULT_OWNER};
+use qci_spec::ContainerState;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use utoipa::IntoParams;
 
+use crate::auth::Scope;
 use crate::{ApiError, AppState};
 
 pub const STDIN: u8 = 0;
@@ -44,11 +45,12 @@ pub struct ExecQuery {
     responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = crate::ErrorBody)))]
 pub async fn exec(
     State(s): State<AppState>,
+    scope: Scope,
     Path((id, name)): Path<(String, String)>,
     Query(q): Query<ExecQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let argv: Vec<String> = serde_json::from_str(&q.command).map_err(|e| {
         ApiError::BadRequest(format!("command must be a JSON array of strings: {e}"))
     })?;
@@ -83,13 +85,26 @@ pub async fn exec(
         "{runc_id}.{}.pid",
         SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
+    // Held for the session's life: the tenant's `exec_sessions` quota counts it.
+    let limit = s
+        .store
+        .tenant_quota(scope.owner())?
+        .and_then(|q| q.exec_sessions);
+    let slot = s
+        .exec_sessions
+        .take(scope.owner(), limit)
+        .map_err(|e| ApiError::Store(e.into()))?;
     if q.tty {
         let (rows, cols) = (q.rows.unwrap_or(24), q.cols.unwrap_or(80));
-        return Ok(ws.on_upgrade(move |socket| {
-            tty_session(socket, runc, runc_id, argv, pid_file, rows, cols)
+        return Ok(ws.on_upgrade(move |socket| async move {
+            tty_session(socket, runc, runc_id, argv, pid_file, rows, cols).await;
+            drop(slot);
         }));
     }
-    Ok(ws.on_upgrade(move |socket| session(socket, runc, runc_id, argv, pid_file)))
+    Ok(ws.on_upgrade(move |socket| async move {
+        session(socket, runc, runc_id, argv, pid_file).await;
+        drop(slot);
+    }))
 }
 
 /// Kills what an exec session started: the command (named by runc's pid file) and runc.

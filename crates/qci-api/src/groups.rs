@@ -4,10 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
-use qci_spec::{ContainerGroup, DEFAULT_OWNER, Event, GroupSpec, parse_spec};
+use qci_spec::{ContainerGroup, Event, GroupSpec, parse_spec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::{ListScope, Scope};
 use crate::{ApiError, AppState, ErrorBody};
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -23,11 +24,14 @@ pub struct EventList {
 /// Lists the container groups, oldest first.
 #[utoipa::path(get, path = "/v1/container-groups", tag = "container-groups",
     responses((status = 200, body = GroupList)))]
-pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, ApiError> {
+pub async fn list_groups(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<GroupList>, ApiError> {
     Ok(Json(GroupList {
         items: s
             .store
-            .list_groups(DEFAULT_OWNER)?
+            .list_groups(scope.filter())?
             .into_iter()
             .map(ContainerGroup::masked)
             .collect(),
@@ -44,6 +48,7 @@ pub async fn list_groups(State(s): State<AppState>) -> Result<Json<GroupList>, A
         (status = 409, description = "A group of that name exists", body = ErrorBody)))]
 pub async fn create_group(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
     if body.trim().is_empty() {
@@ -63,8 +68,8 @@ pub async fn create_group(
                 .into(),
         }]));
     }
-    check_named_cache(&s, &spec)?;
-    crate::disks::check_group_disks(&s, &spec)?;
+    check_named_cache(&s, scope.owner(), &spec)?;
+    crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
     let resources = s.specs.size(&spec).map_err(|message| {
         let field = if spec.cpu.is_some() || spec.memory.is_some() {
             "cpu"
@@ -78,7 +83,7 @@ pub async fn create_group(
     })?;
     let g = s
         .store
-        .create_sized_group(DEFAULT_OWNER, &spec, &resources)?;
+        .create_sized_group(scope.owner(), &spec, &resources)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_change)();
     Ok((StatusCode::CREATED, Json(g.masked())))
@@ -90,9 +95,10 @@ pub async fn create_group(
     responses((status = 200, body = ContainerGroup), (status = 404, body = ErrorBody)))]
 pub async fn get_group(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<ContainerGroup>, ApiError> {
-    Ok(Json(s.store.find_group(DEFAULT_OWNER, &id)?.masked()))
+    Ok(Json(s.store.find_group(scope.owner(), &id)?.masked()))
 }
 
 /// Updates a group in place (phase Updating): the images of changed containers are pulled
@@ -106,10 +112,11 @@ pub async fn get_group(
     responses((status = 200, body = ContainerGroup), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_group(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<ContainerGroup>, ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let spec = parse_spec(&body)?;
     let field = |field: &str, message: String| {
         ApiError::Fields(vec![qci_spec::FieldError {
@@ -126,10 +133,10 @@ pub async fn update_group(
             ),
         ));
     }
-    check_named_cache(&s, &spec)?;
+    check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_disks_unchanged(&g.spec, &spec)?;
-    crate::networks::check_network_update(&s, &g.id, &g.spec, &spec)?;
-    crate::disks::check_group_disks(&s, &spec)?;
+    crate::networks::check_network_update(&s, scope.owner(), &g.id, &g.spec, &spec)?;
+    crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
     let resources = s
         .specs
         .size(&spec)
@@ -148,9 +155,10 @@ pub async fn update_group(
     responses((status = 202, body = ContainerGroup), (status = 404, body = ErrorBody)))]
 pub async fn delete_group(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let g = s.store.request_deletion(&g.id)?;
     tracing::info!(group = %g.id, "deletion requested");
     (s.on_change)();
@@ -165,9 +173,10 @@ pub async fn delete_group(
     responses((status = 202, body = ContainerGroup), (status = 404, body = ErrorBody)))]
 pub async fn restart_group(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let g = s.store.request_restart(&g.id)?;
     tracing::info!(group = %g.id, "restart requested");
     (s.on_change)();
@@ -190,15 +199,16 @@ pub struct EventQuery {
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
 pub async fn list_events(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<EventQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     // A deleted group's events stay readable for a while: users want to see why it failed.
-    let gid = match s.store.find_group(DEFAULT_OWNER, &id) {
+    let gid = match s.store.find_group(scope.owner(), &id) {
         Ok(g) => g.id,
         Err(qci_store::StoreError::NotFound(_)) => {
-            s.store.find_deleted_group(DEFAULT_OWNER, &id)?
+            s.store.find_deleted_group(scope.owner(), &id)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -214,10 +224,7 @@ pub async fn list_events(
                 if !first {
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 }
-                let batch = s
-                    .store
-                    .events_since(DEFAULT_OWNER, Some(&gid), seq, 1000)
-                    .ok()?;
+                let batch = s.store.events_since(None, Some(&gid), seq, 1000).ok()?;
                 if batch.is_empty() {
                     if first {
                         return Some((Vec::new(), (s, gid, seq, false)));
@@ -256,16 +263,17 @@ pub struct AllEventsQuery {
     responses((status = 200, body = EventList)))]
 pub async fn all_events(
     State(s): State<AppState>,
+    scope: ListScope,
     axum::extract::Query(q): axum::extract::Query<AllEventsQuery>,
 ) -> Result<Json<EventList>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
     Ok(Json(EventList {
-        items: s.store.events_since(DEFAULT_OWNER, None, 0, limit)?,
+        items: s.store.events_since(scope.filter(), None, 0, limit)?,
     }))
 }
 
 /// A group that names an image cache needs one that exists and holds all its images.
-fn check_named_cache(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
+fn check_named_cache(s: &AppState, owner: &str, spec: &GroupSpec) -> Result<(), ApiError> {
     let Some(name) = spec
         .image_cache
         .as_deref()
@@ -279,7 +287,7 @@ fn check_named_cache(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
             message,
         }])
     };
-    let c = match s.store.find_image_cache(DEFAULT_OWNER, name) {
+    let c = match s.store.find_image_cache(owner, name) {
         Ok(c) => c,
         Err(qci_store::StoreError::CacheNotFound(_)) => {
             return Err(field(format!("no image cache named {name:?}")));
@@ -326,11 +334,12 @@ pub struct UsageList {
     responses((status = 200, body = UsageList)))]
 pub async fn usage(
     State(s): State<AppState>,
+    scope: ListScope,
     axum::extract::Query(q): axum::extract::Query<UsageQuery>,
 ) -> Result<Json<UsageList>, ApiError> {
     let from = q.from.unwrap_or_default();
     let to = q.to.unwrap_or_else(chrono::Utc::now);
     Ok(Json(UsageList {
-        items: s.store.usage(DEFAULT_OWNER, from, to)?,
+        items: s.store.usage(scope.filter(), from, to)?,
     }))
 }

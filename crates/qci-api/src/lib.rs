@@ -3,6 +3,8 @@
 //!
 //! Architecture invariant: only this crate knows HTTP status codes ([`error::ApiError`]).
 
+pub mod auth;
+pub mod browser;
 mod caches;
 mod disks;
 mod error;
@@ -13,6 +15,7 @@ mod logs;
 pub mod metrics;
 mod networks;
 mod pty;
+mod tenants;
 
 use std::sync::Arc;
 
@@ -45,6 +48,12 @@ pub struct AppState {
     pub disk_compat: Arc<qci_spec::DiskCompat>,
     /// The networking settings (to check VPC blocks against the host).
     pub network: Arc<qci_network::NetConfig>,
+    /// The names and scheme this server answers for (browser safety).
+    pub origins: Arc<browser::Origins>,
+    /// Failed authentications per source address.
+    pub failures: Arc<auth::FailureLimiter>,
+    /// Exec sessions open per tenant.
+    pub exec_sessions: Arc<auth::ExecSessions>,
 }
 
 /// What [`AppState::prune`] returns.
@@ -59,10 +68,32 @@ pub type PruneFuture =
         (name = "images", description = "The image store: pull, list, remove"),
         (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading"),
         (name = "networks", description = "VPCs, EIPs and firewalls"),
-        (name = "disks", description = "Disks created beforehand, attached to one group at a time; their data outlives the group")
-    )
+        (name = "disks", description = "Disks created beforehand, attached to one group at a time; their data outlives the group"),
+        (name = "tenants", description = "Tenants, their quotas, API keys and the audit trail (admin)")
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Every operation takes `Authorization: Bearer KEY` (but the OpenAPI document and `/healthz`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(
+            "api_key",
+            Vec::<String>::new(),
+        )]);
+    }
+}
 
 /// Every route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -104,27 +135,48 @@ fn api_routes() -> OpenApiRouter<AppState> {
             networks::update_firewall,
             networks::delete_firewall
         ))
+        .routes(routes!(tenants::list_tenants, tenants::create_tenant))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::update_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(tenants::list_keys, tenants::create_key))
+        .routes(routes!(tenants::revoke_key))
+        .routes(routes!(tenants::audit))
+        .routes(routes!(tenants::whoami))
         .routes(routes!(version))
 }
 
-/// The API's router, serving its OpenAPI document at `/v1/openapi.json`.
+/// The API's router, serving its OpenAPI document at `/v1/openapi.json`. Every request passes
+/// the browser guard (Host, Origin, Content-Type), then authentication (keys, roles, audit).
 pub fn router(state: AppState) -> axum::Router {
     let (router, openapi) = api_routes()
         .route("/metrics", axum::routing::get(metrics::prometheus))
+        .split_for_parts();
+    let doc = Arc::new(openapi);
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::time_requests,
         ))
         .with_state(state)
-        .split_for_parts();
-    let doc = Arc::new(openapi);
-    router.route(
-        "/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
 }
 
 /// The OpenAPI document alone (for tooling and tests).

@@ -7,10 +7,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
 use qci_runtime::logs::{LogLine, join_partials, read_from};
-use qci_spec::{ContainerGroup, ContainerState, DEFAULT_OWNER};
+use qci_spec::{ContainerGroup, ContainerState};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::auth::Scope;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,10 +75,11 @@ fn files(current: std::path::PathBuf) -> [std::path::PathBuf; 2] {
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = crate::ErrorBody)))]
 pub async fn get_logs(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let names: Vec<String> = match &q.container {
         Some(c) => {
             if !g.spec.all_containers().any(|x| &x.name == c) {

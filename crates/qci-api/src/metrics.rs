@@ -6,10 +6,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
-use qci_spec::{DEFAULT_OWNER, MetricSample};
+use qci_spec::MetricSample;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Scope;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -32,10 +33,11 @@ pub struct MetricList {
     responses((status = 200, body = MetricList), (status = 404, body = crate::ErrorBody)))]
 pub async fn group_metrics(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<MetricList>, ApiError> {
-    let g = s.store.find_group(DEFAULT_OWNER, &id)?;
+    let g = s.store.find_group(scope.owner(), &id)?;
     let since = match q.since.as_deref() {
         Some(v) => crate::logs::parse_since(v)?,
         None => chrono::Utc::now() - chrono::Duration::hours(1),
@@ -144,7 +146,10 @@ pub async fn prometheus(State(s): State<AppState>) -> Result<Response, ApiError>
             latest.insert(&m.container, m);
         }
         let labels = |c: Option<&str>| {
-            let mut l = format!("group_id=\"{}\",group=\"{}\"", g.id, g.name);
+            let mut l = format!(
+                "tenant=\"{}\",group_id=\"{}\",group=\"{}\"",
+                g.owner, g.id, g.name
+            );
             if let Some(c) = c {
                 let _ = write!(l, ",container=\"{c}\"");
             }
@@ -190,12 +195,14 @@ pub async fn prometheus(State(s): State<AppState>) -> Result<Response, ApiError>
         out,
         "# HELP qci_groups Container groups by phase\n# TYPE qci_groups gauge"
     );
-    let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut phases: std::collections::BTreeMap<(&str, String), usize> = Default::default();
     for g in &groups {
-        *phases.entry(g.status.phase.to_string()).or_default() += 1;
+        *phases
+            .entry((g.owner.as_str(), g.status.phase.to_string()))
+            .or_default() += 1;
     }
-    for (p, n) in phases {
-        let _ = writeln!(out, "qci_groups{{phase=\"{p}\"}} {n}");
+    for ((t, p), n) in phases {
+        let _ = writeln!(out, "qci_groups{{tenant=\"{t}\",phase=\"{p}\"}} {n}");
     }
     let running: usize = groups
         .iter()

@@ -5,12 +5,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use qci_spec::{
-    DEFAULT_OWNER, Eip, EipBind, EipSpec, FieldError, Firewall, FirewallSpec, GroupSpec, Vpc,
-    VpcSpec, VpcUpdate, validate_firewall, validate_vpc,
+    Eip, EipBind, EipSpec, FieldError, Firewall, FirewallSpec, GroupSpec, Vpc, VpcSpec, VpcUpdate,
+    validate_firewall, validate_vpc,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::{ListScope, Scope};
 use crate::disks::parse_body;
 use crate::{ApiError, AppState, ErrorBody};
 
@@ -35,6 +36,7 @@ pub struct FirewallList {
     responses((status = 201, body = Vpc), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_vpc(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<Vpc>), ApiError> {
     let spec: VpcSpec = parse_body(&body)?;
@@ -44,16 +46,19 @@ pub async fn create_vpc(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|m| ApiError::Fields(vec![FieldError::new("cidr", m)]))?;
-    let v = s.store.create_vpc(DEFAULT_OWNER, &spec)?;
+    let v = s.store.create_vpc(scope.owner(), &spec)?;
     tracing::info!(vpc = %v.id, name = %v.name, cidr = %v.cidr, "VPC created");
     (s.on_change)();
     Ok((StatusCode::CREATED, Json(v)))
 }
 
 #[utoipa::path(get, path = "/v1/vpcs", tag = "networks", responses((status = 200, body = VpcList)))]
-pub async fn list_vpcs(State(s): State<AppState>) -> Result<Json<VpcList>, ApiError> {
+pub async fn list_vpcs(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<VpcList>, ApiError> {
     Ok(Json(VpcList {
-        items: s.store.list_vpcs(Some(DEFAULT_OWNER))?,
+        items: s.store.list_vpcs(scope.filter())?,
     }))
 }
 
@@ -62,9 +67,10 @@ pub async fn list_vpcs(State(s): State<AppState>) -> Result<Json<VpcList>, ApiEr
     responses((status = 200, body = Vpc), (status = 404, body = ErrorBody)))]
 pub async fn get_vpc(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Vpc>, ApiError> {
-    Ok(Json(s.store.find_vpc(DEFAULT_OWNER, &id)?))
+    Ok(Json(s.store.find_vpc(scope.owner(), &id)?))
 }
 
 /// Changes a VPC's firewall (`{"firewall": null}` removes it); its running groups follow
@@ -74,13 +80,14 @@ pub async fn get_vpc(
     responses((status = 200, body = Vpc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_vpc(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Vpc>, ApiError> {
     let req: VpcUpdate = parse_body(&body)?;
     let v = s
         .store
-        .set_vpc_firewall(DEFAULT_OWNER, &id, req.firewall.as_deref())?;
+        .set_vpc_firewall(scope.owner(), &id, req.firewall.as_deref())?;
     tracing::info!(vpc = %v.id, firewall = ?v.firewall, "VPC updated");
     (s.on_change)();
     Ok(Json(v))
@@ -92,9 +99,10 @@ pub async fn update_vpc(
     responses((status = 200, body = Vpc), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_vpc(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Vpc>, ApiError> {
-    let v = s.store.find_vpc(DEFAULT_OWNER, &id)?;
+    let v = s.store.find_vpc(scope.owner(), &id)?;
     s.store.remove_vpc(&v.id)?;
     tracing::info!(vpc = %v.id, "VPC deleted");
     (s.on_change)();
@@ -106,6 +114,7 @@ pub async fn delete_vpc(
     responses((status = 201, body = Eip), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_eip(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<Eip>), ApiError> {
     let spec: EipSpec = if body.trim().is_empty() {
@@ -137,15 +146,18 @@ pub async fn create_eip(
     }
     let e = s
         .store
-        .create_eip(DEFAULT_OWNER, spec.name.as_deref(), address)?;
+        .create_eip(scope.owner(), spec.name.as_deref(), address)?;
     tracing::info!(eip = %e.id, address = %e.address, "EIP created");
     Ok((StatusCode::CREATED, Json(e)))
 }
 
 #[utoipa::path(get, path = "/v1/eips", tag = "networks", responses((status = 200, body = EipList)))]
-pub async fn list_eips(State(s): State<AppState>) -> Result<Json<EipList>, ApiError> {
+pub async fn list_eips(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<EipList>, ApiError> {
     Ok(Json(EipList {
-        items: s.store.list_eips(Some(DEFAULT_OWNER))?,
+        items: s.store.list_eips(scope.filter())?,
     }))
 }
 
@@ -154,9 +166,10 @@ pub async fn list_eips(State(s): State<AppState>) -> Result<Json<EipList>, ApiEr
     responses((status = 200, body = Eip), (status = 404, body = ErrorBody)))]
 pub async fn get_eip(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Eip>, ApiError> {
-    Ok(Json(s.store.find_eip(DEFAULT_OWNER, &id)?))
+    Ok(Json(s.store.find_eip(scope.owner(), &id)?))
 }
 
 /// Releases an EIP that is bound to nothing (409 otherwise).
@@ -165,10 +178,11 @@ pub async fn get_eip(
     responses((status = 200, body = Eip), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_eip(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Eip>, ApiError> {
-    let e = s.store.find_eip(DEFAULT_OWNER, &id)?;
-    s.store.remove_eip(DEFAULT_OWNER, &e.id)?;
+    let e = s.store.find_eip(scope.owner(), &id)?;
+    s.store.remove_eip(scope.owner(), &e.id)?;
     tracing::info!(eip = %e.id, "EIP released");
     (s.on_change)();
     Ok(Json(e))
@@ -180,11 +194,12 @@ pub async fn delete_eip(
     responses((status = 200, body = Eip), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn bind_eip(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Eip>, ApiError> {
     let req: EipBind = parse_body(&body)?;
-    let e = s.store.bind_eip_to_vpc(DEFAULT_OWNER, &id, &req.vpc)?;
+    let e = s.store.bind_eip_to_vpc(scope.owner(), &id, &req.vpc)?;
     tracing::info!(eip = %e.id, vpc = %req.vpc, "EIP bound");
     (s.on_change)();
     Ok(Json(e))
@@ -196,9 +211,10 @@ pub async fn bind_eip(
     responses((status = 200, body = Eip), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn unbind_eip(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Eip>, ApiError> {
-    let e = s.store.unbind_eip(DEFAULT_OWNER, &id)?;
+    let e = s.store.unbind_eip(scope.owner(), &id)?;
     (s.on_change)();
     Ok(Json(e))
 }
@@ -208,19 +224,23 @@ pub async fn unbind_eip(
     responses((status = 201, body = Firewall), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_firewall(
     State(s): State<AppState>,
+    scope: Scope,
     body: String,
 ) -> Result<(StatusCode, Json<Firewall>), ApiError> {
     let spec: FirewallSpec = parse_body(&body)?;
     validate_firewall(&spec).map_err(ApiError::Fields)?;
-    let f = s.store.create_firewall(DEFAULT_OWNER, &spec)?;
+    let f = s.store.create_firewall(scope.owner(), &spec)?;
     tracing::info!(firewall = %f.id, name = %f.name, "firewall created");
     Ok((StatusCode::CREATED, Json(f)))
 }
 
 #[utoipa::path(get, path = "/v1/firewalls", tag = "networks", responses((status = 200, body = FirewallList)))]
-pub async fn list_firewalls(State(s): State<AppState>) -> Result<Json<FirewallList>, ApiError> {
+pub async fn list_firewalls(
+    State(s): State<AppState>,
+    scope: ListScope,
+) -> Result<Json<FirewallList>, ApiError> {
     Ok(Json(FirewallList {
-        items: s.store.list_firewalls(Some(DEFAULT_OWNER))?,
+        items: s.store.list_firewalls(scope.filter())?,
     }))
 }
 
@@ -229,9 +249,10 @@ pub async fn list_firewalls(State(s): State<AppState>) -> Result<Json<FirewallLi
     responses((status = 200, body = Firewall), (status = 404, body = ErrorBody)))]
 pub async fn get_firewall(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Firewall>, ApiError> {
-    Ok(Json(s.store.find_firewall(DEFAULT_OWNER, &id)?))
+    Ok(Json(s.store.find_firewall(scope.owner(), &id)?))
 }
 
 /// Replaces a firewall's rules; running groups have the new rules within a second or so,
@@ -241,10 +262,11 @@ pub async fn get_firewall(
     responses((status = 200, body = Firewall), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_firewall(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Firewall>, ApiError> {
-    let f = s.store.find_firewall(DEFAULT_OWNER, &id)?;
+    let f = s.store.find_firewall(scope.owner(), &id)?;
     let spec: FirewallSpec = parse_body(&body)?;
     validate_firewall(&spec).map_err(ApiError::Fields)?;
     if spec.name != f.name {
@@ -256,7 +278,7 @@ pub async fn update_firewall(
     s.store.set_firewall_rules(&f.id, &spec.rules)?;
     tracing::info!(firewall = %f.id, rules = spec.rules.len(), "firewall updated");
     (s.on_change)();
-    Ok(Json(s.store.find_firewall(DEFAULT_OWNER, &f.id)?))
+    Ok(Json(s.store.find_firewall(scope.owner(), &f.id)?))
 }
 
 /// Deletes a firewall nothing uses (409 otherwise).
@@ -265,9 +287,10 @@ pub async fn update_firewall(
     responses((status = 200, body = Firewall), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_firewall(
     State(s): State<AppState>,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> Result<Json<Firewall>, ApiError> {
-    let f = s.store.find_firewall(DEFAULT_OWNER, &id)?;
+    let f = s.store.find_firewall(scope.owner(), &id)?;
     s.store.remove_firewall(&f.id)?;
     Ok(Json(f))
 }
@@ -275,6 +298,7 @@ pub async fn delete_firewall(
 /// An update keeps the group's place (network, address, EIP); only its firewall may change.
 pub(crate) fn check_network_update(
     s: &AppState,
+    owner: &str,
     group_id: &str,
     old: &GroupSpec,
     new: &GroupSpec,
@@ -292,7 +316,7 @@ pub(crate) fn check_network_update(
     let fw = |g: &GroupSpec| g.network.as_ref().and_then(|n| n.firewall.clone());
     if fw(old) != fw(new) {
         s.store
-            .set_group_firewall(DEFAULT_OWNER, group_id, fw(new).as_deref())?;
+            .set_group_firewall(owner, group_id, fw(new).as_deref())?;
     }
     Ok(())
 }

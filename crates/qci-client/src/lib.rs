@@ -26,6 +26,8 @@ pub enum ClientError {
     Connect { url: String, reason: String },
     #[error("unexpected answer from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -75,17 +77,96 @@ pub struct LogOptions {
     pub limit_bytes: Option<usize>,
 }
 
+/// Who the client is, and where it acts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// The API key sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// PEM certificates to trust for an `https://` server, beside the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Act in this tenant (`?tenant=`; an admin key's choice).
+    pub tenant: Option<String>,
+    /// Lists show every tenant's (admin).
+    pub all_tenants: bool,
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    opts: ClientOptions,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
+    /// A client with no key (only the OpenAPI document and /healthz answer it).
     pub fn new(base: &str) -> Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            opts: ClientOptions::default(),
+            tls: None,
+        }
+    }
+
+    /// A client with a key, a CA and a tenant scope.
+    pub fn with_options(base: &str, opts: ClientOptions) -> Result<Client, ClientError> {
+        let mut c = Client::new(base);
+        if c.base.starts_with("https://") {
+            let cfg = std::sync::Arc::new(tls_config(opts.ca_pem.as_deref())?);
+            c.http = reqwest::Client::builder()
+                .tls_backend_preconfigured((*cfg).clone())
+                .build()
+                .map_err(|e| ClientError::Tls(chain(&e)))?;
+            c.tls = Some(cfg);
+        }
+        c.opts = opts;
+        Ok(c)
+    }
+
+    /// The same client with another key.
+    pub fn with_token(&self, token: &str) -> Client {
+        let mut c = self.clone();
+        c.opts.token = Some(token.to_string());
+        c
+    }
+
+    /// The same client acting in `tenant` (an admin key's choice; `None`: the key's own).
+    pub fn in_tenant(&self, tenant: Option<&str>) -> Client {
+        let mut c = self.clone();
+        c.opts.tenant = tenant.map(str::to_string);
+        c
+    }
+
+    /// The same client listing every tenant's (or not).
+    pub fn across_tenants(&self, all: bool) -> Client {
+        let mut c = self.clone();
+        c.opts.all_tenants = all;
+        c
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// The key, and the tenant scope, on every request.
+    fn authorize(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(t) = &self.opts.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(t) = &self.opts.tenant {
+            req = req.query(&[("tenant", t)]);
+        }
+        req
+    }
+
+    /// A GET of a list: every tenant's when asked.
+    fn get_list(&self, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(url);
+        if self.opts.all_tenants {
+            req.query(&[("all_tenants", "true")])
+        } else {
+            req
         }
     }
 
@@ -102,10 +183,14 @@ impl Client {
         req: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Connect {
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
+        let resp = self
+            .authorize(req)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                reason: root_cause(&e),
+            })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -158,7 +243,7 @@ impl Client {
     pub async fn list_groups(&self) -> Result<Vec<ContainerGroup>, ClientError> {
         let url = self.url("/v1/container-groups");
         Ok(self
-            .json::<Items<ContainerGroup>>(self.http.get(&url), &url)
+            .json::<Items<ContainerGroup>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -199,7 +284,7 @@ impl Client {
             .map(|l| vec![("limit", l.to_string())])
             .unwrap_or_default();
         Ok(self
-            .json::<Items<Event>>(self.http.get(&url).query(&q), &url)
+            .json::<Items<Event>>(self.get_list(&url).query(&q), &url)
             .await?
             .items)
     }
@@ -265,29 +350,49 @@ impl Client {
         if let Some((rows, cols)) = tty {
             url.push_str(&format!("&tty=true&rows={rows}&cols={cols}"));
         }
-        let (ws, _) = match tokio_tungstenite::connect_async(&url).await {
-            Ok(c) => c,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let status = resp.status().as_u16();
-                let body = resp.body().clone().unwrap_or_default();
-                let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-                    Ok(b) => (b.code, b.message),
-                    Err(_) => ("Error".into(), String::from_utf8_lossy(&body).into_owned()),
-                };
-                return Err(ClientError::Api {
-                    status,
-                    code,
-                    message,
-                    fields: vec![],
-                });
-            }
-            Err(e) => {
-                return Err(ClientError::Connect {
-                    url: self.base.clone(),
-                    reason: root_cause(&e),
-                });
-            }
-        };
+        if let Some(t) = &self.opts.tenant {
+            url.push_str(&format!("&tenant={}", encode(t)));
+        }
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request =
+            url.as_str()
+                .into_client_request()
+                .map_err(|e| ClientError::Protocol {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
+        if let Some(t) = &self.opts.token
+            && let Ok(v) = format!("Bearer {t}").parse()
+        {
+            request.headers_mut().insert("authorization", v);
+        }
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let (ws, _) =
+            match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+                .await
+            {
+                Ok(c) => c,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.body().clone().unwrap_or_default();
+                    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                        Ok(b) => (b.code, b.message),
+                        Err(_) => ("Error".into(), String::from_utf8_lossy(&body).into_owned()),
+                    };
+                    return Err(ClientError::Api {
+                        status,
+                        code,
+                        message,
+                        fields: vec![],
+                    });
+                }
+                Err(e) => {
+                    return Err(ClientError::Connect {
+                        url: self.base.clone(),
+                        reason: root_cause(&e),
+                    });
+                }
+            };
         let (mut tx, mut rx) = ws.split();
         let protocol = |reason: String| ClientError::Protocol {
             url: url.clone(),
@@ -483,7 +588,7 @@ impl Client {
     pub async fn list_image_caches(&self) -> Result<Vec<ImageCache>, ClientError> {
         let url = self.url("/v1/image-caches");
         Ok(self
-            .json::<Items<ImageCache>>(self.http.get(&url), &url)
+            .json::<Items<ImageCache>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -509,7 +614,7 @@ impl Client {
     pub async fn list_disks(&self) -> Result<Vec<qci_spec::Disk>, ClientError> {
         let url = self.url("/v1/disks");
         Ok(self
-            .json::<Items<qci_spec::Disk>>(self.http.get(&url), &url)
+            .json::<Items<qci_spec::Disk>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -541,7 +646,7 @@ impl Client {
     pub async fn list_vpcs(&self) -> Result<Vec<qci_spec::Vpc>, ClientError> {
         let url = self.url("/v1/vpcs");
         Ok(self
-            .json::<Items<qci_spec::Vpc>>(self.http.get(&url), &url)
+            .json::<Items<qci_spec::Vpc>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -577,7 +682,7 @@ impl Client {
     pub async fn list_eips(&self) -> Result<Vec<qci_spec::Eip>, ClientError> {
         let url = self.url("/v1/eips");
         Ok(self
-            .json::<Items<qci_spec::Eip>>(self.http.get(&url), &url)
+            .json::<Items<qci_spec::Eip>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -616,7 +721,7 @@ impl Client {
     pub async fn list_firewalls(&self) -> Result<Vec<qci_spec::Firewall>, ClientError> {
         let url = self.url("/v1/firewalls");
         Ok(self
-            .json::<Items<qci_spec::Firewall>>(self.http.get(&url), &url)
+            .json::<Items<qci_spec::Firewall>>(self.get_list(&url), &url)
             .await?
             .items)
     }
@@ -655,7 +760,7 @@ impl Client {
             q.push(("to", t.to_rfc3339()));
         }
         Ok(self
-            .json::<Items<qci_spec::Usage>>(self.http.get(&url).query(&q), &url)
+            .json::<Items<qci_spec::Usage>>(self.get_list(&url).query(&q), &url)
             .await?
             .items)
     }
@@ -684,6 +789,83 @@ impl Client {
         })
     }
 
+    pub async fn create_tenant(
+        &self,
+        spec: &qci_spec::TenantSpec,
+    ) -> Result<qci_spec::Tenant, ClientError> {
+        let url = self.url("/v1/tenants");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<qci_spec::Tenant>, ClientError> {
+        let url = self.url("/v1/tenants");
+        Ok(self
+            .json::<Items<qci_spec::Tenant>>(self.get_list(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_tenant(&self, name: &str) -> Result<qci_spec::Tenant, ClientError> {
+        let url = self.url(&format!("/v1/tenants/{}", encode(name)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    /// Replaces a tenant's quota.
+    pub async fn update_tenant(
+        &self,
+        name: &str,
+        update: &qci_spec::TenantUpdate,
+    ) -> Result<qci_spec::Tenant, ClientError> {
+        let url = self.url(&format!("/v1/tenants/{}", encode(name)));
+        self.json(self.http.put(&url).json(update), &url).await
+    }
+
+    pub async fn delete_tenant(&self, name: &str) -> Result<qci_spec::Tenant, ClientError> {
+        let url = self.url(&format!("/v1/tenants/{}", encode(name)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    /// Makes a key; the answer holds the key itself, shown this once.
+    pub async fn create_key(
+        &self,
+        spec: &qci_spec::KeySpec,
+    ) -> Result<qci_spec::CreatedKey, ClientError> {
+        let url = self.url("/v1/keys");
+        self.json(self.http.post(&url).json(spec), &url).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<qci_spec::ApiKey>, ClientError> {
+        let url = self.url("/v1/keys");
+        Ok(self
+            .json::<Items<qci_spec::ApiKey>>(self.get_list(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<qci_spec::ApiKey, ClientError> {
+        let url = self.url(&format!("/v1/keys/{}", encode(id)));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    /// The audit trail since `since` (RFC 3339 or an age such as `1h`).
+    pub async fn audit(
+        &self,
+        since: Option<&str>,
+    ) -> Result<Vec<qci_spec::AuditRecord>, ClientError> {
+        let url = self.url("/v1/audit");
+        let q: Vec<(&str, &str)> = since.map(|s| vec![("since", s)]).unwrap_or_default();
+        Ok(self
+            .json::<Items<qci_spec::AuditRecord>>(self.get_list(&url).query(&q), &url)
+            .await?
+            .items)
+    }
+
+    /// The key in use: its id, tenant and role.
+    pub async fn whoami(&self) -> Result<qci_spec::WhoAmI, ClientError> {
+        let url = self.url("/v1/whoami");
+        self.json(self.http.get(&url), &url).await
+    }
+
     pub async fn version(&self) -> Result<VersionInfo, ClientError> {
         let url = self.url("/v1/version");
         self.json(self.http.get(&url), &url).await
@@ -694,6 +876,34 @@ impl Client {
         let url = self.url("/v1/openapi.json");
         self.json(self.http.get(&url), &url).await
     }
+}
+
+/// TLS for an `https://` server: the system's roots, plus `ca_pem`'s certificates.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = ca_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ClientError::Tls(format!("the CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("the CA file: {e}")))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(ClientError::Tls(
+                "the CA file holds no PEM certificate".into(),
+            ));
+        }
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The innermost cause ("Connection refused (os error 111)"): what a user can act on.

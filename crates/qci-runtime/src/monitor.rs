@@ -389,7 +389,7 @@ pub struct LogFile {
 
 impl LogFile {
     pub fn open(path: &Path, max: u64) -> std::io::Result<LogFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_log(path)?;
         let size = file.metadata()?.len();
         Ok(LogFile {
             path: path.to_path_buf(),
@@ -404,16 +404,23 @@ impl LogFile {
             let mut rotated = self.path.clone().into_os_string();
             rotated.push(".1");
             std::fs::rename(&self.path, &rotated)?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = open_log(&self.path)?;
             self.size = 0;
         }
         self.file.write_all(rec)?;
         self.size += rec.len() as u64;
         Ok(())
     }
+}
+
+/// A log file for appending, readable by root only: a container's output is its tenant's.
+fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {

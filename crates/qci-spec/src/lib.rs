@@ -14,6 +14,7 @@ mod probe;
 mod quantity;
 mod sizing;
 mod status;
+mod tenant;
 mod validate;
 mod volume;
 
@@ -42,6 +43,11 @@ pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
 pub use sizing::{GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage, requested};
 pub use status::{
     ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
+};
+pub use tenant::{
+    ApiKey, AuditRecord, CreatedKey, DEFAULT_TENANT, Holdings, KeySpec, MAX_KEY_LIFETIME_DAYS,
+    Quota, QuotaExceeded, QuotaKey, QuotaSpec, QuotaUse, Role, Tenant, TenantSpec, TenantUpdate,
+    WhoAmI, parse_age, validate_key, validate_tenant,
 };
 pub use validate::{
     FieldError, check_dns_label, check_image_reference, validate, validate_credentials,

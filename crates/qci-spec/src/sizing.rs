@@ -168,6 +168,9 @@ impl SpecTable {
 /// A group's metered use over a time window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
+    /// The tenant that owns the group.
+    #[serde(default)]
+    pub tenant: String,
     pub group_id: String,
     pub name: String,
     /// Normalised cores × seconds.

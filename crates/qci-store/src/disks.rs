@@ -3,7 +3,7 @@
 //! cleared in the one that removes it, after the controller has unmounted the disk.
 
 use chrono::{DateTime, Utc};
-use qci_spec::{Disk, DiskPhase, DiskSpec, GroupSpec};
+use qci_spec::{Disk, DiskPhase, DiskSpec, GroupSpec, QuotaUse};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Result, Store, StoreError, unique};
@@ -98,11 +98,21 @@ impl Store {
     /// Records a new disk (its image already made by the runtime under `id`).
     pub fn create_disk(&self, id: &str, owner: &str, spec: &DiskSpec, size: u64) -> Result<Disk> {
         let now = Utc::now();
-        let r = self.conn().execute(
-            "INSERT INTO disks (id, owner, name, size, type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, owner, spec.name, size as i64, spec.disk_type, now.to_rfc3339()],
-        );
-        unique(r, || StoreError::DiskNameTaken(spec.name.clone()))?;
+        {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let r = tx.execute(
+                "INSERT INTO disks (id, owner, name, size, type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, owner, spec.name, size as i64, spec.disk_type, now.to_rfc3339()],
+            );
+            unique(r, || StoreError::DiskNameTaken(spec.name.clone()))?;
+            let asked = QuotaUse {
+                disk: size,
+                ..Default::default()
+            };
+            crate::tenants::enforce_after(&tx, owner, &asked)?;
+            tx.commit()?;
+        }
         self.find_disk(owner, id)
     }
 

@@ -44,17 +44,17 @@ impl Store {
         self.query_events("WHERE group_id = ?1 ORDER BY time, id", params![group_id])
     }
 
-    /// An owner's events across groups changed after `after_seq`, oldest change first, at most
+    /// An owner's (every owner's with `None`) events across groups changed after `after_seq`, oldest change first, at most
     /// `limit` (the newest ones when there are more).
     pub fn events_since(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         group_id: Option<&str>,
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Event>> {
         let mut v = self.query_events(
-            "WHERE owner = ?1 AND (?2 IS NULL OR group_id = ?2) AND seq > ?3 ORDER BY seq DESC LIMIT ?4",
+            "WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR group_id = ?2) AND seq > ?3 ORDER BY seq DESC LIMIT ?4",
             params![owner, group_id, after_seq, limit],
         )?;
         v.reverse();

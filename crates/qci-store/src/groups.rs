@@ -2,10 +2,12 @@
 //! status, update, restart, deletion and the record deleted groups leave for their events.
 
 use chrono::{DateTime, Utc};
-use qci_spec::{ContainerGroup, GroupPhase, GroupResources, GroupSpec, GroupStatus};
+use qci_spec::{
+    AUTO_EIP, ContainerGroup, GroupPhase, GroupResources, GroupSpec, GroupStatus, QuotaUse,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Result, Sealer, Store, StoreError, disks, networks, parse_time, unique};
+use crate::{Result, Sealer, Store, StoreError, disks, networks, parse_time, tenants, unique};
 
 impl Store {
     /// Stores a new group in phase Pending. The spec must already be valid.
@@ -53,6 +55,15 @@ impl Store {
         unique(r, || StoreError::NameTaken(spec.name.clone()))?;
         disks::attach(&tx, owner, &id, spec)?;
         networks::attach(&tx, &self.net_config(), owner, &id, spec)?;
+        let auto_eip = spec.network.as_ref().and_then(|n| n.eip.as_deref()) == Some(AUTO_EIP);
+        let asked = QuotaUse {
+            groups: 1,
+            cores: resources.cpu,
+            memory: resources.memory_bytes,
+            eips: u64::from(auto_eip),
+            ..Default::default()
+        };
+        tenants::enforce_after(&tx, owner, &asked)?;
         tx.commit()?;
         Ok(ContainerGroup {
             id,
@@ -88,11 +99,11 @@ impl Store {
         group_by_id(&self.conn(), id)
     }
 
-    /// The owner's groups, oldest first.
-    pub fn list_groups(&self, owner: &str) -> Result<Vec<ContainerGroup>> {
+    /// The owner's groups (every owner's with `None`), oldest first.
+    pub fn list_groups(&self, owner: Option<&str>) -> Result<Vec<ContainerGroup>> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!(
-            "SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 ORDER BY created_at, id"
+            "SELECT {GROUP_COLUMNS} FROM container_groups WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, id"
         ))?;
         let rows = st.query_map(params![owner], read_group_row)?;
         rows.map(|r| r?).collect()
@@ -155,11 +166,22 @@ impl Store {
                 c.password = self.sealer.seal(&c.password)?;
             }
         }
-        let conn = self.conn();
-        let n = conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE container_groups SET spec = ?2, resources = ?3 WHERE id = ?1 AND deletion_requested_at IS NULL",
             params![id, serde_json::to_string(&spec)?, serde_json::to_string(resources)?],
         )?;
+        // Only growth is checked: a group may always shrink, even over a lowered quota.
+        let growth = QuotaUse {
+            cores: (resources.cpu - old.resources.cpu).max(0.0),
+            memory: resources
+                .memory_bytes
+                .saturating_sub(old.resources.memory_bytes),
+            ..Default::default()
+        };
+        tenants::enforce_after(&tx, &old.owner, &growth)?;
+        tx.commit()?;
         updated(&conn, n, id)
     }
 
@@ -320,7 +342,7 @@ mod tests {
         assert_eq!((ev[1].reason.as_str(), ev[1].count), ("BackOff", 2));
         assert!(ev[1].first_time <= ev[1].time);
         assert_eq!(
-            s.events_since("default", None, ev[0].seq, 100)
+            s.events_since(Some("default"), None, ev[0].seq, 100)
                 .unwrap()
                 .len(),
             1

@@ -14,14 +14,19 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
+mod audit;
 mod caches;
 mod disks;
 mod events;
 mod groups;
+mod keys;
 mod metrics;
 mod networks;
 mod secrets;
+mod tenants;
 mod usage;
+pub use audit::AuditEntry;
+pub use keys::{KeyCheck, LOCAL_ADMIN_KEY};
 pub use metrics::RawSample;
 pub use networks::{BASIC_NETWORK, GroupNetwork, NetConfig, NetworkRecord};
 pub use secrets::{Sealer, SecretError};
@@ -62,6 +67,14 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A request that would take its tenant past a quota.
+    #[error(transparent)]
+    QuotaExceeded(qci_spec::QuotaExceeded),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -201,6 +214,39 @@ fn migrations() -> Migrations<'static> {
             UNIQUE (network, ip)
         );",
         ),
+        M::up(
+            "CREATE TABLE tenants (
+            name TEXT PRIMARY KEY,
+            quota TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        INSERT INTO tenants (name, quota, created_at)
+            VALUES ('default', '{}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            role TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT,
+            last_used_at TEXT,
+            UNIQUE (tenant, name)
+        );
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            key_tenant TEXT NOT NULL,
+            action TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX audit_by_time ON audit (time);
+        CREATE INDEX usage_by_owner ON usage (owner, id);",
+        ),
     ])
 }
 
@@ -215,7 +261,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `qci.db` in `dir` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store> {
-        let mut conn = Connection::open(dir.join("qci.db"))?;
+        let db = dir.join("qci.db");
+        private_files(&db)?;
+        let mut conn = Connection::open(&db)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -250,6 +298,32 @@ impl Store {
         // or one transaction), so a poisoned lock is safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The database (made 0600 if new) and its WAL and shared-memory files readable by root only:
+/// they hold every tenant's specs. SQLite gives the files it makes the database's mode.
+fn private_files(db: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |path: &Path, source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)
+        .map_err(|e| err(db, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(&p, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// An insert's result, with a uniqueness violation (a name taken) turned into `taken()`.

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use qci_spec::{
-    AUTO_EIP, Eip, EipBinding, Firewall, FirewallRule, FirewallSpec, GroupSpec, NetworkMode, Vpc,
-    VpcSpec,
+    AUTO_EIP, Eip, EipBinding, Firewall, FirewallRule, FirewallSpec, GroupSpec, NetworkMode,
+    QuotaUse, Vpc, VpcSpec,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -343,6 +343,11 @@ impl Store {
             params![id, owner, spec.name, spec.cidr, firewall, slot, Utc::now().to_rfc3339()],
         );
         unique(r, || StoreError::Taken("VPC", spec.name.clone()))?;
+        let asked = QuotaUse {
+            vpcs: 1,
+            ..Default::default()
+        };
+        crate::tenants::enforce_after(&tx, owner, &asked)?;
         tx.commit()?;
         drop(conn);
         self.find_vpc(owner, &id)
@@ -523,7 +528,8 @@ impl Store {
         address: Option<Ipv4Addr>,
     ) -> Result<Eip> {
         let cfg = self.net_config();
-        let conn = self.conn();
+        let mut guard = self.conn();
+        let conn = guard.transaction()?;
         let address = match address {
             Some(a) => {
                 if !cfg.eip_pool.contains(&a) {
@@ -570,7 +576,13 @@ impl Store {
             }
             r => r?,
         }
-        drop(conn);
+        let asked = QuotaUse {
+            eips: 1,
+            ..Default::default()
+        };
+        crate::tenants::enforce_after(&conn, owner, &asked)?;
+        conn.commit()?;
+        drop(guard);
         self.find_eip(owner, &id)
     }
 

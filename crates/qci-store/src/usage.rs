@@ -48,12 +48,18 @@ impl Store {
         Ok(())
     }
 
-    /// Each group's use between `from` and `to` (intervals clipped to the window).
-    pub fn usage(&self, owner: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Usage>> {
+    /// Each group's use, of one tenant (every tenant's with `None`), between `from` and `to`
+    /// (intervals clipped to the window).
+    pub fn usage(
+        &self,
+        owner: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Usage>> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT group_id, name, start, end, cpu, memory_bytes, price_per_hour FROM usage
-             WHERE owner = ?1 ORDER BY group_id, id",
+            "SELECT group_id, name, start, end, cpu, memory_bytes, price_per_hour, owner FROM usage
+             WHERE ?1 IS NULL OR owner = ?1 ORDER BY owner, group_id, id",
         )?;
         let rows = st.query_map(params![owner], |r| {
             Ok((
@@ -64,11 +70,12 @@ impl Store {
                 r.get::<_, f64>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<f64>>(6)?,
+                r.get::<_, String>(7)?,
             ))
         })?;
         let mut out: Vec<Usage> = Vec::new();
         for row in rows {
-            let (gid, name, start, end, cpu, mem, price) = row?;
+            let (gid, name, start, end, cpu, mem, price, tenant) = row?;
             let (a, b) = (parse_time(&start).max(from), parse_time(&end).min(to));
             if b <= a {
                 continue;
@@ -77,6 +84,7 @@ impl Store {
             let gib = mem as f64 / f64::from(1u32 << 30);
             if out.last().is_none_or(|u| u.group_id != gid) {
                 out.push(Usage {
+                    tenant,
                     group_id: gid.clone(),
                     name,
                     core_seconds: 0.0,
@@ -131,7 +139,7 @@ mod tests {
         s.meter(&g, t0 + chrono::Duration::seconds(100)).unwrap();
         s.meter(&g, t0 + chrono::Duration::seconds(102)).unwrap();
         let u = s
-            .usage("default", t0, t0 + chrono::Duration::seconds(1000))
+            .usage(Some("default"), t0, t0 + chrono::Duration::seconds(1000))
             .unwrap();
         assert_eq!(u.len(), 1);
         assert!((u[0].core_seconds - 6.0).abs() < 1e-6, "{u:?}");
@@ -140,7 +148,7 @@ mod tests {
         // Clipped to the window.
         let u = s
             .usage(
-                "default",
+                Some("default"),
                 t0 + chrono::Duration::seconds(5),
                 t0 + chrono::Duration::seconds(101),
             )

@@ -104,8 +104,12 @@ impl Server {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if self.client.version().await.is_ok() {
-                return;
+            // `qci serve` writes its admin key before it listens.
+            if let Some(key) = self.admin_key() {
+                self.client = self.client.with_token(&key);
+                if self.client.version().await.is_ok() {
+                    return;
+                }
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("qci serve exited with {status}:\n{}", self.log());
@@ -116,6 +120,20 @@ impl Server {
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The local admin key `qci serve` keeps in its data dir.
+    pub fn admin_key(&self) -> Option<String> {
+        let k = std::fs::read_to_string(self.data_dir.join("admin.key")).ok()?;
+        Some(k.trim().to_string()).filter(|k| !k.is_empty())
+    }
+
+    /// A client with another key (or none).
+    pub fn client_with(&self, token: Option<&str>) -> Client {
+        match token {
+            Some(t) => Client::new(&self.url).with_token(t),
+            None => Client::new(&self.url),
         }
     }
 
@@ -187,9 +205,26 @@ impl Server {
 
     /// Runs the CLI against this server; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(&self.exe)
+        let key = self.admin_key().unwrap_or_default();
+        self.cli_as(&key, args)
+    }
+
+    /// The `qci` CLI as a command, aimed at this server with its admin key.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.env("QCI_SERVER", &self.url)
+            .env("QCI_TOKEN", self.admin_key().unwrap_or_default())
+            // A config file of the machine's user must not change what the tests run.
+            .env("XDG_CONFIG_HOME", self.data_dir.join("config"));
+        c
+    }
+
+    /// Runs the CLI with `key`; returns (success, stdout, stderr).
+    pub fn cli_as(&self, key: &str, args: &[&str]) -> (bool, String, String) {
+        let out = self
+            .command()
             .args(args)
-            .env("QCI_SERVER", &self.url)
+            .env("QCI_TOKEN", key)
             .stdin(Stdio::null())
             .output()
             .expect("running the qci CLI");

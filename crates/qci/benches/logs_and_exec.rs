@@ -72,9 +72,9 @@ async fn main() {
     let mut runc = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let ok = Command::new(QCI)
+        let ok = s
+            .command()
             .args(["exec", "ex", "--", "true"])
-            .env("QCI_SERVER", &s.url)
             .status()
             .unwrap();
         qci.push(t.elapsed());

@@ -12,9 +12,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Self-hosted elastic container instances: run container groups on this machine"
 )]
 pub struct Cli {
-    /// The qci server to talk to [default: http://127.0.0.1:7070]
+    /// The qci server to talk to [default: the context's, else http://127.0.0.1:7070]
     #[arg(long, global = true, env = "QCI_SERVER")]
     pub server: Option<String>,
+    /// The API key [default: the context's, else this host's admin key for a local server]
+    #[arg(long, global = true, env = "QCI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// server, beside the system's
+    #[arg(long, global = true, env = "QCI_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A context of the config file ($XDG_CONFIG_HOME/qci/config.yaml) [default: its current one]
+    #[arg(long, global = true, env = "QCI_CONTEXT")]
+    pub context: Option<String>,
+    /// Act in this tenant (admin keys; others act in their own)
+    #[arg(long, global = true, value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// Lists show every tenant's (admin keys)
+    #[arg(long, global = true, conflicts_with = "tenant")]
+    pub all_tenants: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -22,7 +37,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the API, the controller and the node agent (as root)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Submit a container group from a YAML or JSON spec; prints its id
     Create(CreateArgs),
     /// List container groups
@@ -52,6 +67,21 @@ pub enum Command {
     },
     /// Print the client's and the server's versions
     Version,
+    /// Save a server and an API key (read from standard input) as a context, and use it
+    Login(LoginArgs),
+    /// The contexts of the config file
+    #[command(subcommand)]
+    Context(ContextCommand),
+    /// The key in use: its id, tenant and role
+    Whoami,
+    /// Tenants and their quotas (admin; `get` works for one's own tenant)
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API keys (admin)
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// What was changed, by which key, with what result; every exec session (admin)
+    Audit(AuditArgs),
     /// The image store: pull, list, remove
     #[command(subcommand)]
     Image(ImageCommand),
@@ -141,6 +171,23 @@ pub struct ServeArgs {
     /// How often containers' resource use is read, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub metrics_interval: f64,
+    /// A host name (beyond IP addresses and localhost) clients may reach the API by; requests
+    /// naming any other Host are refused (against DNS rebinding)
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// Serve the API over TLS with this certificate chain (PEM); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without TLS (keys then cross the network in
+    /// clear text)
+    #[arg(long)]
+    pub insecure_listen: bool,
+    /// Days the audit trail is kept
+    #[arg(long, value_name = "DAYS", default_value_t = 90.0)]
+    pub audit_retention: f64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -424,6 +471,94 @@ pub enum DiskCommand {
         /// Disk id or name
         disk: String,
     },
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Read the API key from standard input (it never belongs on a command line)
+    /// (the context is named by --context, by default the server's host and port)
+    #[arg(long, required = true)]
+    pub token_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ContextCommand {
+    /// List the contexts; `*` marks the current one
+    Ls,
+    /// Make a context the current one
+    Use {
+        /// The context's name
+        name: String,
+    },
+    /// Forget a context (and its key)
+    #[command(alias = "delete")]
+    Rm {
+        /// The context's name
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant
+    Create {
+        /// The tenant's name (a DNS label)
+        name: String,
+        /// Limits, e.g. groups=10,cores=8,memory=16Gi,disk=100Gi,eips=2,vpcs=2,exec_sessions=10
+        #[arg(long, value_name = "KEY=VALUE,...")]
+        quota: Vec<String>,
+    },
+    /// Change some of a tenant's limits (`KEY=unlimited` removes one)
+    Update {
+        /// The tenant's name
+        name: String,
+        #[arg(long, value_name = "KEY=VALUE,...", required = true)]
+        quota: Vec<String>,
+    },
+    /// List tenants with their use against their quotas
+    Ls(OutputArgs),
+    /// Show a tenant's use against its quota [default: the key's own tenant]
+    Get {
+        name: Option<String>,
+        #[arg(short = 'o', long = "output")]
+        output: Option<Output>,
+    },
+    /// Remove a tenant that owns nothing, with its keys
+    #[command(alias = "delete")]
+    Rm { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a key for a tenant (--tenant); prints the key alone on its last line, once
+    Create {
+        /// admin, member, viewer or metrics
+        #[arg(long)]
+        role: qci_spec::Role,
+        /// Its name (a DNS label) [default: its id]
+        #[arg(long)]
+        name: Option<String>,
+        /// It stops working after this long: 30d, 12h, 90m [default: never]
+        #[arg(long, value_name = "AGE")]
+        expires: Option<String>,
+    },
+    /// List keys (of --tenant, or --all-tenants), revoked ones marked
+    Ls(OutputArgs),
+    /// Revoke a key: it stops working at once
+    #[command(alias = "revoke", alias = "delete")]
+    Rm {
+        /// The key's id (k-…) or name
+        key: String,
+    },
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// From when: an age (1h, 7d) or an RFC 3339 time [default: the last day]
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
 }
 
 #[derive(Args)]

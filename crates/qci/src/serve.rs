@@ -1,5 +1,7 @@
 //! `qci serve`: store, images, runtime, controller and API in one process.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -23,10 +25,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "runc ({runc}) is not installed or does not run; install it with `apt-get install runc`"
         ),
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let tls = tls_config(&args).await?;
+    if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen {
+        bail!(
+            "refusing to listen on {} without TLS: API keys would cross the network in clear text. \
+             Give --tls-cert and --tls-key, listen on 127.0.0.1, or pass --insecure-listen \
+             (behind a TLS proxy)",
+            args.listen
+        );
+    }
+    private_dir(&args.data_dir)?;
     let layout = qci_runtime::Layout::new(&args.data_dir).context("data dir")?;
     let store = qci_store::Store::open(&layout.data_dir).context("opening the store")?;
+    let key_file = local_admin_key(&store, &layout.data_dir)?;
     let mut ca_pems = Vec::new();
     for f in &args.registry_cas {
         let pem =
@@ -108,6 +119,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     controller.set_network(driver);
     let waker = controller.clone();
     let pruner = controller.clone();
+    let store_for_audit = store.clone();
     let state = qci_api::AppState {
         store,
         images: images.clone(),
@@ -117,6 +129,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime: disk_runtime,
         network: Arc::new(net_cfg.0),
         disk_compat: Arc::new(disk_compat),
+        origins: Arc::new(qci_api::browser::Origins {
+            allowed_hosts: args
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+            tls: tls.is_some(),
+        }),
+        failures: Default::default(),
+        exec_sessions: Default::default(),
         latency: Default::default(),
         gauges: {
             let (c, i) = (controller.clone(), images.clone());
@@ -143,14 +165,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })
         }),
     };
-    let app = qci_api::router(state);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let app = qci_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
         listen = %args.listen,
+        tls = tls.is_some(),
         data_dir = %layout.data_dir.display(),
         cgroup_parent = %layout.cgroup_parent,
+        admin_key = %key_file.display(),
         "qci serve ready"
     );
     if let Err(e) = listen_for_exits(&layout, controller.clone()) {
@@ -164,21 +187,107 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(controller.clone().run_sampler());
     tokio::spawn(controller.run());
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let stopped = stopping.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(prune_audit(store_for_audit, args.audit_retention));
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
         shutdown().await;
-        stopped.notify_one();
-    });
-    tokio::select! {
-        r = server => r.context("serving the API")?,
         // Open `logs -f` streams must not keep the process alive for ever.
-        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
-            tracing::info!("closing the connections still open");
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    match tls {
+        Some(cfg) => {
+            axum_server::from_tcp_rustls(listener, cfg)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app)
+                .await
         }
     }
+    .context("serving the API")?;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
+}
+
+/// The data dir, made if missing, readable by root only (0700): it holds every tenant's
+/// specs, logs and keys. Logs made before this rule are closed off with it.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    for d in [dir.to_path_buf(), dir.join("logs")] {
+        if d.exists() {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to 0700", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `<data>/admin.key` (0600) holds a working admin key, making one on the first
+/// start (or when it was lost or revoked). Its path is logged, never the key.
+fn local_admin_key(store: &qci_store::Store, dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("admin.key");
+    let current = std::fs::read_to_string(&path).ok();
+    let Some(key) = store
+        .ensure_local_admin_key(current.as_deref())
+        .context("making the local admin key")?
+    else {
+        return Ok(path);
+    };
+    let tmp = dir.join("admin.key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(format!("{key}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(
+        path = %path.display(),
+        "made the local admin key (tenant default); the qci CLI on this host uses it"
+    );
+    Ok(path)
+}
+
+/// The TLS settings from --tls-cert and --tls-key.
+async fn tls_config(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let cfg = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "--tls-cert {} / --tls-key {}: not a usable PEM certificate chain and key",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Some(cfg))
+}
+
+/// Forgets audit records older than the retention, hourly.
+async fn prune_audit(store: qci_store::Store, days: f64) {
+    let keep = chrono::Duration::seconds((days.max(0.0) * 86400.0) as i64);
+    loop {
+        if let Err(e) = store.prune_audit(chrono::Utc::now() - keep) {
+            tracing::warn!("pruning the audit trail: {e}");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
 }
 
 async fn shutdown() {

@@ -22,6 +22,7 @@ async fn a_bad_spec_is_refused_with_the_field_path_and_changes_nothing() {
     // The API answers 400 with a JSON body naming the field.
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/container-groups", s.url))
+        .bearer_auth(s.admin_key().unwrap())
         .header("content-type", "application/json")
         .body(r#"{"name": "x", "containers": [{"name": "a", "image": "bb", "memroy": "1Gi"}]}"#)
         .send()
@@ -150,11 +151,9 @@ async fn restart_policies_exit_codes_and_oom() {
         "name: done\nrestart_policy: Never\ncontainers: [{{name: a, image: '{image}', command: [sh, -c, 'echo ok; sleep 1; echo bye']}}, {{name: b, image: '{image}', command: ['true']}}]\n"
     );
     let id = s.create("done", &spec, &[]).1.trim().to_string();
-    let (exe, url) = (QCI.to_string(), s.url.clone());
+    let mut cmd = s.command();
     let follow = std::thread::spawn(move || {
-        std::process::Command::new(exe)
-            .args(["logs", "done", "-c", "a", "-f"])
-            .env("QCI_SERVER", url)
+        cmd.args(["logs", "done", "-c", "a", "-f"])
             .output()
             .unwrap()
     });

@@ -166,9 +166,9 @@ async fn exec_runs_commands_in_running_containers() {
     ]);
     assert!(!ok);
     assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
-    let code = std::process::Command::new(QCI)
+    let code = s
+        .command()
         .args(["exec", "ex", "-c", "c", "--", "sh", "-c", "exit 3"])
-        .env("QCI_SERVER", &s.url)
         .status()
         .unwrap()
         .code();

@@ -5,21 +5,46 @@ mod create;
 mod delete;
 mod disk;
 mod exec;
+mod identity;
 mod image;
 mod logs;
 mod network;
 mod show;
+mod tenant;
 
 use std::process::ExitCode;
 
-use qci_client::{Client, DEFAULT_SERVER};
+use qci_client::Client;
 
 use crate::cli::{Cli, Command, Output};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(cli.server.as_deref().unwrap_or(DEFAULT_SERVER));
+    match &cli.command {
+        Command::Login(a) => return identity::login(&cli, a).await,
+        Command::Context(_) => {
+            let Command::Context(c) = cli.command else {
+                unreachable!()
+            };
+            return identity::context(c);
+        }
+        _ => {}
+    }
+    let client = match &cli.command {
+        Command::Serve(_) | Command::Monitor(_) => Client::new(""),
+        _ => identity::client(&cli)?,
+    };
+    let tenant = cli.tenant.clone();
     match cli.command {
-        Command::Serve(a) => crate::serve::serve(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Serve(a) => crate::serve::serve(*a).await.map(|_| ExitCode::SUCCESS),
+        Command::Login(_) | Command::Context(_) => unreachable!("handled above"),
+        Command::Whoami => identity::whoami(&client).await,
+        Command::Tenant(c) => tenant::run(&client, c).await,
+        Command::Key(c) => tenant::key(&client, tenant.as_deref(), c).await,
+        // Without --tenant, the whole trail.
+        Command::Audit(a) => {
+            let client = client.across_tenants(tenant.is_none());
+            tenant::audit(&client, a).await
+        }
         Command::Create(a) => create::create(&client, a).await,
         Command::Ls(a) => show::ls(&client, a.output).await,
         Command::Get(a) => show::get(&client, &a.group, a.output).await,
