@@ -203,7 +203,7 @@ pub async fn audit(client: &Client, a: AuditArgs) -> anyhow::Result<ExitCode> {
     for r in items {
         rows.push(vec![
             r.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-            r.tenant,
+            r.tenant.clone(),
             if r.key_tenant == r.tenant {
                 r.key_id
             } else {
