@@ -55,6 +55,12 @@ pub async fn create_disk(
         }
         _ => {}
     }
+    // Before the file is made: a disk past the quota costs the machine nothing.
+    let asked = qci_spec::QuotaUse {
+        disk: size,
+        ..Default::default()
+    };
+    s.store.check_quota(scope.owner(), &asked)?;
     let id = format!("d-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     let rt = s.runtime.clone();
     let made = id.clone();
@@ -144,8 +150,8 @@ pub async fn resize_disk(
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Disk>, ApiError> {
-    let req: DiskResize = parse_body(&body)?;
     let d = s.store.find_disk(scope.owner(), &id)?;
+    let req: DiskResize = parse_body(&body)?;
     let size =
         disk_bytes(&req.size).map_err(|m| ApiError::Fields(vec![FieldError::new("size", m)]))?;
     if size <= d.size {
@@ -157,6 +163,11 @@ pub async fn resize_disk(
             ),
         )]));
     }
+    let growth = qci_spec::QuotaUse {
+        disk: size - d.size,
+        ..Default::default()
+    };
+    s.store.check_quota(scope.owner(), &growth)?;
     let rt = s.runtime.clone();
     let disk_id = d.id.clone();
     tokio::task::spawn_blocking(move || rt.grow_disk(&disk_id, size))

@@ -18,7 +18,7 @@ pub use image::{
     Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
     push_index, tar_of,
 };
-pub use registry::Registry;
+pub use registry::{Registry, make_certs};
 pub use server::Server;
 pub use token::TokenServer;
 

@@ -185,7 +185,9 @@ impl Registry {
     }
 }
 
-fn make_certs(d: &Path) {
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost signed by it
+/// (`reg.pem`, key `reg.key`), in `d`.
+pub fn make_certs(d: &Path) {
     let ossl = |args: &[&str]| crate::openssl(d, args);
     ossl(&[
         "req",

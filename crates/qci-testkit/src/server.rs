@@ -38,7 +38,15 @@ impl Server {
             .expect("temp data dir")
             .keep();
         let port = crate::free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        // With --tls-cert, the server is reached over https, trusting the `ca.pem` beside it
+        // (as [`crate::make_certs`] leaves it).
+        let tls_ca = flags
+            .iter()
+            .position(|f| *f == "--tls-cert")
+            .and_then(|i| flags.get(i + 1))
+            .map(|cert| Path::new(cert).with_file_name("ca.pem"));
+        let scheme = if tls_ca.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let layout = Layout::new(&data_dir).expect("layout");
         let log_path = crate::test_root().join(format!(
             "{}.serve.log",
@@ -70,7 +78,17 @@ impl Server {
             exe: exe.to_path_buf(),
             data_dir,
             port,
-            client: Client::new(&url),
+            client: match &tls_ca {
+                Some(ca) => Client::with_options(
+                    &url,
+                    qci_client::ClientOptions {
+                        ca_pem: Some(std::fs::read(ca).expect("the test CA")),
+                        ..Default::default()
+                    },
+                )
+                .expect("a TLS client"),
+                None => Client::new(&url),
+            },
             url,
             layout,
             child: None,
@@ -131,10 +149,9 @@ impl Server {
 
     /// A client with another key (or none).
     pub fn client_with(&self, token: Option<&str>) -> Client {
-        match token {
-            Some(t) => Client::new(&self.url).with_token(t),
-            None => Client::new(&self.url),
-        }
+        let mut opts = self.client.options().clone();
+        opts.token = token.map(str::to_string);
+        Client::with_options(&self.url, opts).expect("a client")
     }
 
     /// Polls the group until `done` holds (panics with the group and the server log after 60s).
@@ -144,9 +161,20 @@ impl Server {
         what: &str,
         done: F,
     ) -> qci_spec::ContainerGroup {
+        self.wait_group_as(&self.client, id, what, done).await
+    }
+
+    /// [`Server::wait_group`] with another client (another tenant's key).
+    pub async fn wait_group_as<F: Fn(&qci_spec::ContainerGroup) -> bool>(
+        &self,
+        client: &Client,
+        id: &str,
+        what: &str,
+        done: F,
+    ) -> qci_spec::ContainerGroup {
         let start = Instant::now();
         loop {
-            let g = self.client.get_group(id).await.expect("get group");
+            let g = client.get_group(id).await.expect("get group");
             if done(&g) {
                 return g;
             }

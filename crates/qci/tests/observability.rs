@@ -370,7 +370,10 @@ async fn metrics_show_what_containers_use() {
         }
     }
     assert_eq!(seen, 1, "{text}");
-    assert!(text.contains("qci_groups{phase=\"Running\"} 1"), "{text}");
+    assert!(
+        text.contains("qci_groups{tenant=\"default\",phase=\"Running\"} 1"),
+        "{text}"
+    );
     assert!(
         text.contains("qci_api_request_duration_seconds_bucket{le=\"+Inf\"}"),
         "{text}"

@@ -109,6 +109,29 @@ fn local_admin_key() -> Option<String> {
     (!key.is_empty()).then(|| key.to_string())
 }
 
+/// (server, key, the context's CA) by precedence: flag or environment, then the context, then
+/// (for a server on this host only) the local admin key. A context's key and CA go to its own
+/// server only, never to one named otherwise.
+fn resolve(
+    server: Option<&str>,
+    token: Option<&str>,
+    ctx: Option<&Ctx>,
+    local_key: impl FnOnce() -> Option<String>,
+) -> (String, Option<String>, Option<String>) {
+    let server = server
+        .map(str::to_string)
+        .or_else(|| ctx.map(|c| c.server.clone()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let ctx = ctx.filter(|c| c.server.trim_end_matches('/') == server);
+    let token = token
+        .map(str::to_string)
+        .or_else(|| ctx.and_then(|c| c.token.clone()))
+        .or_else(|| is_local(&server).then(local_key).flatten());
+    (server, token, ctx.and_then(|c| c.ca_pem.clone()))
+}
+
 /// The client the command line asks for.
 pub fn client(cli: &Cli) -> anyhow::Result<Client> {
     let cfg = load(&config_path()?)?;
@@ -127,25 +150,15 @@ pub fn client(cli: &Cli) -> anyhow::Result<Client> {
             .as_ref()
             .and_then(|n| cfg.contexts.iter().find(|c| &c.name == n).cloned()),
     };
-    let server = cli
-        .server
-        .clone()
-        .or_else(|| ctx.as_ref().map(|c| c.server.clone()))
-        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-    let server = server.trim_end_matches('/').to_string();
-    // A context's key and CA go to its own server only, never to one named otherwise.
-    let ctx = ctx.filter(|c| c.server.trim_end_matches('/') == server);
-    let token = cli
-        .token
-        .clone()
-        .or_else(|| ctx.as_ref().and_then(|c| c.token.clone()))
-        .or_else(|| is_local(&server).then(local_admin_key).flatten());
+    let (server, token, ctx_ca) = resolve(
+        cli.server.as_deref(),
+        cli.token.as_deref(),
+        ctx.as_ref(),
+        local_admin_key,
+    );
     let ca_pem = match &cli.ca {
         Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --ca {}", f.display()))?),
-        None => ctx
-            .as_ref()
-            .and_then(|c| c.ca_pem.clone())
-            .map(String::into_bytes),
+        None => ctx_ca.map(String::into_bytes),
     };
     let opts = ClientOptions {
         token,
@@ -275,6 +288,59 @@ pub async fn whoami(client: &Client) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_server_and_key() {
+        let ctx = Ctx {
+            name: "prod".into(),
+            server: "https://qci.example.com/".into(),
+            token: Some("ctx-key".into()),
+            ca_pem: Some("CA".into()),
+        };
+        let local = || Some("local-key".to_string());
+        let remote = "https://qci.example.com";
+        // (--server/QCI_SERVER, --token/QCI_TOKEN, context?) → (server, key, CA)
+        let table: [(
+            Option<&str>,
+            Option<&str>,
+            bool,
+            (&str, Option<&str>, Option<&str>),
+        ); 7] = [
+            (None, None, false, (DEFAULT_SERVER, Some("local-key"), None)),
+            (
+                None,
+                Some("flag"),
+                false,
+                (DEFAULT_SERVER, Some("flag"), None),
+            ),
+            (None, None, true, (remote, Some("ctx-key"), Some("CA"))),
+            (None, Some("flag"), true, (remote, Some("flag"), Some("CA"))),
+            (
+                Some("https://qci.example.com/"),
+                None,
+                true,
+                (remote, Some("ctx-key"), Some("CA")),
+            ),
+            // Another server: the context's key stays home; the local key is for this host only.
+            (
+                Some("https://other.example"),
+                None,
+                true,
+                ("https://other.example", None, None),
+            ),
+            (
+                Some("http://localhost:7070"),
+                None,
+                true,
+                ("http://localhost:7070", Some("local-key"), None),
+            ),
+        ];
+        for (server, token, with_ctx, want) in table {
+            let got = resolve(server, token, with_ctx.then_some(&ctx), local);
+            let got = (got.0.as_str(), got.1.as_deref(), got.2.as_deref());
+            assert_eq!(got, want, "{server:?} {token:?} {with_ctx}");
+        }
+    }
 
     #[test]
     fn the_local_key_goes_to_this_host_only() {
