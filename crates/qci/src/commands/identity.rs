@@ -300,12 +300,8 @@ mod tests {
         let local = || Some("local-key".to_string());
         let remote = "https://qci.example.com";
         // (--server/QCI_SERVER, --token/QCI_TOKEN, context?) → (server, key, CA)
-        let table: [(
-            Option<&str>,
-            Option<&str>,
-            bool,
-            (&str, Option<&str>, Option<&str>),
-        ); 7] = [
+        type Want<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+        let table: [(Option<&str>, Option<&str>, bool, Want); 7] = [
             (None, None, false, (DEFAULT_SERVER, Some("local-key"), None)),
             (
                 None,
