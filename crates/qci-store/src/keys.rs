@@ -20,6 +20,40 @@ const TOKEN_PREFIX: &str = "qci_";
 const ID_LEN: usize = 12;
 const SECRET_LEN: usize = 64;
 
+/// How long a key found valid is believed without reading its row again. A key revoked
+/// through this process is forgotten at once; one revoked elsewhere (another node sharing the
+/// store) stops working within this.
+const TRUST_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+/// Keys remembered at most (the cache is emptied past it).
+const CACHE_MAX: usize = 10_000;
+
+/// Keys recently found valid, by the digest of their token: most requests then read no row
+/// and take no database lock (see `docs/benchmarks.md`, API authentication).
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    valid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (ApiKey, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, d: &[u8; 32]) -> Option<ApiKey> {
+        let m = self.valid.lock().unwrap_or_else(|p| p.into_inner());
+        let (k, at) = m.get(d)?;
+        (at.elapsed() < TRUST_FOR && k.expires_at.is_none_or(|e| e > Utc::now())).then(|| k.clone())
+    }
+
+    fn put(&self, d: [u8; 32], k: ApiKey) {
+        let mut m = self.valid.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CACHE_MAX {
+            m.clear();
+        }
+        m.insert(d, (k, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.valid.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// What a presented token turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyCheck {
@@ -160,12 +194,15 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Revokes a key: it stops working at once (every request reads its row).
+    /// Revokes a key: it stops working at once here (the cache of valid keys is emptied), and
+    /// within [`TRUST_FOR`] wherever else the store is shared.
     pub fn revoke_key(&self, id: &str) -> Result<ApiKey> {
         self.conn().execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![row_id(id), now()],
         )?;
+        // After the update: a check that read the row before it cached it under the same lock.
+        self.keys.forget_all();
         self.find_key(None, id)
     }
 
@@ -175,19 +212,20 @@ impl Store {
         let Some(id) = token_id(token) else {
             return Ok(KeyCheck::Invalid);
         };
+        let presented = digest(token);
+        if let Some(k) = self.keys.get(&presented) {
+            return Ok(KeyCheck::Valid(k));
+        }
         let conn = self.conn();
         let row = conn
-            .query_row(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
-                params![id],
-                read_key,
-            )
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
+            .query_row(params![id], read_key)
             .optional()?;
         let Some((key, hash)) = row else {
             return Ok(KeyCheck::Invalid);
         };
         let stored = hex::decode(hash).unwrap_or_default();
-        if !same(&stored, &digest(token)) {
+        if !same(&stored, &presented) {
             return Ok(KeyCheck::Invalid);
         }
         let now = Utc::now();
@@ -206,6 +244,7 @@ impl Store {
                 params![id, fmt_time(now)],
             )?;
         }
+        self.keys.put(presented, key.clone());
         Ok(KeyCheck::Valid(key))
     }
 
@@ -223,6 +262,7 @@ impl Store {
             "DELETE FROM api_keys WHERE tenant = ?1 AND name = ?2",
             params![DEFAULT_TENANT, LOCAL_ADMIN_KEY],
         )?;
+        self.keys.forget_all();
         let k = self.create_key(DEFAULT_TENANT, Role::Admin, Some(LOCAL_ADMIN_KEY), None)?;
         Ok(Some(k.secret))
     }

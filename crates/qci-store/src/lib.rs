@@ -256,6 +256,7 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     sealer: Arc<Sealer>,
     net: networks::SharedNetConfig,
+    keys: Arc<keys::KeyCache>,
 }
 
 impl Store {
@@ -274,6 +275,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(sealer),
             net: Default::default(),
+            keys: Default::default(),
         })
     }
 
@@ -285,6 +287,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(Sealer::ephemeral()?),
             net: Default::default(),
+            keys: Default::default(),
         })
     }
 

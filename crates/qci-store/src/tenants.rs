@@ -170,6 +170,7 @@ impl Store {
         }
         tx.execute("DELETE FROM api_keys WHERE tenant = ?1", params![name])?;
         tx.commit()?;
+        self.keys.forget_all();
         Ok(())
     }
 }
