@@ -310,6 +310,13 @@ async fn every_path_is_scoped_to_its_tenant_and_role() {
     // An admin sees every tenant's with --all-tenants, and one tenant's with --tenant.
     let all = s.client.across_tenants(true).list_groups().await.unwrap();
     assert!(all.iter().any(|x| x.id == g.id && x.owner == "alpha"));
+    let (ok, out, _) = s.cli(&["ls", "--all-tenants"]);
+    assert!(
+        ok && out.starts_with("TENANT") && out.contains("alpha"),
+        "{out}"
+    );
+    let (ok, _, err) = s.cli_as(&alpha, &["ls", "--all-tenants"]);
+    assert!(!ok && err.contains("only an admin key"), "{err}");
     assert_eq!(
         s.client
             .in_tenant(Some("alpha"))

@@ -14,6 +14,7 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
         print_as(&groups, o)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let all = client.options().all_tenants;
     let mut rows = vec![vec![
         "ID".into(),
         "NAME".into(),
@@ -44,6 +45,9 @@ pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitC
             g.status.eip.clone().unwrap_or_else(|| "-".into()),
             age(g.created_at),
         ]);
+    }
+    if all {
+        with_tenants(&mut rows, groups.iter().map(|g| g.owner.clone()));
     }
     print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
@@ -232,6 +236,7 @@ pub async fn usage(client: &Client, a: crate::cli::UsageArgs) -> anyhow::Result<
             .map(String::from)
             .to_vec(),
     ];
+    let tenants: Vec<String> = items.iter().map(|u| u.tenant.clone()).collect();
     for u in items {
         rows.push(vec![
             u.name,
@@ -243,8 +248,19 @@ pub async fn usage(client: &Client, a: crate::cli::UsageArgs) -> anyhow::Result<
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
+    if client.options().all_tenants {
+        with_tenants(&mut rows, tenants.into_iter());
+    }
     print!("{}", table(&rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A first column TENANT, for lists of every tenant's (`--all-tenants`).
+fn with_tenants(rows: &mut [Vec<String>], tenants: impl Iterator<Item = String>) {
+    let mut names = std::iter::once("TENANT".to_string()).chain(tenants);
+    for r in rows.iter_mut() {
+        r.insert(0, names.next().unwrap_or_default());
+    }
 }
 
 pub async fn top(client: &Client, group: Option<String>) -> anyhow::Result<ExitCode> {
