@@ -418,9 +418,6 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
             .into_response();
         }
     };
-    if !allows(key.role, need) {
-        return ApiError::Forbidden(refusal(key.role, need)).into_response();
-    }
     let caller = Caller {
         key_id: key.id,
         tenant: key.tenant,
@@ -429,8 +426,13 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     let audited =
         !(req.method() == Method::GET || req.method() == Method::HEAD) || route.ends_with("/exec");
     let audit = audited.then(|| audit_facts(&req, &caller));
-    req.extensions_mut().insert(caller.clone());
-    let resp = next.run(req).await;
+    // A write the key's role does not allow is refused, and recorded like any other.
+    let resp = if allows(caller.role, need) {
+        req.extensions_mut().insert(caller.clone());
+        next.run(req).await
+    } else {
+        ApiError::Forbidden(refusal(caller.role, need)).into_response()
+    };
     if let Some((tenant, action, detail)) = audit {
         let entry = AuditEntry {
             tenant: &tenant,

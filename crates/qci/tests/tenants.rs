@@ -362,6 +362,13 @@ async fn every_path_is_scoped_to_its_tenant_and_role() {
     assert!(trail.iter().all(|r| r.tenant == "alpha"));
     let beta_trail = s.client.in_tenant(Some("beta")).audit(None).await.unwrap();
     assert!(beta_trail.iter().any(|r| r.status == 404), "{beta_trail:?}");
+    // The viewer's refused writes are in alpha's trail, with their 403.
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.status == 403 && r.action.starts_with("DELETE /v1/container-groups/")),
+        "{actions:?}"
+    );
     assert!(
         !serde_json::to_string(&trail)
             .unwrap()
