@@ -298,14 +298,8 @@ fn new_group_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::spec;
     use qci_spec::EventType;
-
-    fn spec(name: &str) -> GroupSpec {
-        qci_spec::parse_spec(&format!(
-            "name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n"
-        ))
-        .unwrap()
-    }
 
     #[test]
     fn create_find_delete() {

@@ -353,7 +353,8 @@ mod tests {
     use super::*;
     use qci_spec::GroupSpec;
 
-    fn spec(name: &str) -> GroupSpec {
+    /// A one-container group named `name`, for the store's tests.
+    pub(crate) fn spec(name: &str) -> GroupSpec {
         qci_spec::parse_spec(&format!(
             "name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n"
         ))

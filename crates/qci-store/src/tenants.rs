@@ -193,14 +193,8 @@ impl From<QuotaExceeded> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::spec;
     use qci_spec::{GroupResources, QuotaKey};
-
-    fn spec(name: &str) -> qci_spec::GroupSpec {
-        qci_spec::parse_spec(&format!(
-            "name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n"
-        ))
-        .unwrap()
-    }
 
     fn size(cpu: f64) -> GroupResources {
         GroupResources {

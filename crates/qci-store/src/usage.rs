@@ -106,14 +106,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qci_spec::{GroupResources, GroupSpec};
-
-    fn spec(name: &str) -> GroupSpec {
-        qci_spec::parse_spec(&format!(
-            "name: {name}\ncontainers:\n  - {{name: a, image: bb}}\n"
-        ))
-        .unwrap()
-    }
+    use crate::tests::spec;
+    use qci_spec::GroupResources;
 
     #[test]
     fn metering() {

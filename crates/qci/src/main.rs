@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod private_file;
 mod serve;
 
 use clap::Parser;

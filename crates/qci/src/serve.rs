@@ -231,8 +231,6 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Makes sure `<data>/admin.key` (0600) holds a working admin key, making one on the first
 /// start (or when it was lost or revoked). Its path is logged, never the key.
 fn local_admin_key(store: &qci_store::Store, dir: &Path) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("admin.key");
     let current = std::fs::read_to_string(&path).ok();
     let Some(key) = store
@@ -241,18 +239,7 @@ fn local_admin_key(store: &qci_store::Store, dir: &Path) -> anyhow::Result<PathB
     else {
         return Ok(path);
     };
-    let tmp = dir.join("admin.key.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(format!("{key}\n").as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::private_file::write(&path, format!("{key}\n").as_bytes())?;
     tracing::info!(
         path = %path.display(),
         "made the local admin key (tenant default); the qci CLI on this host uses it"

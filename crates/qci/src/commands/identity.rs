@@ -58,8 +58,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 /// Writes the config readable by its owner only (it holds keys), replacing it in one rename.
 fn save(path: &Path, cfg: &Config) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let dir = path
         .parent()
         .ok_or_else(|| anyhow!("no directory for {}", path.display()))?;
@@ -68,19 +67,7 @@ fn save(path: &Path, cfg: &Config) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("yaml.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(serde_yaml::to_string(cfg)?.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::private_file::write(path, serde_yaml::to_string(cfg)?.as_bytes())
 }
 
 /// Whether `server` is on this host: only then is the local admin key sent to it.
