@@ -50,16 +50,8 @@ pub(crate) fn parse_since(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiE
             ),
         }])
     };
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(bad()),
-    };
-    Ok(chrono::Utc::now() - chrono::Duration::seconds(secs))
+    let age = qci_spec::parse_age(s).map_err(|_| bad())?;
+    Ok(chrono::Utc::now() - age)
 }
 
 /// A container's log files, oldest first: the rotated one, then the current one.

@@ -683,6 +683,11 @@ mod tests {
         ] {
             assert_eq!(validate_key(&s).unwrap_err()[0].field, field, "{s:?}");
         }
+        // Ages too large for the clock are refused, not overflowed.
+        for huge in ["99999999999999999d", "99999999999999999999s", "5000000h"] {
+            assert!(parse_age(huge).is_err(), "{huge}");
+        }
+        assert_eq!(parse_age("90m").unwrap(), chrono::Duration::minutes(90));
         assert_eq!("viewer".parse::<Role>().unwrap(), Role::Viewer);
         assert!(
             "root"

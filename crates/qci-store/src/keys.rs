@@ -134,7 +134,7 @@ impl Store {
         let expires = lifetime.map(|l| created + l);
         {
             let conn = self.conn();
-            if !self.tenant_exists_in(&conn, tenant)? {
+            if !crate::tenants::exists(&conn, tenant)? {
                 return Err(StoreError::Missing("tenant", tenant.to_string()));
             }
             let r = conn.execute(
@@ -154,14 +154,6 @@ impl Store {
         }
         let key = self.find_key(Some(tenant), &id)?;
         Ok(CreatedKey { secret, key })
-    }
-
-    fn tenant_exists_in(&self, conn: &rusqlite::Connection, tenant: &str) -> Result<bool> {
-        Ok(conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = ?1)",
-            params![tenant],
-            |r| r.get(0),
-        )?)
     }
 
     /// A key by id (`k-…`) or name, within `tenant` (any tenant's with `None`, by id only).

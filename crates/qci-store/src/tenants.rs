@@ -32,6 +32,14 @@ pub(crate) fn tenant_use(conn: &Connection, owner: &str) -> Result<QuotaUse> {
     )?)
 }
 
+pub(crate) fn exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )?)
+}
+
 fn quota_of(conn: &Connection, tenant: &str) -> Result<Option<Quota>> {
     let q: Option<String> = conn
         .query_row(
@@ -104,11 +112,7 @@ impl Store {
     }
 
     pub fn tenant_exists(&self, name: &str) -> Result<bool> {
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE name = ?1)",
-            params![name],
-            |r| r.get(0),
-        )?)
+        exists(&self.conn(), name)
     }
 
     /// Every tenant, by name, with its use.
