@@ -598,7 +598,7 @@ async fn quotas_refuse_what_goes_past_them_and_free_what_is_deleted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_browsers_files_and_transport() {
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--allowed-host", "qci.lab"]).await;
     let admin = s.admin_key().expect("the local admin key");
 
     // The cross-site request of the issue: refused, nothing made.
@@ -648,6 +648,19 @@ async fn keys_browsers_files_and_transport() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(s.client.list_groups().await.unwrap().len(), 1);
+    // A name given with --allowed-host is served (case aside), with its own origin.
+    let named = format!("QCI.lab:{}", s.port);
+    let resp = raw(
+        &named,
+        Some(&format!("http://qci.lab:{}", s.port)),
+        "application/yaml",
+    )
+    .body("name: y\ncontainers: [{name: a, image: bb}]\n")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+
     // A WebSocket from another origin (exec) is refused before anything runs.
     let resp = reqwest::Client::new()
         .get(format!(
