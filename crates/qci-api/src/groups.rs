@@ -68,25 +68,29 @@ pub async fn create_group(
                 .into(),
         }]));
     }
+    check_policy(&s, &spec)?;
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
-    let resources = s.specs.size(&spec).map_err(|message| {
-        let field = if spec.cpu.is_some() || spec.memory.is_some() {
-            "cpu"
-        } else {
-            "containers"
-        };
-        ApiError::Fields(vec![qci_spec::FieldError {
-            field: field.into(),
-            message: format!("the group {message}"),
-        }])
-    })?;
+    let resources = s
+        .specs
+        .size_checked(&spec)
+        .map_err(|e| ApiError::Fields(vec![e]))?;
     let g = s
         .store
         .create_sized_group(scope.owner(), &spec, &resources)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_change)();
     Ok((StatusCode::CREATED, Json(g.masked())))
+}
+
+/// What the server's operator allows in security contexts.
+fn check_policy(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
+    let errors = s.security.check(spec);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Fields(errors))
+    }
 }
 
 /// Gets one container group by id or name.
@@ -133,14 +137,15 @@ pub async fn update_group(
             ),
         ));
     }
+    check_policy(&s, &spec)?;
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_disks_unchanged(&g.spec, &spec)?;
     crate::networks::check_network_update(&s, scope.owner(), &g.id, &g.spec, &spec)?;
     crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
     let resources = s
         .specs
-        .size(&spec)
-        .map_err(|m| field("containers", format!("the group {m}")))?;
+        .size_checked(&spec)
+        .map_err(|e| ApiError::Fields(vec![e]))?;
     let g = s.store.update_group(&g.id, &spec, &resources)?;
     tracing::info!(group = %g.id, "updated");
     (s.on_change)();

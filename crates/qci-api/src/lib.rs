@@ -54,6 +54,8 @@ pub struct AppState {
     pub failures: Arc<auth::FailureLimiter>,
     /// Exec sessions open per tenant.
     pub exec_sessions: Arc<auth::ExecSessions>,
+    /// What the operator allows in security contexts beyond the defaults.
+    pub security: Arc<qci_spec::SecurityPolicy>,
 }
 
 /// What [`AppState::prune`] returns.

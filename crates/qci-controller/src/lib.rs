@@ -59,6 +59,10 @@ pub struct ControllerConfig {
     /// How long the basic network's router stays once no group is in it (so groups started
     /// one after another do not each build it again).
     pub basic_network_linger: Duration,
+    /// The profile for `RuntimeDefault` (`--seccomp-profile`, else the one qci ships).
+    pub seccomp_default: std::sync::Arc<qci_runtime::seccomp::Profile>,
+    /// Where `Localhost` profiles are (`<data>/seccomp`).
+    pub seccomp_dir: std::path::PathBuf,
 }
 
 impl Default for ControllerConfig {
@@ -72,6 +76,8 @@ impl Default for ControllerConfig {
             deleted_group_retention: Duration::from_secs(24 * 3600),
             metrics_interval: Duration::from_secs(10),
             basic_network_linger: Duration::from_secs(30),
+            seccomp_default: std::sync::Arc::new(qci_runtime::seccomp::Profile::default_profile()),
+            seccomp_dir: std::path::PathBuf::from("/var/lib/qci/seccomp"),
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Controller {
     net_lock: tokio::sync::Mutex<()>,
     /// When a group was last seen in the basic network.
     basic_used: Mutex<Option<std::time::Instant>>,
+    /// The size this process set on each group's cgroup.
+    limits: Mutex<std::collections::HashMap<String, qci_runtime::GroupLimits>>,
 }
 
 impl Controller {
@@ -113,6 +121,7 @@ impl Controller {
             basic_used: Default::default(),
             probes: Default::default(),
             metered: Default::default(),
+            limits: Default::default(),
         })
     }
 

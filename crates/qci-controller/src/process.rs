@@ -1,8 +1,14 @@
 //! What a container runs: the image's config merged with the spec, with Docker's semantics.
 
 use qci_image::ImageConfig;
-use qci_runtime::ContainerConfig;
-use qci_spec::{ContainerSpec, parse_cpu_millis, parse_memory_bytes};
+use std::path::Path;
+
+use qci_runtime::seccomp::{Profile, Target};
+use qci_runtime::{ContainerConfig, Security};
+use qci_spec::{
+    ContainerSpec, SeccompType, SecurityContext, effective_capabilities, merged_security,
+    parse_cpu_millis, parse_memory_bytes,
+};
 
 /// The PATH Docker supplies when an image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -71,12 +77,105 @@ pub fn container_config(
             .unwrap_or(qci_spec::DEFAULT_MAX_LOG_SIZE),
         // Filled in by the caller, which knows where the group's volumes are.
         mounts: Vec::new(),
+        // Filled in by the caller with [`security`].
+        security: Security::default(),
+    })
+}
+
+/// A container's security_context (over its group's) as the runtime applies it. `dir` holds
+/// the operator's `Localhost` profiles. An error is the container's configuration's fault.
+pub fn security(
+    group: Option<&SecurityContext>,
+    container: Option<&SecurityContext>,
+    default_profile: &Profile,
+    dir: &Path,
+) -> Result<Security, String> {
+    let sc = merged_security(group, container);
+    let id = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+    let capabilities = effective_capabilities(sc.capabilities.as_ref());
+    let target = Target::host(capabilities.iter().cloned());
+    let kind = sc
+        .seccomp_profile
+        .as_ref()
+        .map(|p| p.kind)
+        .unwrap_or_default();
+    let seccomp = match kind {
+        SeccompType::Unconfined => None,
+        SeccompType::RuntimeDefault => Some(default_profile.resolve(&target)),
+        SeccompType::Localhost => {
+            // Validation made it a plain file name.
+            let name = sc
+                .seccomp_profile
+                .as_ref()
+                .and_then(|p| p.localhost_profile.clone())
+                .unwrap_or_default();
+            Some(Profile::load(&dir.join(&name)).and_then(|p| p.resolve(&target)))
+        }
+    }
+    .transpose()
+    .map_err(|e| e.to_string())?;
+    Ok(Security {
+        run_as_user: id(sc.run_as_user),
+        run_as_group: id(sc.run_as_group),
+        run_as_non_root: sc.run_as_non_root == Some(true),
+        supplemental_groups: sc
+            .supplemental_groups
+            .iter()
+            .filter_map(|g| u32::try_from(*g).ok())
+            .collect(),
+        read_only_root: sc.read_only_root_filesystem == Some(true),
+        no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        capabilities,
+        seccomp,
+        sysctls: sc
+            .sysctls
+            .iter()
+            .map(|s| (s.name.clone(), s.value.clone()))
+            .collect(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_contexts_become_runtime_settings() {
+        let p = Profile::default_profile();
+        let d = tempfile::tempdir().unwrap();
+        let def = security(None, None, &p, d.path()).unwrap();
+        assert!(def.seccomp.is_some() && def.capabilities.len() == 14 && !def.read_only_root);
+        let group: SecurityContext = serde_yaml::from_str(
+            "{run_as_user: 1000, supplemental_groups: [5], seccomp_profile: Unconfined}",
+        )
+        .unwrap();
+        let c: SecurityContext = serde_yaml::from_str(
+            "{allow_privilege_escalation: false, capabilities: {drop: [ALL]}, read_only_root_filesystem: true}",
+        )
+        .unwrap();
+        let s = security(Some(&group), Some(&c), &p, d.path()).unwrap();
+        assert_eq!(s.run_as_user, Some(1000));
+        assert_eq!(s.supplemental_groups, vec![5]);
+        assert!(s.seccomp.is_none() && s.capabilities.is_empty());
+        assert!(s.no_new_privileges && s.read_only_root);
+        let local: SecurityContext = serde_yaml::from_str(
+            "{seccomp_profile: {type: Localhost, localhost_profile: mine.json}}",
+        )
+        .unwrap();
+        let e = security(None, Some(&local), &p, d.path()).unwrap_err();
+        assert!(e.starts_with("reading seccomp profile"), "{e}");
+        std::fs::write(
+            d.path().join("mine.json"),
+            r#"{"defaultAction":"SCMP_ACT_LOG"}"#,
+        )
+        .unwrap();
+        assert!(
+            security(None, Some(&local), &p, d.path())
+                .unwrap()
+                .seccomp
+                .is_some()
+        );
+    }
 
     fn spec(command: Option<&[&str]>, args: Option<&[&str]>) -> ContainerSpec {
         ContainerSpec {

@@ -58,8 +58,12 @@ fn fingerprint(g: &ContainerGroup, c: &ContainerSpec) -> String {
             }
         })
         .collect();
-    let what =
+    let mut what =
         serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some(), "volumes": volumes});
+    // (Only when set, so groups made before security contexts existed keep their fingerprint.)
+    if let Some(sc) = &g.spec.security_context {
+        what["security_context"] = serde_json::json!(sc);
+    }
     hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
 }
 
@@ -155,6 +159,18 @@ impl Controller {
             let msg = format!("cannot create the group's namespaces: {e}");
             if g.status.message.as_deref() != Some(&msg) {
                 self.event(g, None, EventType::Warning, "FailedSandbox", &msg);
+                let status = GroupStatus {
+                    message: Some(msg),
+                    ..g.status.clone()
+                };
+                self.store.set_status(&g.id, &status)?;
+            }
+            return Ok(false);
+        }
+        if let Err(e) = self.enforce_size(g) {
+            let msg = format!("cannot hold the group to its size: {e}");
+            if g.status.message.as_deref() != Some(&msg) {
+                self.event(g, None, EventType::Warning, "FailedLimits", &msg);
                 let status = GroupStatus {
                     message: Some(msg),
                     ..g.status.clone()
@@ -365,6 +381,7 @@ impl Controller {
             retry_at: None,
             ip: prev.ip.clone(),
             eip: prev.eip.clone(),
+            limits: self.enforced(&g.id),
         };
         let status = GroupStatus {
             health: crate::health::health_of(status.phase, &status.containers),
@@ -386,6 +403,39 @@ impl Controller {
             self.store.set_status(&g.id, &status)?;
         }
         Ok(acted)
+    }
+
+    /// Puts the group's normalised size on its cgroup (once per process, and again when an
+    /// update changes it), before any of its containers starts: together they can never use
+    /// more than the group is billed for.
+    fn enforce_size(&self, g: &ContainerGroup) -> Result<(), qci_runtime::CgroupError> {
+        let r = &g.resources;
+        if r.cpu <= 0.0 || r.memory_bytes == 0 {
+            // (Groups stored before sizes existed.)
+            return Ok(());
+        }
+        let want = qci_runtime::GroupLimits {
+            cpu_millis: (r.cpu * 1000.0).round() as u64,
+            memory_bytes: r.memory_bytes,
+        };
+        if self.limits.lock().unwrap().get(&g.id) == Some(&want) {
+            return Ok(());
+        }
+        qci_runtime::cgroup::set_group_limits(&self.runtime.layout.group_cgroup(&g.id), want)?;
+        self.limits.lock().unwrap().insert(g.id.clone(), want);
+        Ok(())
+    }
+
+    /// The size set on the group's cgroup by this process, if any.
+    fn enforced(&self, id: &str) -> Option<qci_spec::EnforcedLimits> {
+        self.limits
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|l| qci_spec::EnforcedLimits {
+                cpu: l.cpu_millis as f64 / 1000.0,
+                memory_bytes: l.memory_bytes,
+            })
     }
 
     /// The image for a container, as its pull policy says: from the store when allowed and
@@ -600,10 +650,27 @@ impl Controller {
             g.spec.shm_size.is_some(),
             self.config.default_pids_limit,
         );
+        let security = crate::process::security(
+            g.spec.security_context.as_ref(),
+            c.security_context.as_ref(),
+            &self.config.seccomp_default,
+            &self.config.seccomp_dir,
+        );
+        let config = match (config, security) {
+            (Err(msg), _) => Err((msg, false)),
+            (_, Err(msg)) => Err((msg, true)),
+            (Ok(mut config), Ok(security)) => {
+                config.security = security;
+                Ok(config)
+            }
+        };
         let started = match config {
-            Err(msg) => {
-                let _ = self.runtime.record_start_failure(&g.id, name, &msg).await;
-                Err(msg)
+            Err((msg, config_error)) => {
+                let _ = self
+                    .runtime
+                    .record_start_failure(&g.id, name, &msg, config_error)
+                    .await;
+                Err((msg, config_error))
             }
             Ok(config) => {
                 let req = StartRequest {
@@ -618,7 +685,10 @@ impl Controller {
                     fingerprint: fingerprint(g, c),
                     volume_mounts: Self::volume_mounts(g, c),
                 };
-                self.runtime.start(&req).await.map_err(|e| e.to_string())
+                self.runtime
+                    .start(&req)
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_config()))
             }
         };
         st.image_digest = Some(img.digest.clone());
@@ -640,7 +710,12 @@ impl Controller {
                 st.started_at = Some(rec.started_at);
                 st.finished_at = None;
             }
-            Err(msg) => {
+            Err((msg, config_error)) => {
+                let reason = if config_error {
+                    "CreateContainerConfigError"
+                } else {
+                    "ContainerCannotRun"
+                };
                 self.event(
                     g,
                     Some(name),
@@ -650,7 +725,7 @@ impl Controller {
                 );
                 // The runtime left an exit record; the next pass applies the restart policy.
                 st.state = ContainerState::Waiting;
-                st.reason = Some("ContainerCannotRun".into());
+                st.reason = Some(reason.into());
                 st.message = Some(msg);
             }
         }
@@ -745,6 +820,7 @@ impl Controller {
             retry_at,
             ip: g.status.ip.clone(),
             eip: g.status.eip.clone(),
+            limits: g.status.limits,
         };
         if g.status.retry_at.is_some_and(|at| at > now) {
             return Ok(Some(false));
@@ -838,6 +914,7 @@ impl Controller {
             retry_at: None,
             ip: status.ip.clone(),
             eip: status.eip.clone(),
+            limits: status.limits,
         };
         self.store.set_status(&g.id, &status)?;
         Ok(())
@@ -979,7 +1056,9 @@ fn fill_exit(st: &mut ContainerStatus, e: &ExitRecord) {
     st.started_at = e.started_at;
     st.signal = e.signal;
     st.reason = Some(
-        if e.start_error.is_some() {
+        if e.config_error {
+            "CreateContainerConfigError"
+        } else if e.start_error.is_some() {
             "ContainerCannotRun"
         } else if e.oom_killed {
             "OOMKilled"

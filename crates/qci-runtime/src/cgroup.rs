@@ -1,7 +1,157 @@
-//! cgroup clean-up. runc creates each container's cgroup and removes it on delete; qci removes
-//! the group's parent directory in every hierarchy (cgroup v1, hybrid, or v2).
+//! The group's cgroup. runc creates each container's cgroup (a child of the group's) and
+//! removes it on delete; qci sets the group's own limits, so its containers together never use
+//! more than the group is sized (and billed) for, and removes the group's directory in every
+//! hierarchy (cgroup v1, hybrid, or v2) at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// CFS period for the group's CPU limit (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// What a group's cgroup holds its containers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no {0} cgroup controller is mounted")]
+    NoController(&'static str),
+    #[error("writing {value:?} to {path}: {source}")]
+    Write {
+        path: String,
+        value: String,
+        source: std::io::Error,
+    },
+}
+
+/// The files and values that put `l` on a group's cgroup, per hierarchy kind. Memory with no
+/// swap beyond it (v1 `memsw`, v2 `swap.max`), CPU as a CFS quota per period.
+pub fn limit_files(v2: bool, l: GroupLimits) -> Vec<(&'static str, &'static str, String)> {
+    let quota = (l.cpu_millis * CPU_PERIOD_US / 1000).max(1000);
+    if v2 {
+        vec![
+            ("memory", "memory.max", l.memory_bytes.to_string()),
+            ("memory", "memory.swap.max", "0".to_string()),
+            ("cpu", "cpu.max", format!("{quota} {CPU_PERIOD_US}")),
+        ]
+    } else {
+        vec![
+            (
+                "memory",
+                "memory.limit_in_bytes",
+                l.memory_bytes.to_string(),
+            ),
+            (
+                "memory",
+                "memory.memsw.limit_in_bytes",
+                l.memory_bytes.to_string(),
+            ),
+            ("cpu", "cpu.cfs_period_us", CPU_PERIOD_US.to_string()),
+            ("cpu", "cpu.cfs_quota_us", quota.to_string()),
+        ]
+    }
+}
+
+/// The mount point of the v1 hierarchy holding `controller`, or of the v2 tree.
+fn hierarchy_of(controller: &str) -> Option<(PathBuf, bool)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut v2 = None;
+    for l in text.lines() {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let options = post.nth(1).unwrap_or("");
+        let Some(mount_point) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        if fstype == "cgroup" && options.split(',').any(|o| o == controller) {
+            return Some((PathBuf::from(mount_point), false));
+        }
+        if fstype == "cgroup2" && v2.is_none() {
+            v2 = Some((PathBuf::from(mount_point), true));
+        }
+    }
+    v2
+}
+
+/// Creates cgroup `rel` (e.g. `/qci-x/cg-y`) with limits `l`, or changes the limits of the one
+/// there: the kernel applies a new limit to running processes at once.
+pub fn set_group_limits(rel: &str, l: GroupLimits) -> Result<(), CgroupError> {
+    let rel = rel.trim_start_matches('/');
+    for controller in ["memory", "cpu"] {
+        let (root, v2) = hierarchy_of(controller).ok_or(CgroupError::NoController(controller))?;
+        let dir = root.join(rel);
+        if v2 {
+            enable_v2_controllers(&root, rel)?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Write {
+            path: dir.display().to_string(),
+            value: "(mkdir)".into(),
+            source,
+        })?;
+        // v1 refuses a memory limit above memsw, and a memsw below the limit: when the limit
+        // grows the first write of the limit fails, memsw grows, and the second one succeeds.
+        let mut retry = None;
+        for (c, file, value) in limit_files(v2, l) {
+            if c != controller {
+                continue;
+            }
+            let path = dir.join(file);
+            // No swap accounting (v1 without memsw, v2 without swap): nothing to limit there.
+            if file.contains("sw") && !path.exists() {
+                continue;
+            }
+            match write(&path, &value) {
+                Err(_) if file == "memory.limit_in_bytes" => retry = Some((path, value)),
+                other => other?,
+            }
+        }
+        if let Some((path, value)) = retry {
+            write(&path, &value)?;
+        }
+        if v2 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.display().to_string(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+/// v2 hands a controller to a child only if every ancestor's subtree_control enables it.
+fn enable_v2_controllers(root: &Path, rel: &str) -> Result<(), CgroupError> {
+    let mut dir = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for part in std::iter::once("").chain(parts.iter().copied()) {
+        if !part.is_empty() {
+            dir = dir.join(part);
+            std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Write {
+                path: dir.display().to_string(),
+                value: "(mkdir)".into(),
+                source,
+            })?;
+        }
+        let control = dir.join("cgroup.subtree_control");
+        let have = std::fs::read_to_string(&control).unwrap_or_default();
+        for c in ["cpu", "memory", "pids"] {
+            if !have.split_whitespace().any(|h| h == c) {
+                write(&control, &format!("+{c}"))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Mount points of every cgroup hierarchy (v1 controllers and the v2 unified tree).
 pub fn hierarchy_roots() -> Vec<PathBuf> {
@@ -69,4 +219,41 @@ pub fn oom_kills(rel: &str) -> u64 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_hierarchy_kind() {
+        let l = GroupLimits {
+            cpu_millis: 500,
+            memory_bytes: 1 << 30,
+        };
+        assert_eq!(
+            limit_files(true, l),
+            vec![
+                ("memory", "memory.max", "1073741824".to_string()),
+                ("memory", "memory.swap.max", "0".to_string()),
+                ("cpu", "cpu.max", "50000 100000".to_string()),
+            ]
+        );
+        let v1 = limit_files(false, l);
+        assert!(v1.contains(&("cpu", "cpu.cfs_quota_us", "50000".to_string())));
+        assert!(v1.contains(&(
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            "1073741824".to_string()
+        )));
+        // A tiny share still gets the kernel's smallest quota.
+        let tiny = limit_files(
+            true,
+            GroupLimits {
+                cpu_millis: 1,
+                memory_bytes: 1,
+            },
+        );
+        assert_eq!(tiny[2].2, "1000 100000");
+    }
 }

@@ -10,7 +10,7 @@
 //!   a restarted `qci serve` rebuilds it by looking.
 
 mod bundle;
-pub(crate) mod cgroup;
+pub mod cgroup;
 mod disks;
 mod layout;
 pub mod logs;
@@ -21,11 +21,13 @@ mod probe;
 mod runc;
 mod runtime;
 mod sandbox;
+pub mod seccomp;
 mod stats;
 mod user;
 mod volumes;
 
-pub use bundle::{BundleError, ContainerConfig};
+pub use bundle::{BundleError, ContainerConfig, Security};
+pub use cgroup::{CgroupError, GroupLimits};
 pub use layout::Layout;
 pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
 pub use probe::ProbeOutcome;

@@ -84,6 +84,10 @@ pub struct ExitRecord {
     /// Set when the container never ran: why it could not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_error: Option<String>,
+    /// The start failed on the container's configuration (its user, its security_context),
+    /// which a restart cannot fix: Kubernetes' CreateContainerConfigError.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config_error: bool,
     /// Set when the container was found gone with no monitor to record how (a host restart).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
@@ -318,6 +322,7 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         started_at: Some(started.started_at),
         finished_at: Utc::now(),
         start_error: None,
+        config_error: false,
         lost: false,
     };
     if let Err(e) = write_json_atomic(&dir.join("exit.json"), &rec) {

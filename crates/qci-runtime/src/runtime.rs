@@ -28,6 +28,16 @@ pub enum RuntimeError {
     Disk(String),
 }
 
+impl RuntimeError {
+    /// The container's own configuration is at fault (its user, its security_context).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Bundle(BundleError::User(_) | BundleError::RunsAsRoot)
+        )
+    }
+}
+
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let context = context.into();
     move |source| RuntimeError::Io { context, source }
@@ -131,7 +141,7 @@ impl Runtime {
         let dir = self.layout.container_dir(&id);
         let res = self.start_in(&id, &dir, req).await;
         if let Err(e) = &res {
-            self.record_start_failure(&req.group_id, &req.name, &e.to_string())
+            self.record_start_failure(&req.group_id, &req.name, &e.to_string(), e.is_config())
                 .await?;
         }
         res
@@ -144,6 +154,7 @@ impl Runtime {
         group_id: &str,
         name: &str,
         message: &str,
+        config_error: bool,
     ) -> Result<(), RuntimeError> {
         self.remove_container(group_id, name).await?;
         let dir = self.layout.container_dir(&Layout::runc_id(group_id, name));
@@ -154,6 +165,7 @@ impl Runtime {
             started_at: None,
             finished_at: chrono::Utc::now(),
             start_error: Some(message.to_string()),
+            config_error,
             lost: false,
         };
         std::fs::create_dir_all(&dir).map_err(io("recording a start failure"))?;
@@ -283,6 +295,7 @@ impl Runtime {
                 started_at: Some(s.started_at),
                 finished_at: chrono::Utc::now(),
                 start_error: None,
+                config_error: false,
                 lost: true,
             }),
             None => Observed::Broken,

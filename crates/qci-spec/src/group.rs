@@ -59,6 +59,9 @@ pub struct GroupSpec {
     /// The group's network: the basic network by default, a VPC, or none; an EIP; a firewall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::NetworkSpec>,
+    /// Defaults for every container's security_context, plus supplemental groups and sysctls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<crate::SecurityContext>,
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -168,6 +171,9 @@ pub struct ContainerSpec {
     /// The group's volumes this container sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<crate::VolumeMount>,
+    /// Who the container runs as and what it may do; fields set here win over the group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<crate::SecurityContext>,
 }
 
 /// The log size kept when a container sets none.
@@ -203,6 +209,7 @@ impl ContainerSpec {
             startup_probe: None,
             max_log_size: None,
             volume_mounts: vec![],
+            security_context: None,
         }
     }
 }

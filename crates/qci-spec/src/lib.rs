@@ -12,6 +12,7 @@ mod network;
 mod parse;
 mod probe;
 mod quantity;
+mod security;
 mod sizing;
 mod status;
 mod tenant;
@@ -40,9 +41,15 @@ pub use network::{
 pub use parse::{SpecError, parse_spec};
 pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};
+pub use security::{
+    Capabilities, Capability, DEFAULT_CAPABILITIES, SeccompProfile, SeccompType, SecurityContext,
+    SecurityPolicy, Sysctl, capability_name, effective_capabilities, merged as merged_security,
+    parse_capability,
+};
 pub use sizing::{GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage, requested};
 pub use status::{
-    ContainerState, ContainerStatus, Event, EventType, GroupPhase, GroupStatus, Health, LastState,
+    ContainerState, ContainerStatus, EnforcedLimits, Event, EventType, GroupPhase, GroupStatus,
+    Health, LastState,
 };
 pub use tenant::{
     ApiKey, AuditRecord, CreatedKey, DEFAULT_TENANT, Holdings, KeySpec, MAX_KEY_LIFETIME_DAYS,

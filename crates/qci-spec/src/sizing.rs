@@ -148,6 +148,40 @@ impl SpecTable {
     }
 
     /// The group's resources, or why it cannot be sized.
+    /// [`SpecTable::size`] with the error on the field at fault, and the rule that the shared
+    /// /dev/shm (which counts against the group's memory) is under half of it.
+    pub fn size_checked(&self, spec: &GroupSpec) -> Result<GroupResources, crate::FieldError> {
+        let r = self.size(spec).map_err(|message| {
+            let (cpu, _) = requested(spec);
+            let max_cpu = self.specs.iter().map(|r| r.cpu).fold(0.0, f64::max);
+            let field = match (
+                cpu > max_cpu + 1e-9,
+                spec.cpu.is_some(),
+                spec.memory.is_some(),
+            ) {
+                (true, true, _) => "cpu",
+                (false, _, true) => "memory",
+                _ => "containers",
+            };
+            crate::FieldError::new(field, format!("the group {message}"))
+        })?;
+        if let Some(shm) = spec
+            .shm_size
+            .as_ref()
+            .and_then(|q| parse_memory_bytes(&q.0).ok())
+            && shm.saturating_mul(2) >= r.memory_bytes
+        {
+            return Err(crate::FieldError::new(
+                "shm_size",
+                format!(
+                    "must be less than half the group's memory ({} MiB, the size it is held to): /dev/shm is memory",
+                    r.memory_bytes >> 20
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
     pub fn size(&self, spec: &GroupSpec) -> Result<GroupResources, String> {
         let (cpu, mem) = requested(spec);
         let (ncpu, nmem) = self.normalize(cpu, mem)?;
@@ -229,6 +263,51 @@ mod tests {
                 .contains("largest supported spec (32 cores, 256 GiB)")
         );
         assert!(t.normalize(1.0, 300 * GIB).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let t = SpecTable::default();
+        let field = |yaml: &str| {
+            let spec = crate::parse_spec(yaml).unwrap();
+            t.size_checked(&spec)
+                .map(|r| r.memory_bytes >> 20)
+                .map_err(|e| e.to_string())
+        };
+        let c = "containers: [{name: a, image: bb}]";
+        assert!(
+            field(&format!("name: g\nmemory: 1000Ti\n{c}"))
+                .unwrap_err()
+                .starts_with("memory: the group asks for")
+        );
+        assert!(
+            field(&format!("name: g\ncpu: 1000\n{c}"))
+                .unwrap_err()
+                .starts_with("cpu: the group asks for")
+        );
+        assert!(
+            field("name: g\ncontainers: [{name: a, image: bb, memory: 1000Ti}]")
+                .unwrap_err()
+                .starts_with("containers: the group asks for")
+        );
+        // shm counts against the group's memory: under half of the size it is held to.
+        assert!(
+            field(&format!(
+                "name: g\ncpu: 0.25\nmemory: 1Gi\nshm_size: 2Gi\n{c}"
+            ))
+            .unwrap_err()
+            .starts_with("shm_size: must be less than half the group's memory (1024 MiB")
+        );
+        assert!(
+            field(&format!("name: g\nshm_size: 256Mi\n{c}"))
+                .unwrap_err()
+                .starts_with("shm_size:"),
+            "0.25 cores / 512 MiB by default"
+        );
+        assert_eq!(
+            field(&format!("name: g\nmemory: 1Gi\nshm_size: 511Mi\n{c}")),
+            Ok(1024)
+        );
     }
 
     #[test]

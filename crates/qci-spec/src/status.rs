@@ -64,6 +64,16 @@ pub struct GroupStatus {
     /// The EIP the group is published on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eip: Option<String>,
+    /// The size its cgroup holds the group to (all its containers together), once applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<EnforcedLimits>,
+}
+
+/// The cores and memory a group's containers may use together, as set on its cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnforcedLimits {
+    pub cpu: f64,
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -97,6 +97,9 @@ pub fn validate(spec: &GroupSpec) -> Result<(), Vec<FieldError>> {
     if let Some(n) = &spec.network {
         crate::network::check_network(n, &mut e.0);
     }
+    if let Some(s) = &spec.security_context {
+        crate::security::check_security("security_context", s, true, &mut e.0);
+    }
     for (list, containers) in [
         ("init_containers", &spec.init_containers),
         ("containers", &spec.containers),
@@ -246,6 +249,9 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
         if let Some(p) = probe {
             crate::probe::check_probe(&format!("{path}.{field}"), p, liveness, &mut e.0);
         }
+    }
+    if let Some(s) = &c.security_context {
+        crate::security::check_security(&format!("{path}.security_context"), s, false, &mut e.0);
     }
     if let Some(q) = &c.max_log_size {
         match parse_memory_bytes(&q.0) {

@@ -188,6 +188,16 @@ pub struct ServeArgs {
     /// Days the audit trail is kept
     #[arg(long, value_name = "DAYS", default_value_t = 90.0)]
     pub audit_retention: f64,
+    /// The seccomp profile (containers' JSON format, e.g. /usr/share/containers/seccomp.json)
+    /// for containers whose seccomp_profile is RuntimeDefault; default: the one qci ships
+    #[arg(long, value_name = "FILE")]
+    pub seccomp_profile: Option<PathBuf>,
+    /// Let containers ask for seccomp_profile: Unconfined
+    #[arg(long)]
+    pub allow_unconfined_seccomp: bool,
+    /// A capability containers may add beyond Docker's 14 defaults (repeatable), e.g. NET_ADMIN
+    #[arg(long = "allowed-capability", value_name = "NAME")]
+    pub allowed_capabilities: Vec<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -96,7 +96,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ))
         }
     };
+    let seccomp_default = match &args.seccomp_profile {
+        Some(f) => qci_runtime::seccomp::Profile::load(f)?,
+        None => qci_runtime::seccomp::Profile::default_profile(),
+    };
+    let security =
+        qci_spec::SecurityPolicy::new(args.allow_unconfined_seccomp, &args.allowed_capabilities)
+            .map_err(|e| anyhow::anyhow!("--allowed-capability: {e}"))?;
     let config = qci_controller::ControllerConfig {
+        seccomp_default: Arc::new(seccomp_default),
+        seccomp_dir: layout.data_dir.join("seccomp"),
         image_budget: args.image_store_max_size,
         restart_backoff_base: secs(args.restart_backoff_base, "--restart-backoff-base")?,
         restart_backoff_max: secs(args.restart_backoff_max, "--restart-backoff-max")?,
@@ -139,6 +148,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         failures: Default::default(),
         exec_sessions: Default::default(),
+        security: Arc::new(security),
         latency: Default::default(),
         gauges: {
             let (c, i) = (controller.clone(), images.clone());

@@ -82,6 +82,13 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
             eprintln!("{line}");
             last = line;
         }
+        if let Some((name, reason, msg)) = stuck(&g) {
+            bail!(
+                "container {name} of group {}: {reason}: {msg}\n(qci keeps retrying; `qci delete {}` gives up)",
+                g.name,
+                g.id
+            );
+        }
         match g.status.phase {
             // Restarting: it ran, and its restart policy keeps it going.
             GroupPhase::Running
@@ -99,13 +106,6 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
             }
             GroupPhase::Deleting => bail!("group {} is being deleted", g.name),
             GroupPhase::Pending => {}
-        }
-        if let Some((name, reason, msg)) = stuck(&g) {
-            bail!(
-                "container {name} of group {}: {reason}: {msg}\n(qci keeps retrying; `qci delete {}` gives up)",
-                g.name,
-                g.id
-            );
         }
         if start.elapsed() > timeout {
             bail!(
@@ -138,7 +138,8 @@ fn progress(g: &ContainerGroup) -> String {
     format!("{}: {}  {}", g.name, g.status.phase, parts.join(", "))
 }
 
-/// A container that cannot make progress without the user: bad image, or a start error.
+/// A container that cannot make progress without the user: bad image, a start error, or a
+/// crash loop (seen the first time it happens).
 fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
     g.status
         .init_containers
@@ -148,7 +149,12 @@ fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
             let r = c.reason.as_deref()?;
             matches!(
                 r,
-                "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "ContainerCannotRun"
+                "ErrImagePull"
+                    | "ImagePullBackOff"
+                    | "ErrImageNeverPull"
+                    | "ContainerCannotRun"
+                    | "CreateContainerConfigError"
+                    | "CrashLoopBackOff"
             )
             .then(|| {
                 (

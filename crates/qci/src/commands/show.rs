@@ -103,7 +103,15 @@ fn summary(g: &ContainerGroup) -> String {
         size.push_str(&format!(", {p:.4} per hour"));
     }
     s.push_str(&size);
-    s.push_str("\n\n");
+    s.push('\n');
+    if let Some(l) = &g.status.limits {
+        s.push_str(&format!(
+            "Held to:   {} cores, {:.2} GiB (its containers together, on its cgroup)\n",
+            l.cpu,
+            l.memory_bytes as f64 / f64::from(1u32 << 30)
+        ));
+    }
+    s.push('\n');
     let mut rows = vec![vec![
         "CONTAINER".into(),
         "KIND".into(),
