@@ -1,6 +1,7 @@
 //! `/v1/container-groups`: create, list, get, delete, events.
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
@@ -10,6 +11,50 @@ use utoipa::ToSchema;
 
 use crate::auth::{ListScope, Scope};
 use crate::{ApiError, AppState, ErrorBody};
+
+/// The largest group spec accepted: config files hold up to 1 MiB, which JSON escaping can
+/// make several times longer.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+
+/// A spec from a request body: its size, its encoding, then [`parse_spec`] off the async
+/// runtime (the scan inside it bounds the parser's work, and a blocking thread keeps even that
+/// away from other requests).
+async fn spec_from(body: Result<bytes::Bytes, BytesRejection>) -> Result<GroupSpec, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "a group spec may be at most {} MiB",
+                MAX_SPEC_BYTES >> 20
+            ))
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    })?;
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &body[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            return Err(ApiError::InvalidSpec(qci_spec::SpecError::Malformed(
+                qci_spec::FieldError::new(
+                    "spec",
+                    format!("line {line} column {col}: not UTF-8 (a spec is UTF-8 text)"),
+                ),
+            )));
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a container group spec (JSON or YAML)".into(),
+        ));
+    }
+    let text = text.to_string();
+    tokio::task::spawn_blocking(move || parse_spec(&text))
+        .await
+        .map_err(|e| ApiError::Internal(format!("parsing the spec: {e}")))?
+        .map_err(ApiError::from)
+}
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct GroupList {
@@ -49,14 +94,9 @@ pub async fn list_groups(
 pub async fn create_group(
     State(s): State<AppState>,
     scope: Scope,
-    body: String,
+    body: Result<bytes::Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
-    if body.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a container group spec (JSON or YAML)".into(),
-        ));
-    }
-    let spec = parse_spec(&body)?;
+    let spec = spec_from(body).await?;
     if spec
         .registry_credentials
         .iter()
@@ -118,10 +158,10 @@ pub async fn update_group(
     State(s): State<AppState>,
     scope: Scope,
     Path(id): Path<String>,
-    body: String,
+    body: Result<bytes::Bytes, BytesRejection>,
 ) -> Result<Json<ContainerGroup>, ApiError> {
     let g = s.store.find_group(scope.owner(), &id)?;
-    let spec = parse_spec(&body)?;
+    let spec = spec_from(body).await?;
     let field = |field: &str, message: String| {
         ApiError::Fields(vec![qci_spec::FieldError {
             field: field.into(),

@@ -10,6 +10,7 @@ mod disks;
 mod error;
 mod exec;
 mod groups;
+pub use groups::MAX_SPEC_BYTES;
 mod images;
 mod logs;
 pub mod metrics;
@@ -97,15 +98,25 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The largest body of a request other than a group spec.
+pub const MAX_BODY_BYTES: usize = 256 << 10;
+/// How long a request's body may take to arrive.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Every route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(groups::list_groups, groups::create_group))
-        .routes(routes!(
-            groups::get_group,
-            groups::delete_group,
-            groups::update_group
-        ))
+        .merge(
+            // Specs carry config files (up to 1 MiB of content): a larger body limit here.
+            OpenApiRouter::new()
+                .routes(routes!(groups::list_groups, groups::create_group))
+                .routes(routes!(
+                    groups::get_group,
+                    groups::update_group,
+                    groups::delete_group
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(groups::MAX_SPEC_BYTES)),
+        )
         .routes(routes!(groups::list_events))
         .routes(routes!(groups::all_events))
         .routes(routes!(groups::restart_group))
@@ -169,6 +180,11 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        // Every other body is small; a body that trickles in is cut off (408).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_READ_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

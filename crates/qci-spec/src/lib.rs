@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no I/O and has no async runtime. Every other crate
 //! speaks these types; only this crate decides whether a spec is valid.
 
+mod budget;
 mod disk;
 mod group;
 mod image;
@@ -19,6 +20,7 @@ mod tenant;
 mod validate;
 mod volume;
 
+pub use budget::{MAX_ALIASES, MAX_COLLECTIONS, MAX_DEPTH, MAX_WORK, prescan};
 pub use disk::{
     DEFAULT_INSTANCE_TYPE, Disk, DiskCompat, DiskPhase, DiskResize, DiskSpec, MAX_DISK_BYTES,
     MIN_DISK_BYTES, disk_bytes, validate_disk,

@@ -25,11 +25,20 @@ impl SpecError {
 /// Parses a YAML or JSON document (JSON is YAML's subset, but JSON gets serde_json's messages)
 /// and validates it.
 pub fn parse_spec(text: &str) -> Result<GroupSpec, SpecError> {
+    crate::budget::prescan(text).map_err(SpecError::Malformed)?;
     let trimmed = text.trim_start();
     let spec: GroupSpec = if trimmed.starts_with('{') {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?
+        let spec = serde_path_to_error::deserialize(&mut *de)
+            .map_err(|e| malformed(e.path().to_string(), e.inner().to_string()))?;
+        // One document: anything after it but white space is an error, not ignored.
+        de.end().map_err(|e| {
+            SpecError::Malformed(FieldError::new(
+                "spec",
+                format!("unexpected data after the JSON document ({e})"),
+            ))
+        })?;
+        spec
     } else {
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de)
@@ -46,6 +55,22 @@ fn malformed(path: String, msg: String) -> SpecError {
         Some((pre, rest)) if !pre.is_empty() && field.starts_with(pre) => rest.to_string(),
         _ => msg,
     };
+    // A missing field is named in the message; make it the path.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_string());
+    if let Some(name) = missing {
+        let field = if field.is_empty() {
+            name
+        } else {
+            format!("{field}.{name}")
+        };
+        return SpecError::Malformed(FieldError {
+            field,
+            message: "is required".to_string(),
+        });
+    }
     // serde names an unknown field in the message; make it part of the path instead.
     let unknown = message
         .strip_prefix("unknown field `")
@@ -189,5 +214,66 @@ mod hostile {
             "took {:?}",
             t.elapsed()
         );
+    }
+
+    fn err(text: &str) -> String {
+        parse_spec(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn what_a_hostile_tenant_sends_is_named() {
+        assert_eq!(
+            err("containers: [{name: a, image: b}]\n"),
+            "name: is required"
+        );
+        assert_eq!(err("name: a\n"), "containers: is required");
+        assert_eq!(
+            err("name: a\ncontainers: [{name: a}]\n"),
+            "containers[0].image: is required"
+        );
+        assert_eq!(err(r#"{"name":"a"}"#), "containers: is required");
+        let e = err(r#"{"name":"a","containers":[{"name":"b","image":"c"}]} {"x":1}"#);
+        assert!(
+            e.starts_with("spec: unexpected data after the JSON document"),
+            "{e}"
+        );
+        assert!(
+            parse_spec("{\"name\":\"a\",\"containers\":[{\"name\":\"b\",\"image\":\"c\"}]}\n\n")
+                .is_ok()
+        );
+        assert!(
+            err("name: a\ncontainers: [{name: b, image: c, command: ['']}]\n")
+                .starts_with("containers[0].command[0]: must name the program")
+        );
+        let e = err("name: a\ncontainers: [{name: b, image: !foo c}]\n");
+        assert!(
+            e.contains("YAML tags such as !foo are not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_worst_documents_within_the_budgets_parse_quickly() {
+        // As many collections as allowed, 60 deep; and 200 KB of scalars 60 deep.
+        let unit = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        let many = format!("name: a\ncontainers: [{}]\n", vec![unit; 166].join(","));
+        let deep = format!(
+            "name: a\ncontainers: {}{}{}\n",
+            "[".repeat(60),
+            vec!["a"; 6_000].join(","),
+            "]".repeat(60)
+        );
+        let flat = format!(
+            "name: a\ncontainers: [{}]\n",
+            vec!["aaa"; 100_000].join(",")
+        );
+        for body in [many, deep, flat] {
+            let started = std::time::Instant::now();
+            assert!(parse_spec(&body).is_err());
+            let took = started.elapsed();
+            // (A debug build; release is about ten times faster.)
+            assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+            eprintln!("{} KB: {took:?}", body.len() / 1000);
+        }
     }
 }

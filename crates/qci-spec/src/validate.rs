@@ -206,6 +206,12 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
     }
     if let Some(cmd) = &c.command {
         check_strings(e, &format!("{path}.command"), cmd);
+        if cmd.first().is_some_and(|p| p.trim().is_empty()) {
+            e.add(
+                format!("{path}.command[0]"),
+                "must name the program to run (or leave command out to use the image's)",
+            );
+        }
     }
     if let Some(args) = &c.args {
         check_strings(e, &format!("{path}.args"), args);

@@ -88,6 +88,29 @@ pub fn parse_mode(mode: Option<&str>) -> Result<u32, String> {
     }
 }
 
+/// Most parts a path in a spec may have, and most bytes in one part (the kernel's NAME_MAX).
+pub const MAX_PATH_DEPTH: usize = 32;
+pub const MAX_PATH_PART: usize = 255;
+
+/// Parts within the kernel's and qci's limits (a path the kernel would refuse would only fail
+/// later, at start, with no clear reason).
+fn check_parts<'a>(parts: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    let mut n = 0;
+    for part in parts {
+        n += 1;
+        if part.len() > MAX_PATH_PART {
+            return Err(format!(
+                "a part of it is {} bytes long; at most {MAX_PATH_PART}",
+                part.len()
+            ));
+        }
+    }
+    if n > MAX_PATH_DEPTH {
+        return Err(format!("{n} levels deep; at most {MAX_PATH_DEPTH}"));
+    }
+    Ok(())
+}
+
 /// A relative path with no `..`, `.` or empty parts.
 pub(crate) fn check_relative(p: &str) -> Result<(), String> {
     if p.is_empty() || p.starts_with('/') {
@@ -96,7 +119,31 @@ pub(crate) fn check_relative(p: &str) -> Result<(), String> {
     if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") || p.contains('\0') {
         return Err("must not hold '..', '.', empty parts or NUL".into());
     }
-    Ok(())
+    check_parts(p.split('/'))
+}
+
+/// Where a volume may not be mounted: over the whole root, or the kernel's file systems the
+/// runtime sets up (/dev/shm excepted: a memory volume there is a common pattern).
+fn check_mount_point(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') || p.contains('\0') {
+        return Err("must be an absolute path".into());
+    }
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err("must be an absolute path without '..'".into());
+    }
+    check_parts(parts.iter().copied())?;
+    match parts.as_slice() {
+        [] => Err("cannot be / (the container's root)".into()),
+        ["dev", "shm", ..] => Ok(()),
+        [top @ ("proc" | "sys" | "dev"), ..] => Err(format!(
+            "cannot be /{top} or under it: the runtime mounts the kernel's file systems there"
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn check_volumes(volumes: &[Volume], errs: &mut Vec<FieldError>) {
@@ -204,14 +251,8 @@ pub(crate) fn check_mounts(
                 format!("no volume {:?} in the group", m.name),
             );
         }
-        if !m.mount_path.starts_with('/')
-            || m.mount_path.split('/').any(|c| c == "..")
-            || m.mount_path.contains('\0')
-        {
-            add(
-                format!("{p}.mount_path"),
-                "must be an absolute path without '..'".into(),
-            );
+        if let Err(msg) = check_mount_point(&m.mount_path) {
+            add(format!("{p}.mount_path"), msg);
         } else if !seen.insert(m.mount_path.trim_end_matches('/')) {
             add(
                 format!("{p}.mount_path"),
@@ -223,6 +264,47 @@ pub(crate) fn check_mounts(
         {
             add(format!("{p}.sub_path"), msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod hostile_paths {
+    use super::*;
+
+    #[test]
+    fn mount_points_and_file_paths() {
+        for (p, ok) in [
+            ("/data", true),
+            ("/dev/shm", true),
+            ("/devices", true),
+            ("/", false),
+            ("//", false),
+            ("/./", false),
+            ("/proc", false),
+            ("/proc/sys", false),
+            ("/sys/", false),
+            ("//dev/x", false),
+            ("/a/../b", false),
+        ] {
+            assert_eq!(
+                check_mount_point(p).is_ok(),
+                ok,
+                "{p}: {:?}",
+                check_mount_point(p)
+            );
+        }
+        assert!(
+            check_relative(&"x".repeat(256))
+                .unwrap_err()
+                .contains("256 bytes")
+        );
+        assert!(check_relative(&"x".repeat(255)).is_ok());
+        assert!(
+            check_relative(&vec!["d"; 33].join("/"))
+                .unwrap_err()
+                .contains("33 levels")
+        );
+        assert!(check_mount_point(&format!("/{}", vec!["d"; 3000].join("/"))).is_err());
     }
 }
 

@@ -10,16 +10,34 @@ use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
 
 use crate::cli::CreateArgs;
 
+/// Reads a spec, refusing one larger than the server accepts before sending it (the server
+/// would cut the upload off, which a client sees as a broken connection).
 fn read_spec(file: &std::path::Path) -> anyhow::Result<String> {
-    if file.as_os_str() == "-" {
-        let mut s = String::new();
+    let limit = qci_api::MAX_SPEC_BYTES as u64;
+    let mut bytes = Vec::new();
+    let what = if file.as_os_str() == "-" {
         std::io::stdin()
-            .read_to_string(&mut s)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
             .context("reading the spec from standard input")?;
-        Ok(s)
+        "the spec on standard input".to_string()
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+        std::fs::File::open(file)
+            .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("reading {}", file.display()))?;
+        file.display().to_string()
+    };
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{what} is larger than {} MiB, the most qci accepts for a group spec",
+            limit >> 20
+        );
     }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        anyhow::anyhow!("{what}: line {line} is not UTF-8 (a spec is UTF-8 text)")
+    })
 }
 
 pub async fn update(client: &Client, a: crate::cli::UpdateArgs) -> anyhow::Result<ExitCode> {
