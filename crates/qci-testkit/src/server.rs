@@ -247,6 +247,31 @@ impl Server {
         c
     }
 
+    /// Runs the CLI with `input` on its standard input; returns (success, stdout, stderr).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running the qci CLI");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing the CLI's input");
+        let out = child.wait_with_output().expect("the qci CLI ends");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Runs the CLI with `key`; returns (success, stdout, stderr).
     pub fn cli_as(&self, key: &str, args: &[&str]) -> (bool, String, String) {
         let out = self

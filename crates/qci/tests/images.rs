@@ -107,6 +107,33 @@ async fn private_tls_registry_with_credentials_and_passwords_never_shown() {
         c.status
     );
 
+    // The same from the CLI: --username with the password on standard input is used (and
+    // without it the registry says no).
+    let (ok, _, err) = s.cli_stdin(
+        &[
+            "image-cache",
+            "create",
+            "--name",
+            "cli",
+            "--wait",
+            "--username",
+            "alice",
+            "--password-stdin",
+            &image,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "image-cache create --username --password-stdin: {err}");
+    let (ok, _, err) = s.cli(&[
+        "image-cache",
+        "create",
+        "--name",
+        "cli-anon",
+        "--wait",
+        &image,
+    ]);
+    assert!(!ok && err.contains("not authorized"), "{err}");
+
     // The password is in no API answer, event, log or database file.
     let (_, get, _) = s.cli(&["get", "good", "-o", "json"]);
     let (_, ls, _) = s.cli(&["ls", "-o", "yaml"]);

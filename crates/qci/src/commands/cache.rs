@@ -53,11 +53,46 @@ pub async fn run(client: &Client, c: CacheCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The credential `--username` and the password on standard input make, for the one
+/// registry the images come from.
+fn credentials(
+    images: &[String],
+    username: Option<String>,
+) -> anyhow::Result<Vec<qci_spec::RegistryCredential>> {
+    let Some(username) = username else {
+        return Ok(vec![]);
+    };
+    let registries: std::collections::BTreeSet<String> =
+        images.iter().map(|i| qci_spec::image_registry(i)).collect();
+    if registries.len() > 1 {
+        bail!(
+            "--username logs in to one registry, but the images come from {}: \
+             create one cache per registry, or give registry_credentials through the API",
+            registries.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(registries
+        .into_iter()
+        .map(|server| qci_spec::RegistryCredential {
+            server,
+            username: username.clone(),
+            password: String::new(),
+        })
+        .collect())
+}
+
 async fn create(client: &Client, a: CacheCreateArgs) -> anyhow::Result<ExitCode> {
+    let mut registry_credentials = credentials(&a.images, a.username)?;
+    if !registry_credentials.is_empty() {
+        let password = super::image::read_password()?;
+        for c in &mut registry_credentials {
+            c.password = password.clone();
+        }
+    }
     let spec = ImageCacheSpec {
         name: a.name,
         images: a.images,
-        registry_credentials: vec![],
+        registry_credentials,
     };
     let c = client.create_image_cache(&spec).await?;
     println!("{}", c.id);
@@ -113,4 +148,23 @@ fn summary(c: &ImageCache) -> String {
     }
     s.push_str(&table(&rows));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_login_for_the_images_registry() {
+        let imgs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(credentials(&imgs(&["r:5000/a"]), None).unwrap().is_empty());
+        let c = credentials(&imgs(&["r:5000/a", "r:5000/b:1"]), Some("u".into())).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].server.as_str(), c[0].username.as_str()),
+            ("r:5000", "u")
+        );
+        let e = credentials(&imgs(&["r:5000/a", "busybox"]), Some("u".into())).unwrap_err();
+        assert!(e.to_string().contains("docker.io, r:5000"), "{e}");
+    }
 }
