@@ -100,6 +100,7 @@ impl ImageStore {
                 let size = usage(&path);
                 if is_layer {
                     std::fs::remove_dir_all(&path)?;
+                    let _ = std::fs::remove_file(self.links_file(&format!("sha256:{hex}")));
                     report.removed_layers += 1;
                 } else {
                     std::fs::remove_file(&path)?;

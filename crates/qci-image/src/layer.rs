@@ -13,18 +13,43 @@ pub enum LayerError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "layer entry {path:?} is a hard link to {target:?}, which no layer below holds as a file"
+    )]
+    LinkTarget { path: String, target: String },
     #[error("reading layer: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// A hard link to a file of a layer below: the OCI layer format allows it and real images
+/// have them, but overlayfs cannot link across layers. The file is copied into this layer
+/// once the layers below are unpacked ([`resolve_lower_links`]), as containerd does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LowerLink {
+    /// The link, relative to the layer root.
+    pub path: PathBuf,
+    /// What it links to, relative to the image's root.
+    pub target: PathBuf,
+}
+
 /// Unpacks a layer blob (gzip, zstd or plain tar, told apart by their magic bytes) into `dest`,
-/// which must not exist yet. On error nothing of the layer is left.
-pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<(), LayerError> {
+/// which must not exist yet. On error nothing of the layer is left. Hard links to files of
+/// layers below are written to `links` (before the layer is in place, so a crash cannot lose
+/// them) for [`resolve_lower_links`].
+pub fn unpack_layer(blob: &Path, dest: &Path, links: &Path) -> Result<(), LayerError> {
     let tmp = dest.with_extension("partial");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
-    match unpack_into(blob, &tmp) {
+    let mut lower = Vec::new();
+    match unpack_into(blob, &tmp, &mut lower) {
         Ok(()) => {
+            if !lower.is_empty() {
+                if let Some(dir) = links.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                let json = serde_json::to_vec(&lower).map_err(std::io::Error::other)?;
+                fs::write(links, json)?;
+            }
             fs::rename(&tmp, dest)?;
             Ok(())
         }
@@ -35,7 +60,7 @@ pub fn unpack_layer(blob: &Path, dest: &Path) -> Result<(), LayerError> {
     }
 }
 
-fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
+fn unpack_into(blob: &Path, root: &Path, lower: &mut Vec<LowerLink>) -> Result<(), LayerError> {
     let mut f = BufReader::new(fs::File::open(blob)?);
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut f, &mut magic)?;
@@ -58,10 +83,16 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
         let rel = clean(&raw).ok_or_else(|| LayerError::Escape {
             path: shown.clone(),
         })?;
-        if let Some(target) = entry.link_name()? {
-            // Hard links must point inside the layer too; tar checks symlink-ancestors itself.
-            if entry.header().entry_type().is_hard_link() && clean(&target).is_none() {
+        if let Some(target) = entry.link_name()?
+            && entry.header().entry_type().is_hard_link()
+        {
+            // Hard links must point inside the image too; tar checks symlink-ancestors itself.
+            let Some(target) = clean(&target) else {
                 return Err(LayerError::Escape { path: shown });
+            };
+            if fs::symlink_metadata(root.join(&target)).is_err() {
+                lower.push(LowerLink { path: rel, target });
+                continue;
             }
         }
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -104,6 +135,54 @@ fn unpack_into(blob: &Path, root: &Path) -> Result<(), LayerError> {
                 Err(e) => return Err(err(e)),
             }
         }
+    }
+    Ok(())
+}
+
+/// Copies each link's target from the nearest layer below that holds it (`lowers`, bottom
+/// first) into `layer`, with its mode, owner and times. No path is followed through a symlink.
+pub fn resolve_lower_links(
+    layer: &Path,
+    links: &[LowerLink],
+    lowers: &[PathBuf],
+) -> Result<(), LayerError> {
+    for l in links {
+        let shown = l.path.display().to_string();
+        let parent = l.target.parent().unwrap_or(Path::new(""));
+        let from = std::iter::once(layer)
+            .chain(lowers.iter().rev().map(PathBuf::as_path))
+            .filter(|root| ensure_inside(root, &root.join(parent), &shown).is_ok())
+            .map(|root| root.join(&l.target))
+            .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+            .ok_or_else(|| LayerError::LinkTarget {
+                path: shown.clone(),
+                target: l.target.display().to_string(),
+            })?;
+        let to = layer.join(&l.path);
+        let dir = to.parent().unwrap_or(layer);
+        ensure_inside(layer, dir, &shown)?;
+        let err = |source| LayerError::Entry {
+            path: shown.clone(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(err)?;
+        if from.starts_with(layer) {
+            let _ = fs::remove_file(&to);
+            fs::hard_link(&from, &to).map_err(err)?;
+            continue;
+        }
+        let meta = fs::symlink_metadata(&from).map_err(err)?;
+        let tmp = to.with_extension("qci-link");
+        fs::copy(&from, &tmp).map_err(err)?;
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid())).map_err(err)?;
+        fs::set_permissions(&tmp, meta.permissions()).map_err(err)?;
+        fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(meta.modified()?))
+            .map_err(err)?;
+        fs::rename(&tmp, &to).map_err(err)?;
     }
     Ok(())
 }
@@ -238,7 +317,7 @@ mod tests {
         }
         let blob = dir.path().join("blob");
         fs::write(&blob, data).unwrap();
-        let r = unpack_layer(&blob, &dir.path().join("out"));
+        let r = unpack_layer(&blob, &dir.path().join("out"), &dir.path().join("links"));
         (dir, r)
     }
 
@@ -302,7 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blob = dir.path().join("blob");
         fs::write(&blob, b.into_inner().unwrap()).unwrap();
-        unpack_layer(&blob, &dir.path().join("out")).unwrap();
+        unpack_layer(&blob, &dir.path().join("out"), &dir.path().join("links")).unwrap();
         let out = dir.path().join("out");
         let tool = fs::metadata(out.join("bin/tool")).unwrap();
         assert_eq!(tool.mode() & 0o7777, 0o4755, "setuid bit kept");
@@ -328,7 +407,7 @@ mod tests {
         let data = zstd::encode_all(&tarball(&[("hello", Some(b"zstd"))])[..], 3).unwrap();
         let blob = dir.path().join("blob");
         fs::write(&blob, data).unwrap();
-        unpack_layer(&blob, &dir.path().join("out")).unwrap();
+        unpack_layer(&blob, &dir.path().join("out"), &dir.path().join("links")).unwrap();
         assert_eq!(fs::read(dir.path().join("out/hello")).unwrap(), b"zstd");
     }
 
@@ -341,5 +420,75 @@ mod tests {
         assert!(!dir.path().join("evil").exists());
         let (_dir, r) = unpack(&[("/abs", Some(b"x"))], false);
         assert!(matches!(r, Err(LayerError::Escape { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn hard_links_to_lower_layers_become_copies() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The layer below: bin/tool (setuid, owned by 7), and a symlink that leads out.
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(lower.join("bin")).unwrap();
+        fs::write(lower.join("bin/tool"), b"lower").unwrap();
+        std::os::unix::fs::lchown(lower.join("bin/tool"), Some(7), Some(8)).unwrap();
+        fs::set_permissions(
+            lower.join("bin/tool"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc", lower.join("out")).unwrap();
+        // The layer above: a hard link to it, one to a file of its own, one through the symlink.
+        let link = |b: &mut tar::Builder<Vec<u8>>, path: &str, target: &str| {
+            let mut l = tar::Header::new_gnu();
+            l.set_entry_type(tar::EntryType::Link);
+            l.set_size(0);
+            l.set_mtime(0);
+            l.set_uid(0);
+            l.set_gid(0);
+            b.append_link(&mut l, path, target).unwrap();
+        };
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(3);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, "own", &b"own"[..]).unwrap();
+        link(&mut b, "usr/bin/tool", "bin/tool");
+        link(&mut b, "own-link", "own");
+        let blob = dir.path().join("blob");
+        fs::write(&blob, b.into_inner().unwrap()).unwrap();
+        let (out, links) = (dir.path().join("out-layer"), dir.path().join("links.json"));
+        unpack_layer(&blob, &out, &links).unwrap();
+        let pending: Vec<LowerLink> = serde_json::from_slice(&fs::read(&links).unwrap()).unwrap();
+        assert_eq!(
+            pending,
+            vec![LowerLink {
+                path: "usr/bin/tool".into(),
+                target: "bin/tool".into()
+            }]
+        );
+        resolve_lower_links(&out, &pending, std::slice::from_ref(&lower)).unwrap();
+        let copy = fs::metadata(out.join("usr/bin/tool")).unwrap();
+        assert_eq!(fs::read(out.join("usr/bin/tool")).unwrap(), b"lower");
+        assert_eq!(
+            (copy.uid(), copy.gid(), copy.mode() & 0o7777),
+            (7, 8, 0o4755)
+        );
+        assert_eq!(
+            fs::metadata(out.join("own")).unwrap().ino(),
+            fs::metadata(out.join("own-link")).unwrap().ino()
+        );
+        // A target no layer holds, or one reached through a symlink, is refused.
+        for target in ["bin/none", "out/passwd"] {
+            let bad = [LowerLink {
+                path: "x".into(),
+                target: target.into(),
+            }];
+            let e = resolve_lower_links(&out, &bad, std::slice::from_ref(&lower)).unwrap_err();
+            assert!(matches!(e, LayerError::LinkTarget { .. }), "{target}: {e}");
+        }
     }
 }

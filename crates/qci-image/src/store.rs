@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::layer::{LayerError, unpack_layer};
+use crate::layer::{LayerError, LowerLink, resolve_lower_links, unpack_layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -188,6 +188,31 @@ impl ImageStore {
     /// The unpacked directory of a layer blob.
     pub fn layer_dir(&self, digest: &str) -> PathBuf {
         self.root.join("layers/sha256").join(hex_of(digest))
+    }
+
+    /// Hard links of a layer to files below it, left to resolve (see [`LowerLink`]).
+    pub(crate) fn links_file(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("layers/links")
+            .join(format!("{}.json", hex_of(digest)))
+    }
+
+    /// Copies into each layer the files its hard links name in the layers below it.
+    /// An error names the layer.
+    fn resolve_links(&self, layers: &[String]) -> Result<(), (String, LayerError)> {
+        for (i, digest) in layers.iter().enumerate() {
+            let file = self.links_file(digest);
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let at = |e: LayerError| (digest.clone(), e);
+            let links: Vec<LowerLink> =
+                serde_json::from_slice(&bytes).map_err(|e| at(std::io::Error::other(e).into()))?;
+            let lowers: Vec<PathBuf> = layers[..i].iter().map(|l| self.layer_dir(l)).collect();
+            resolve_lower_links(&self.layer_dir(digest), &links, &lowers).map_err(at)?;
+            std::fs::remove_file(&file).map_err(|e| at(e.into()))?;
+        }
+        Ok(())
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
@@ -498,6 +523,16 @@ impl ImageStore {
             })?;
             layers.push(layer.digest.clone());
         }
+        let me = self.clone();
+        let ordered = layers.clone();
+        tokio::task::spawn_blocking(move || me.resolve_links(&ordered))
+            .await
+            .map_err(|e| ImageError::Io(std::io::Error::other(e)))?
+            .map_err(|(digest, source)| ImageError::Layer {
+                reference: reference.to_string(),
+                digest,
+                source,
+            })?;
         // Who may reuse it: anyone once an anonymous pull worked, else the logins that pulled it.
         let before = self.local(reference).filter(|b| b.digest == digest);
         let private = creds.is_some() && before.as_ref().is_none_or(|b| b.private);
@@ -599,7 +634,8 @@ impl ImageStore {
             return Ok(n);
         }
         let blob = self.blob_path(&desc.digest);
-        tokio::task::spawn_blocking(move || unpack_layer(&blob, &dir))
+        let links = self.links_file(&desc.digest);
+        tokio::task::spawn_blocking(move || unpack_layer(&blob, &dir, &links))
             .await
             .map_err(|e| LayerFetchError::Io(std::io::Error::other(e)))?
             .map_err(LayerFetchError::Layer)?;

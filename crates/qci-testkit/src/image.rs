@@ -328,6 +328,8 @@ pub enum Entry<'a> {
     File(&'a str, &'a [u8]),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
+    /// A hard link (path, target), the target in this layer or one below.
+    HardLink(&'a str, &'a str),
 }
 
 /// A tar stream with exactly these entries. Names are written as given, `../` included, so
@@ -353,6 +355,12 @@ pub fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
             Entry::Symlink(p, target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
+                h.set_link_name(target).expect("link name");
+                (p, &[])
+            }
+            Entry::HardLink(p, target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
                 h.set_link_name(target).expect("link name");
                 (p, &[])
             }

@@ -253,25 +253,49 @@ async fn zstd_and_plain_layers_whiteouts_and_opaque_dirs() {
         Entry::File("var/.wh..wh..opq", b""),
         Entry::File("var/new", b"fresh\n"),
     ]);
+    // A layer with a hard link to a file of the layer below it (real images have them).
+    let below = tar_of(&[
+        Entry::Dir("data/"),
+        Entry::File("data/orig", b"from below\n"),
+    ]);
+    let linking = tar_of(&[
+        Entry::Dir("data/"),
+        Entry::HardLink("data/link", "data/orig"),
+        Entry::File("data/own", b"own\n"),
+        Entry::HardLink("data/own-link", "data/own"),
+    ]);
     let spec = ImageSpec {
         compression: Compression::Zstd,
-        extra_layers: vec![Layer {
-            tar: top,
-            compression: Compression::None,
-        }],
+        extra_layers: vec![
+            Layer {
+                tar: top,
+                compression: Compression::None,
+            },
+            Layer {
+                tar: below,
+                compression: Compression::Gzip,
+            },
+            Layer {
+                tar: linking,
+                compression: Compression::Gzip,
+            },
+        ],
         ..Default::default()
     };
     let image = push_image(&reg.host(), "layers", "1", &spec).await;
     let s = Server::start(Path::new(QCI)).await;
     let group = format!(
-        "name: layers\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'test -e /etc/group && echo group-present; test -e /etc/passwd && echo passwd-present; ls /var']}}]\n"
+        "name: layers\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'test -e /etc/group && echo group-present; test -e /etc/passwd && echo passwd-present; ls /var; cat /data/link /data/own-link']}}]\n"
     );
     let id = s.create("layers", &group, &[]).1.trim().to_string();
     let g = s
         .wait_group(&id, "ends", |g| g.status.phase.is_final())
         .await;
     assert_eq!(g.status.phase, GroupPhase::Succeeded, "{:?}", g.status);
-    assert_eq!(s.logs(&id, "c").await, "passwd-present\nnew\n");
+    assert_eq!(
+        s.logs(&id, "c").await,
+        "passwd-present\nnew\nfrom below\nown\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
