@@ -12,6 +12,7 @@
 mod bundle;
 pub mod cgroup;
 mod disks;
+pub mod hostcheck;
 mod layout;
 pub mod logs;
 pub mod loopdev;

@@ -50,6 +50,22 @@ impl Runc {
         }
     }
 
+    /// `runc --version`'s output, or why it did not run.
+    pub fn version(&self) -> Result<String, String> {
+        match std::process::Command::new(&self.binary)
+            .arg("--version")
+            .output()
+        {
+            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Ok(o) => Err(format!(
+                "{} --version failed: {}",
+                self.binary.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("{}: {e}", self.binary.display())),
+        }
+    }
+
     /// A runc command with the global flags set; arguments follow.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(&self.binary);

@@ -15,16 +15,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if !nix::unistd::Uid::effective().is_root() {
-        bail!("qci serve must run as root (it creates namespaces, mounts and cgroups)");
-    }
-    let runc = std::env::var("QCI_RUNC").unwrap_or_else(|_| "runc".into());
-    match std::process::Command::new(&runc).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => bail!(
-            "runc ({runc}) is not installed or does not run; install it with `apt-get install runc`"
-        ),
-    }
+    host_check(&args.data_dir.join("run/runc"), false)?;
     let tls = tls_config(&args).await?;
     if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen {
         bail!(
@@ -37,6 +28,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     private_dir(&args.data_dir)?;
     let layout = qci_runtime::Layout::new(&args.data_dir).context("data dir")?;
     let store = qci_store::Store::open(&layout.data_dir).context("opening the store")?;
+    if !store.list_disks(None).context("reading disks")?.is_empty() {
+        host_check(&layout.runc_root, true)?;
+    }
     let key_file = local_admin_key(&store, &layout.data_dir)?;
     let mut ca_pems = Vec::new();
     for f in &args.registry_cas {
@@ -222,6 +216,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("serving the API")?;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
+}
+
+/// Refuses to start on a machine that cannot run qci's containers, naming every missing
+/// piece and its fix. (`disks`: the store holds disks, so loop devices are needed too.)
+fn host_check(runc_root: &Path, disks: bool) -> anyhow::Result<()> {
+    let facts = qci_runtime::hostcheck::HostFacts::gather(&qci_runtime::Runc::new(runc_root));
+    let problems = qci_runtime::hostcheck::check(&facts, disks);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    bail!(
+        "this machine cannot run qci's containers yet:\n{}",
+        list.join("\n")
+    )
 }
 
 /// The data dir, made if missing, readable by root only (0700): it holds every tenant's

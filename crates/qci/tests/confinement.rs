@@ -319,3 +319,31 @@ fn oom_kills(s: &Server, id: &str) -> u64 {
     }
     n
 }
+
+#[test]
+fn serve_refuses_a_machine_without_cgroups_naming_the_fix() {
+    qci_testkit::require(&[("unshare", "util-linux")]);
+    let data = tempfile::Builder::new()
+        .prefix("qci-nocg-")
+        .tempdir_in(qci_testkit::test_root())
+        .unwrap();
+    let port = qci_testkit::free_port().to_string();
+    // A private mount namespace where /sys/fs/cgroup is gone, as under `ip netns exec`.
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "umount -l /sys/fs/cgroup && exec {QCI} serve --data-dir {} --listen 127.0.0.1:{port}",
+            data.path().display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve started without cgroups: {err}"
+    );
+    assert!(
+        err.contains("no cgroup file system is mounted") && err.contains("fix:"),
+        "{err}"
+    );
+}
