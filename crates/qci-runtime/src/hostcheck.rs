@@ -8,10 +8,10 @@ use std::path::Path;
 
 use crate::runc::Runc;
 
-/// cgroup v1 controllers runc and qci use (limits, accounting, devices, pause).
-const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer"];
-/// cgroup v2 controllers qci limits groups with.
+/// Controllers qci limits groups and containers with (v1 or v2).
 const V2_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+/// Controllers a v1 (or hybrid) machine needs as well: runc's device rules, CPU accounting.
+const V1_ONLY: [&str; 2] = ["devices", "cpuacct"];
 /// The oldest runc whose config features qci writes (seccomp's defaultErrnoRet).
 const MIN_RUNC: (u32, u32) = (1, 1);
 
@@ -157,37 +157,34 @@ pub fn check(f: &HostFacts, disks: bool) -> Vec<Problem> {
             "no cgroup file system is mounted where qci runs (as under `ip netns exec`, which remounts /sys)".into(),
             "run qci serve in the host's mount namespace, or mount cgroups at /sys/fs/cgroup",
         );
-    } else if let Some(ctl) = &f.v2_controllers {
-        let have: Vec<&str> = ctl.split_whitespace().collect();
-        let missing: Vec<&str> = V2_CONTROLLERS
-            .into_iter()
-            .filter(|c| !have.contains(c))
-            .collect();
-        if !missing.is_empty() {
-            add(
-                format!(
-                    "the cgroup v2 tree lacks the {} controller(s)",
-                    missing.join(", ")
-                ),
-                "enable them in the root's cgroup.subtree_control, or boot with them enabled",
-            );
-        }
     } else {
-        let missing: Vec<&str> = V1_CONTROLLERS
+        // Each controller from a v1 hierarchy, else from the v2 tree (hybrid set-ups mount
+        // both, with the controllers in v1). On v1, runc also needs devices and cpuacct.
+        let v1 = |c: &str| {
+            mounts
+                .iter()
+                .any(|(t, _, o)| *t == "cgroup" && o.split(',').any(|x| x == c))
+        };
+        let v2 = |c: &str| {
+            f.v2_controllers
+                .as_deref()
+                .is_some_and(|have| have.split_whitespace().any(|h| h == c))
+        };
+        let any_v1 = mounts.iter().any(|(t, _, _)| *t == "cgroup");
+        let mut missing: Vec<&str> = V2_CONTROLLERS
             .into_iter()
-            .filter(|c| {
-                !mounts
-                    .iter()
-                    .any(|(t, _, o)| *t == "cgroup" && o.split(',').any(|x| x == *c))
-            })
+            .filter(|c| !v1(c) && !v2(c))
             .collect();
+        if any_v1 {
+            missing.extend(V1_ONLY.into_iter().filter(|c| !v1(c)));
+        }
         if !missing.is_empty() {
             add(
                 format!(
-                    "no cgroup v1 hierarchy has the {} controller(s)",
+                    "no cgroup hierarchy has the {} controller(s)",
                     missing.join(", ")
                 ),
-                "mount them under /sys/fs/cgroup (systemd does at boot)",
+                "mount them under /sys/fs/cgroup (systemd does at boot), or enable them in the v2 root's cgroup.subtree_control",
             );
         }
     }
@@ -257,6 +254,13 @@ mod tests {
             ..good()
         };
         assert!(problems(v2.clone(), false).is_empty());
+        // Hybrid: v1 controllers beside an empty v2 tree.
+        let hybrid = HostFacts {
+            mountinfo: format!("{V1}41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"),
+            v2_controllers: Some("hugetlb\n".into()),
+            ..good()
+        };
+        assert!(problems(hybrid, false).is_empty());
         let cases: Vec<(HostFacts, bool, &str)> = vec![
             (
                 HostFacts {
@@ -304,7 +308,7 @@ mod tests {
                     ..good()
                 },
                 false,
-                "the cpuacct, pids, devices, freezer controller(s)",
+                "has the pids, devices, cpuacct controller(s)",
             ),
             (
                 HostFacts {
@@ -312,7 +316,7 @@ mod tests {
                     ..v2
                 },
                 false,
-                "lacks the memory, pids controller(s)",
+                "has the memory, pids controller(s)",
             ),
             (
                 HostFacts {
