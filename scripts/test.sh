@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 QCI_DEPS="docker-registry busybox-static apache2-utils openssl socat"
 source scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
+# Each fuzz target (crates/qci-fuzz) runs its corpus, then random inputs for this long.
+export QCI_FUZZ_SECONDS="${QCI_FUZZ_SECONDS:-60}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
