@@ -35,10 +35,6 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &str) -> Result<T
     }
 }
 
-fn blocking_err(e: tokio::task::JoinError) -> ApiError {
-    ApiError::Internal(format!("disk task: {e}"))
-}
-
 /// Creates a disk: a sparse file of the size asked, formatted ext4, Available at once.
 #[utoipa::path(post, path = "/v1/disks", tag = "disks", request_body = DiskSpec,
     responses((status = 201, body = Disk), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -62,19 +58,10 @@ pub async fn create_disk(
     };
     s.store.check_quota(scope.owner(), &asked)?;
     let id = format!("d-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let rt = s.runtime.clone();
-    let made = id.clone();
-    tokio::task::spawn_blocking(move || rt.create_disk_image(&made, size))
-        .await
-        .map_err(blocking_err)?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let d = match s.store.create_disk(&id, scope.owner(), &spec, size) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = s.runtime.remove_disk_image(&id);
-            return Err(e.into());
-        }
-    };
+    // The row first (Creating); the controller makes the image and marks it Available.
+    s.store.create_disk(&id, scope.owner(), &spec, size)?;
+    (s.on_change)();
+    let d = settled(&s, scope.owner(), &id, |d| d.phase != DiskPhase::Creating).await?;
     tracing::info!(disk = %d.id, name = %d.name, size, "disk created");
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -109,8 +96,28 @@ pub async fn get_disk(
 
 /// The disk with what the machine has to say about it.
 fn noted(s: &AppState, mut d: Disk) -> Disk {
-    d.message = s.runtime.disk_note(&d.id);
+    if let Some(note) = s.runtime.disk_note(&d.id) {
+        d.message = Some(note);
+    }
     d
+}
+
+/// The disk once `done` holds or the controller has had 30 s (it is then shown as it is, with
+/// any problem in its message); a disk that is gone is DiskNotFound.
+async fn settled(
+    s: &AppState,
+    owner: &str,
+    id: &str,
+    done: impl Fn(&Disk) -> bool,
+) -> Result<Disk, ApiError> {
+    let start = std::time::Instant::now();
+    loop {
+        let d = noted(s, s.store.find_disk(owner, id)?);
+        if done(&d) || d.message.is_some() || start.elapsed() > std::time::Duration::from_secs(30) {
+            return Ok(d);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Deletes a disk and its data. A disk attached to a group is refused (409).
@@ -130,11 +137,18 @@ pub async fn delete_disk(
         }
         .into());
     }
-    // The image first: it is refused while still mounted (a group's delete not yet done).
-    s.runtime
-        .remove_disk_image(&d.id)
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    s.store.remove_disk(&d.id)?;
+    // The controller removes the image (refused while a group's delete has not yet let go
+    // of it), then the row.
+    s.store.request_disk_deletion(&d.id)?;
+    (s.on_change)();
+    let d = match settled(&s, scope.owner(), &d.id, |_| false).await {
+        Err(ApiError::Store(qci_store::StoreError::DiskNotFound(_))) => Disk {
+            phase: DiskPhase::Deleting,
+            ..d
+        },
+        Err(e) => return Err(e),
+        Ok(still) => still,
+    };
     tracing::info!(disk = %d.id, "disk deleted");
     Ok(Json(d))
 }
@@ -163,18 +177,12 @@ pub async fn resize_disk(
             ),
         )]));
     }
-    let growth = qci_spec::QuotaUse {
-        disk: size - d.size,
-        ..Default::default()
-    };
-    s.store.check_quota(scope.owner(), &growth)?;
-    let rt = s.runtime.clone();
-    let disk_id = d.id.clone();
-    tokio::task::spawn_blocking(move || rt.grow_disk(&disk_id, size))
-        .await
-        .map_err(blocking_err)?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    s.store.set_disk_size(&d.id, size)?;
+    // Within the quota, checked in the transaction that records it; the controller grows
+    // the file (online when the disk is mounted).
+    s.store.set_disk_size(scope.owner(), &d.id, size)?;
+    (s.on_change)();
+    let grown = |d: &Disk| d.size >= size && !s.store.disk_pending(&d.id).unwrap_or(true);
+    settled(&s, scope.owner(), &d.id, grown).await?;
     tracing::info!(disk = %d.id, size, "disk grown");
     Ok(Json(noted(&s, s.store.find_disk(scope.owner(), &d.id)?)))
 }

@@ -8,6 +8,7 @@
 //! - the controller writes only status and events; specs are the API's.
 
 mod cache;
+mod disks;
 mod health;
 mod network;
 mod process;
@@ -291,6 +292,7 @@ impl Controller {
 
     /// Starts a reconcile for every group that has none running.
     fn pass(self: &Arc<Self>) {
+        self.sync_disks();
         let groups = match self.store.all_groups() {
             Ok(g) => g,
             Err(e) => {

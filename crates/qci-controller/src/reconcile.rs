@@ -137,6 +137,24 @@ impl Controller {
         self: &std::sync::Arc<Self>,
         g: &ContainerGroup,
     ) -> Result<bool, ControllerError> {
+        if g.spec.volumes.iter().any(|v| v.disk.is_some())
+            && let Some(d) = self
+                .store
+                .disks_of_group(&g.id)?
+                .into_iter()
+                .find(|d| d.phase == qci_spec::DiskPhase::Creating)
+        {
+            // Its image is being made (a pass or two); nothing to report as a failure.
+            let msg = format!("waiting for disk {:?} to be made", d.name);
+            if g.status.message.as_deref() != Some(&msg) {
+                let status = GroupStatus {
+                    message: Some(msg),
+                    ..g.status.clone()
+                };
+                self.store.set_status(&g.id, &status)?;
+            }
+            return Ok(false);
+        }
         let disks = self.attached_disks(g)?;
         if let Err(e) = self.runtime.ensure_volumes(&g.id, &g.spec.volumes, &disks) {
             let msg = format!("cannot prepare the group's volumes: {e}");

@@ -43,9 +43,15 @@ pub struct DiskResize {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum DiskPhase {
+    /// Its image is being made.
+    Creating,
     #[default]
     Available,
     InUse,
+    /// Its image is being removed; the disk then disappears.
+    Deleting,
+    /// Its image could not be made (the message says why); it can only be deleted.
+    Failed,
 }
 
 impl std::fmt::Display for DiskPhase {

@@ -9,11 +9,46 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::{Result, Store, StoreError, unique};
 
 const DISK_COLUMNS: &str =
-    "d.id, d.owner, d.name, d.size, d.type, d.created_at, d.group_id, g.name";
+    "d.id, d.owner, d.name, d.size, d.type, d.created_at, d.group_id, g.name, d.state, d.message";
+
+/// What the controller is to do with a disk's image file: a row is made `Creating` (no file
+/// yet), becomes `Ready` once the file is made, and `Deleting` until the file is removed,
+/// when the row goes too. So a crash at any point leaves a row the next pass finishes, and
+/// never a file without a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskState {
+    Creating,
+    Ready,
+    Deleting,
+    Failed,
+}
+
+impl DiskState {
+    fn parse(s: &str) -> DiskState {
+        match s {
+            "Creating" => DiskState::Creating,
+            "Deleting" => DiskState::Deleting,
+            "Failed" => DiskState::Failed,
+            _ => DiskState::Ready,
+        }
+    }
+}
+
+/// A disk whose image file is not yet what its row wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskWork {
+    pub id: String,
+    pub state: DiskState,
+    /// Bytes wanted.
+    pub size: u64,
+    /// Bytes the image file has (0 before it is made).
+    pub made_size: u64,
+}
 
 fn read_disk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Disk> {
     let created: String = r.get(5)?;
     let group_id: Option<String> = r.get(6)?;
+    let state = DiskState::parse(&r.get::<_, String>(8)?);
     Ok(Disk {
         id: r.get(0)?,
         owner: r.get(1)?,
@@ -23,14 +58,16 @@ fn read_disk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Disk> {
         created_at: DateTime::parse_from_rfc3339(&created)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default(),
-        phase: if group_id.is_some() {
-            DiskPhase::InUse
-        } else {
-            DiskPhase::Available
+        phase: match state {
+            DiskState::Creating => DiskPhase::Creating,
+            DiskState::Deleting => DiskPhase::Deleting,
+            DiskState::Failed => DiskPhase::Failed,
+            DiskState::Ready if group_id.is_some() => DiskPhase::InUse,
+            DiskState::Ready => DiskPhase::Available,
         },
         group_id,
         group_name: r.get(7)?,
-        message: None,
+        message: r.get(9)?,
     })
 }
 
@@ -71,6 +108,20 @@ pub(crate) fn attach(
                 message: format!("disk {:?} is already volumes[{first}]", d.id),
             });
         }
+        match disk.phase {
+            DiskPhase::Deleting | DiskPhase::Failed => {
+                return Err(StoreError::VolumeDisk {
+                    volume: i,
+                    message: format!(
+                        "disk {:?} is {}{}",
+                        disk.name,
+                        disk.phase,
+                        disk.message.map(|m| format!(": {m}")).unwrap_or_default()
+                    ),
+                });
+            }
+            _ => {}
+        }
         match &disk.group_id {
             Some(g) if g != group_id => {
                 return Err(StoreError::VolumeDisk {
@@ -95,15 +146,23 @@ pub(crate) fn attach(
 }
 
 impl Store {
-    /// Records a new disk (its image already made by the runtime under `id`).
+    /// Records a new disk, `Creating`: the controller makes its image.
     pub fn create_disk(&self, id: &str, owner: &str, spec: &DiskSpec, size: u64) -> Result<Disk> {
         let now = Utc::now();
         {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             let r = tx.execute(
-                "INSERT INTO disks (id, owner, name, size, type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, owner, spec.name, size as i64, spec.disk_type, now.to_rfc3339()],
+                "INSERT INTO disks (id, owner, name, size, type, created_at, state, made_size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Creating', 0)",
+                params![
+                    id,
+                    owner,
+                    spec.name,
+                    size as i64,
+                    spec.disk_type,
+                    now.to_rfc3339()
+                ],
             );
             unique(r, || StoreError::DiskNameTaken(spec.name.clone()))?;
             let asked = QuotaUse {
@@ -143,20 +202,116 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Records a disk's new, larger size.
-    pub fn set_disk_size(&self, id: &str, size: u64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE disks SET size = ?2 WHERE id = ?1 AND size <= ?2",
+    /// Asks for a disk to grow to `size` (never shrink), within its owner's quota, checked in
+    /// the same transaction; the controller grows the file.
+    pub fn set_disk_size(&self, owner: &str, id: &str, size: u64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT size FROM disks WHERE id = ?1 AND owner = ?2",
+                params![id, owner],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let old = old
+            .ok_or_else(|| StoreError::DiskNotFound(id.to_string()))?
+            .max(0) as u64;
+        if size <= old {
+            return Ok(());
+        }
+        tx.execute(
+            "UPDATE disks SET size = ?2 WHERE id = ?1",
             params![id, size as i64],
+        )?;
+        let asked = QuotaUse {
+            disk: size - old,
+            ..Default::default()
+        };
+        crate::tenants::enforce_after(&tx, owner, &asked)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Disks whose image file is not yet what their row wants (Failed ones wait for a delete).
+    pub fn disk_work(&self) -> Result<Vec<DiskWork>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, state, size, made_size FROM disks
+             WHERE state IN ('Creating', 'Deleting') OR (state = 'Ready' AND made_size < size)
+             ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DiskWork {
+                id: r.get(0)?,
+                state: DiskState::parse(&r.get::<_, String>(1)?),
+                size: r.get::<_, i64>(2)?.max(0) as u64,
+                made_size: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// True while a disk's row wants more of its image than the file has.
+    pub fn disk_pending(&self, id: &str) -> Result<bool> {
+        Ok(self.disk_work()?.iter().any(|w| w.id == id))
+    }
+
+    /// The image file has `size` bytes: a Creating disk becomes Ready.
+    pub fn disk_made(&self, id: &str, size: u64, message: Option<&str>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE disks SET made_size = ?2, message = ?3,
+                 state = CASE WHEN state = 'Creating' THEN 'Ready' ELSE state END
+             WHERE id = ?1",
+            params![id, size as i64, message],
         )?;
         Ok(())
     }
 
-    /// Removes an Available disk's row; a disk in use is refused.
+    /// Why the controller could not do what a disk's row wants: a Creating disk fails (it
+    /// can then only be deleted); otherwise the message is shown and the work retried.
+    pub fn disk_problem(&self, id: &str, message: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE disks SET message = ?2,
+                 state = CASE WHEN state = 'Creating' THEN 'Failed' ELSE state END
+             WHERE id = ?1",
+            params![id, message],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a disk for deletion; the controller removes its image, then its row. A disk
+    /// attached to a group is refused.
+    pub fn request_disk_deletion(&self, id: &str) -> Result<()> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE disks SET state = 'Deleting' WHERE id = ?1 AND group_id IS NULL",
+            params![id],
+        )?;
+        if n == 1 {
+            return Ok(());
+        }
+        let d: Option<Option<String>> = conn
+            .query_row(
+                "SELECT g.name FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id WHERE d.id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Err(match d {
+            None => StoreError::DiskNotFound(id.to_string()),
+            Some(g) => StoreError::DiskInUse {
+                disk: id.to_string(),
+                group: g.unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Removes a Deleting disk's row (its image is gone); a disk in use is refused.
     pub fn remove_disk(&self, id: &str) -> Result<()> {
         let conn = self.conn();
         let n = conn.execute(
-            "DELETE FROM disks WHERE id = ?1 AND group_id IS NULL",
+            "DELETE FROM disks WHERE id = ?1 AND group_id IS NULL AND state = 'Deleting'",
             params![id],
         )?;
         if n == 0 {
@@ -199,7 +354,9 @@ mod tests {
             disk_type: "standard".into(),
         };
         let d = s.create_disk("d-1", "o", &spec, 1 << 30).unwrap();
-        assert_eq!(d.phase, DiskPhase::Available);
+        assert_eq!(d.phase, DiskPhase::Creating);
+        s.disk_made("d-1", 1 << 30, None).unwrap();
+        assert_eq!(s.find_disk("o", "d-1").unwrap().phase, DiskPhase::Available);
         assert!(matches!(
             s.create_disk("d-2", "o", &spec, 1 << 30),
             Err(StoreError::DiskNameTaken(_))
@@ -219,7 +376,7 @@ mod tests {
         let e = s.create_group("p", &with_disk("g3", "data")).unwrap_err();
         assert!(e.to_string().contains("no disk"), "{e}");
         assert!(matches!(
-            s.remove_disk("d-1"),
+            s.request_disk_deletion("d-1"),
             Err(StoreError::DiskInUse { .. })
         ));
         s.remove_group(&g1.id).unwrap();
@@ -234,5 +391,73 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn the_controller_is_told_what_each_disk_needs() {
+        let s = Store::open_in_memory().unwrap();
+        let spec = |n: &str| DiskSpec {
+            name: n.into(),
+            size: qci_spec::Quantity("1Gi".into()),
+            disk_type: "standard".into(),
+        };
+        s.create_disk("d-1", "o", &spec("a"), 1 << 30).unwrap();
+        s.create_disk("d-2", "o", &spec("b"), 1 << 30).unwrap();
+        let work = s.disk_work().unwrap();
+        assert_eq!(work.len(), 2);
+        assert_eq!((work[0].state, work[0].made_size), (DiskState::Creating, 0));
+        s.disk_made("d-1", 1 << 30, None).unwrap();
+        s.disk_problem("d-2", "no space").unwrap();
+        assert!(
+            s.disk_work().unwrap().is_empty(),
+            "Ready and Failed disks need nothing"
+        );
+        let failed = s.find_disk("o", "b").unwrap();
+        assert_eq!(
+            (failed.phase, failed.message.as_deref()),
+            (DiskPhase::Failed, Some("no space"))
+        );
+        // A Failed disk cannot be attached; it can be deleted.
+        let e = s.create_group("o", &with_disk("g", "b")).unwrap_err();
+        assert!(e.to_string().contains("is Failed: no space"), "{e}");
+        // A growth is wanted until the file has the size.
+        s.set_disk_size("o", "d-1", 2 << 30).unwrap();
+        let work = s.disk_work().unwrap();
+        assert_eq!(
+            (work[0].id.as_str(), work[0].size, work[0].made_size),
+            ("d-1", 2 << 30, 1 << 30)
+        );
+        s.disk_made("d-1", 2 << 30, None).unwrap();
+        // Deleting: the row stays until the controller removes the image, then goes.
+        s.request_disk_deletion("d-2").unwrap();
+        assert_eq!(s.disk_work().unwrap()[0].state, DiskState::Deleting);
+        assert_eq!(s.find_disk("o", "b").unwrap().phase, DiskPhase::Deleting);
+        assert!(matches!(
+            s.remove_disk("d-1"),
+            Err(StoreError::DiskInUse { .. }) | Err(StoreError::DiskNotFound(_))
+        ));
+        s.remove_disk("d-2").unwrap();
+        assert!(s.disk_work().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_growth_never_shrinks_and_stays_in_its_tenant() {
+        let s = Store::open_in_memory().unwrap();
+        let spec = DiskSpec {
+            name: "a".into(),
+            size: qci_spec::Quantity("1Gi".into()),
+            disk_type: "standard".into(),
+        };
+        s.create_disk("d-1", "o", &spec, 1 << 30).unwrap();
+        s.set_disk_size("o", "d-1", 1 << 29).unwrap();
+        assert_eq!(
+            s.find_disk("o", "d-1").unwrap().size,
+            1 << 30,
+            "never shrinks"
+        );
+        assert!(matches!(
+            s.set_disk_size("p", "d-1", 2 << 30),
+            Err(StoreError::DiskNotFound(_))
+        ));
     }
 }

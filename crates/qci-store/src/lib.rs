@@ -26,6 +26,7 @@ mod secrets;
 mod tenants;
 mod usage;
 pub use audit::AuditEntry;
+pub use disks::{DiskState, DiskWork};
 pub use keys::{KeyCheck, LOCAL_ADMIN_KEY};
 pub use metrics::RawSample;
 pub use networks::{BASIC_NETWORK, GroupNetwork, NetConfig, NetworkRecord};
@@ -246,6 +247,14 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX audit_by_time ON audit (time);
         CREATE INDEX usage_by_owner ON usage (owner, id);",
+        ),
+        // Disks made and removed by the controller: `state` says what is wanted of the image
+        // file, `made_size` how large the file is (below `size` while a growth is due).
+        M::up(
+            "ALTER TABLE disks ADD COLUMN state TEXT NOT NULL DEFAULT 'Ready';
+        ALTER TABLE disks ADD COLUMN made_size INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE disks ADD COLUMN message TEXT;
+        UPDATE disks SET made_size = size;",
         ),
     ])
 }

@@ -402,3 +402,52 @@ containers:
     }
     wait_logs(&s, &id, "pinned", "300000").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_work_left_by_a_crash_is_finished_by_the_next_start() {
+    let mut s = Server::start(Path::new(QCI)).await;
+    let (ok, gone_id, err) = s.cli(&["disk", "create", "--name", "gone", "--size", "32Mi"]);
+    assert!(ok, "{err}");
+    let gone_id = gone_id.trim().to_string();
+    let disks_dir = s.data_dir.join("disks");
+    let image = |id: &str| disks_dir.join(format!("{id}.img"));
+    assert!(image(&gone_id).exists());
+    s.kill9();
+    // What a crash can leave: a disk recorded but not yet made, and one whose deletion was
+    // asked for but whose image is still there.
+    {
+        let store = qci_store::Store::open(&s.data_dir).unwrap();
+        let spec = qci_spec::DiskSpec {
+            name: "fresh".into(),
+            size: qci_spec::Quantity("32Mi".into()),
+            disk_type: "standard".into(),
+        };
+        store
+            .create_disk("d-crashfresh", "default", &spec, 32 << 20)
+            .unwrap();
+        store.request_disk_deletion(&gone_id).unwrap();
+    }
+    s.restart().await;
+    let start = Instant::now();
+    loop {
+        let disks = s.client.list_disks().await.unwrap();
+        let fresh = disks.iter().find(|d| d.name == "fresh");
+        if disks.len() == 1 && fresh.is_some_and(|d| d.phase == DiskPhase::Available) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{disks:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        image("d-crashfresh").exists(),
+        "the recorded disk was not made"
+    );
+    assert!(
+        !image(&gone_id).exists(),
+        "the deleted disk's image is left"
+    );
+    let (ok, _, err) = s.cli(&["disk", "rm", "fresh"]);
+    assert!(ok, "{err}");
+    assert!(!image("d-crashfresh").exists());
+    assert!(s.client.list_disks().await.unwrap().is_empty());
+}
