@@ -45,7 +45,10 @@ pub async fn create_vpc(
     tokio::task::spawn_blocking(move || qci_network::check_block(&cfg, net))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|m| ApiError::Fields(vec![FieldError::new("cidr", m)]))?;
+        .map_err(|e| match e {
+            qci_network::BlockError::Routes(_) => ApiError::Internal(e.to_string()),
+            e => ApiError::Fields(vec![FieldError::new("cidr", e.to_string())]),
+        })?;
     let v = s.store.create_vpc(scope.owner(), &spec)?;
     tracing::info!(vpc = %v.id, name = %v.name, cidr = %v.cidr, "VPC created");
     (s.on_change)();

@@ -34,7 +34,7 @@ impl Controller {
                 let job = w.clone();
                 let done = tokio::task::spawn_blocking(move || do_disk_work(&runtime, &job)).await;
                 let res = match done {
-                    Ok(r) => r,
+                    Ok(r) => r.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 let recorded = match res {
@@ -71,7 +71,10 @@ enum Outcome {
     Removed,
 }
 
-fn do_disk_work(rt: &qci_runtime::Runtime, w: &DiskWork) -> Result<Outcome, String> {
+fn do_disk_work(
+    rt: &qci_runtime::Runtime,
+    w: &DiskWork,
+) -> Result<Outcome, qci_runtime::RuntimeError> {
     match w.state {
         // Nothing of a Creating disk is in use: an image left by a crash is made again.
         DiskState::Creating => rt
@@ -81,5 +84,4 @@ fn do_disk_work(rt: &qci_runtime::Runtime, w: &DiskWork) -> Result<Outcome, Stri
         DiskState::Deleting => rt.remove_disk_image(&w.id).map(|()| Outcome::Removed),
         DiskState::Failed => Ok(Outcome::Made(None)),
     }
-    .map_err(|e| e.to_string())
 }

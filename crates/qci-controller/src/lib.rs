@@ -33,6 +33,12 @@ pub enum ControllerError {
     Runtime(#[from] qci_runtime::RuntimeError),
     #[error(transparent)]
     Image(#[from] qci_image::ImageError),
+    #[error(transparent)]
+    Network(#[from] qci_network::NetError),
+    #[error("network {0} is gone")]
+    NetworkGone(String),
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The `busy` key of the network pass (group ids start with `cg-`).

@@ -105,16 +105,14 @@ impl Controller {
     }
 
     /// Brings networks, uplinks and NAT in line with the store (one at a time).
-    pub(crate) async fn sync_networks(&self, leaving: Option<&str>) -> Result<(), String> {
+    pub(crate) async fn sync_networks(&self, leaving: Option<&str>) -> Result<(), ControllerError> {
         let Some(driver) = self.network.get().cloned() else {
             return Ok(());
         };
         let _one = self.net_lock.lock().await;
-        let (nets, groups) = self.network_plan(leaving).map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || driver.sync(&nets, &groups))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        let (nets, groups) = self.network_plan(leaving)?;
+        tokio::task::spawn_blocking(move || driver.sync(&nets, &groups)).await??;
+        Ok(())
     }
 
     /// Connects the group's sandbox to its network and loads its firewall; records its
@@ -138,15 +136,13 @@ impl Controller {
                 self.sync_networks(None).await?;
             }
             tracing::debug!(group = %g.id, ms = t.elapsed().as_secs_f64() * 1000.0, "network sync");
-            let nets = self.store.networks().map_err(|e| e.to_string())?;
-            let plan = self
-                .group_plan(g, gn.clone(), &nets)
-                .map_err(|e| e.to_string())?;
+            let nets = self.store.networks()?;
+            let plan = self.group_plan(g, gn.clone(), &nets)?;
             let net = nets
                 .into_iter()
                 .find(|n| n.id == gn.network)
                 .map(Self::network_record)
-                .ok_or_else(|| format!("network {} is gone", gn.network))?;
+                .ok_or_else(|| ControllerError::NetworkGone(gn.network.clone()))?;
             let t = std::time::Instant::now();
             let r = tokio::task::spawn_blocking(move || {
                 driver.attach(&net, &plan, &netns)?;
@@ -154,7 +150,8 @@ impl Controller {
             })
             .await;
             tracing::debug!(ms = t.elapsed().as_secs_f64() * 1000.0, "network attach");
-            r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+            r??;
+            Ok::<(), ControllerError>(())
         }
         .await;
         if let Err(e) = res {

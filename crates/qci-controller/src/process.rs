@@ -10,6 +10,15 @@ use qci_spec::{
     parse_cpu_millis, parse_memory_bytes,
 };
 
+/// Why a container's configuration cannot be made from its spec and image.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no command to run: the image has no ENTRYPOINT or CMD; set command")]
+    NoCommand,
+    #[error(transparent)]
+    Seccomp(#[from] qci_runtime::seccomp::SeccompError),
+}
+
 /// The PATH Docker supplies when an image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -21,7 +30,7 @@ pub fn container_config(
     hostname: &str,
     shared_shm: bool,
     default_pids_limit: Option<i64>,
-) -> Result<ContainerConfig, String> {
+) -> Result<ContainerConfig, ConfigError> {
     let entrypoint = spec
         .command
         .clone()
@@ -33,9 +42,7 @@ pub fn container_config(
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err(
-            "no command to run: the image has no ENTRYPOINT or CMD; set command".to_string(),
-        );
+        return Err(ConfigError::NoCommand);
     }
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| match env.iter_mut().find(|(ek, _)| ek == k) {
@@ -89,7 +96,7 @@ pub fn security(
     container: Option<&SecurityContext>,
     default_profile: &Profile,
     dir: &Path,
-) -> Result<Security, String> {
+) -> Result<Security, ConfigError> {
     let sc = merged_security(group, container);
     let id = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
     let capabilities = effective_capabilities(sc.capabilities.as_ref());
@@ -112,8 +119,7 @@ pub fn security(
             Some(Profile::load(&dir.join(&name)).and_then(|p| p.resolve(&target)))
         }
     }
-    .transpose()
-    .map_err(|e| e.to_string())?;
+    .transpose()?;
     Ok(Security {
         run_as_user: id(sc.run_as_user),
         run_as_group: id(sc.run_as_group),
@@ -163,7 +169,7 @@ mod tests {
         )
         .unwrap();
         let e = security(None, Some(&local), &p, d.path()).unwrap_err();
-        assert!(e.starts_with("reading seccomp profile"), "{e}");
+        assert!(e.to_string().starts_with("reading seccomp profile"), "{e}");
         std::fs::write(
             d.path().join("mine.json"),
             r#"{"defaultAction":"SCMP_ACT_LOG"}"#,
@@ -246,10 +252,9 @@ mod tests {
         let c = container_config(&spec(None, None), &img, "w", false, None).unwrap();
         assert_eq!(c.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!(c.cwd, "/");
-        assert!(
-            container_config(&spec(None, None), &ImageConfig::default(), "w", false, None)
-                .unwrap_err()
-                .contains("no command")
-        );
+        assert!(matches!(
+            container_config(&spec(None, None), &ImageConfig::default(), "w", false, None),
+            Err(ConfigError::NoCommand)
+        ));
     }
 }

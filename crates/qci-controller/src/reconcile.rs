@@ -505,12 +505,10 @@ impl Controller {
             }
         }
         let policy = given.unwrap_or_else(|| qci_spec::default_pull_policy(image));
-        let creds = self
-            .credentials_for(g, image)
-            .map_err(|message| PullFailure {
-                reason: "ErrImagePull",
-                message,
-            })?;
+        let creds = self.credentials_for(g, image).map_err(|e| PullFailure {
+            reason: "ErrImagePull",
+            message: e.to_string(),
+        })?;
         if policy != PullPolicy::Always {
             if let Some(img) = self.images.local_for(image, creds.as_ref()) {
                 self.event(
@@ -593,7 +591,7 @@ impl Controller {
         &self,
         g: &ContainerGroup,
         image: &str,
-    ) -> Result<Option<Credentials>, String> {
+    ) -> Result<Option<Credentials>, CredentialError> {
         let registry = qci_spec::image_registry(image);
         let Some(c) = g
             .spec
@@ -606,7 +604,7 @@ impl Controller {
         let password = self
             .store
             .reveal(&c.password)
-            .map_err(|e| format!("the credential for {registry} cannot be read: {e}"))?;
+            .map_err(|source| CredentialError { registry, source })?;
         Ok(Some(Credentials {
             username: c.username.clone(),
             password,
@@ -675,8 +673,8 @@ impl Controller {
             &self.config.seccomp_dir,
         );
         let config = match (config, security) {
-            (Err(msg), _) => Err((msg, false)),
-            (_, Err(msg)) => Err((msg, true)),
+            (Err(e), _) => Err((e.to_string(), false)),
+            (_, Err(e)) => Err((e.to_string(), true)),
             (Ok(mut config), Ok(security)) => {
                 config.security = security;
                 Ok(config)
@@ -1185,6 +1183,15 @@ fn human_bytes(n: u64) -> String {
         1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
         _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
     }
+}
+
+/// A group's registry password that cannot be unsealed.
+#[derive(Debug, thiserror::Error)]
+#[error("the credential for {registry} cannot be read: {source}")]
+pub(crate) struct CredentialError {
+    registry: String,
+    #[source]
+    source: qci_store::StoreError,
 }
 
 #[cfg(test)]

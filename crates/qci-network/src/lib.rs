@@ -30,14 +30,50 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{0}")]
-    Io(String),
-    #[error("netlink: {0}")]
-    Netlink(String),
-    #[error("nftables: {0}")]
-    Nft(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A namespace or mount call refused.
+    #[error("{context}: {source}")]
+    Sys {
+        context: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("netlink: {context}: {source}")]
+    Netlink {
+        context: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("netlink: link {0} is missing")]
+    LinkMissing(String),
+    /// nft's own words, and the ruleset it refused.
+    #[error("nftables: {stderr}\n--- ruleset ---\n{ruleset}")]
+    Nft { stderr: String, ruleset: String },
+    #[error("network {0} is not ready")]
+    NotReady(String),
+    #[error("a network thread panicked")]
+    ThreadPanicked,
     #[error("{0}")]
     Config(String),
+}
+
+impl NetError {
+    /// Wraps an I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+        let context = context.into();
+        move |source| NetError::Io { context, source }
+    }
+
+    /// Wraps a system call's error with what was being done.
+    pub(crate) fn sys(context: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> NetError {
+        let context = context.into();
+        move |source| NetError::Sys { context, source }
+    }
 }
 
 /// How this server's networking is set up.
@@ -93,22 +129,35 @@ pub trait NetworkDriver: Send + Sync {
     fn detach(&self, network: &str, group_id: &str) -> Result<(), NetError>;
 }
 
+/// Why a block cannot be a network here.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("{cidr} overlaps qci's transit block {transit} (qci serve --transit-cidr)")]
+    Transit { cidr: Ipv4Net, transit: Ipv4Net },
+    #[error("{cidr} holds EIP pool address {eip}")]
+    EipPool { cidr: Ipv4Net, eip: Ipv4Addr },
+    #[error("{cidr} collides with the host's route to {route}; pick a block the host does not use")]
+    HostRoute { cidr: Ipv4Net, route: Ipv4Net },
+    /// The host's routes could not be read (not the block's fault).
+    #[error("reading the host's routes: {0}")]
+    Routes(#[from] NetError),
+}
+
 /// Why `cidr` cannot be a network here: it overlaps a route of the host (other than the
 /// default route and qci's own transit routes), the transit block or an EIP.
-pub fn check_block(cfg: &NetConfig, cidr: Ipv4Net) -> Result<(), String> {
+pub fn check_block(cfg: &NetConfig, cidr: Ipv4Net) -> Result<(), BlockError> {
     if cidr.contains(&cfg.transit.network()) || cfg.transit.contains(&cidr.network()) {
-        return Err(format!(
-            "{cidr} overlaps qci's transit block {} (qci serve --transit-cidr)",
-            cfg.transit
-        ));
+        return Err(BlockError::Transit {
+            cidr,
+            transit: cfg.transit,
+        });
     }
     if let Some(e) = cfg.eip_pool.iter().find(|e| cidr.contains(*e)) {
-        return Err(format!("{cidr} holds EIP pool address {e}"));
+        return Err(BlockError::EipPool { cidr, eip: *e });
     }
     let routes = netns::run(cfg.host_ns.as_deref(), "host routes", |h| async move {
         link::all_routes(&h).await
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     for (dst, len) in routes {
         if len == 0 {
             continue;
@@ -120,9 +169,7 @@ pub fn check_block(cfg: &NetConfig, cidr: Ipv4Net) -> Result<(), String> {
             continue;
         }
         if r.contains(&cidr.network()) || cidr.contains(&r.network()) {
-            return Err(format!(
-                "{cidr} collides with the host's route to {r}; pick a block the host does not use"
-            ));
+            return Err(BlockError::HostRoute { cidr, route: r });
         }
     }
     Ok(())
@@ -176,7 +223,7 @@ impl BridgeDriver {
             )));
         }
         std::fs::create_dir_all(&cfg.run_dir)
-            .map_err(|e| NetError::Io(format!("creating {}: {e}", cfg.run_dir.display())))?;
+            .map_err(NetError::io(format!("creating {}", cfg.run_dir.display())))?;
         Ok(BridgeDriver {
             cfg,
             applied: Mutex::new(HashMap::new()),
@@ -277,7 +324,7 @@ impl BridgeDriver {
             short_hash(&format!("{:?}", std::time::SystemTime::now()), 8)
         );
         std::fs::write(self.cfg.run_dir.join(&n.id).join("ready"), generation)
-            .map_err(|e| NetError::Io(format!("recording network {}: {e}", n.id)))?;
+            .map_err(NetError::io(format!("recording network {}", n.id)))?;
         // Its tables, and the host's routes through its uplink, went with the old one.
         self.forget(&format!("router:{}", n.id));
         self.forget("host-addresses");
@@ -295,7 +342,7 @@ impl BridgeDriver {
         let dir = self.cfg.run_dir.join(net);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(NetError::Io(format!("removing {}: {e}", dir.display())))
+                Err(NetError::io(format!("removing {}", dir.display()))(e))
             }
             _ => Ok(()),
         }
@@ -471,7 +518,7 @@ impl NetworkDriver for BridgeDriver {
 
     fn attach(&self, net: &NetworkPlan, g: &GroupPlan, netns: &Path) -> Result<(), NetError> {
         let Some(generation) = self.generation(&net.id) else {
-            return Err(NetError::Io(format!("network {} is not ready", net.id)));
+            return Err(NetError::NotReady(net.id.clone()));
         };
         let marker = netns.with_file_name("network");
         let want = format!("{} {} {generation}", net.id, g.ip);
@@ -492,7 +539,7 @@ impl NetworkDriver for BridgeDriver {
             link::route(&h, Ipv4Addr::UNSPECIFIED, 0, gw).await
         })?;
         std::fs::write(&marker, want)
-            .map_err(|e| NetError::Io(format!("recording {}: {e}", marker.display())))?;
+            .map_err(NetError::io(format!("recording {}", marker.display())))?;
         tracing::debug!(group = %g.group_id, ip = %g.ip, network = %net.id, "group attached");
         Ok(())
     }
@@ -509,7 +556,7 @@ impl NetworkDriver for BridgeDriver {
         }
         nft::apply(Some(netns), &text)?;
         std::fs::write(&marker, want)
-            .map_err(|e| NetError::Io(format!("recording {}: {e}", marker.display())))
+            .map_err(NetError::io(format!("recording {}", marker.display())))
     }
 
     fn detach(&self, network: &str, group_id: &str) -> Result<(), NetError> {

@@ -13,7 +13,10 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use crate::NetError;
 
 fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> NetError + '_ {
-    move |e| NetError::Netlink(format!("{what}: {e}"))
+    move |source| NetError::Netlink {
+        context: what.to_string(),
+        source,
+    }
 }
 
 /// Whether a netlink error is the given errno.
@@ -35,7 +38,7 @@ pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, NetError> {
 async fn must_index(h: &Handle, name: &str) -> Result<u32, NetError> {
     index_of(h, name)
         .await?
-        .ok_or_else(|| NetError::Netlink(format!("link {name} is missing")))
+        .ok_or_else(|| NetError::LinkMissing(name.to_string()))
 }
 
 pub async fn set_up(h: &Handle, name: &str) -> Result<(), NetError> {
@@ -73,8 +76,7 @@ pub async fn veth_into(
     if index_of(h, a).await?.is_some() {
         delete(h, a).await?;
     }
-    let fd = std::fs::File::open(ns)
-        .map_err(|e| NetError::Io(format!("opening {}: {e}", ns.display())))?;
+    let fd = std::fs::File::open(ns).map_err(NetError::io(format!("opening {}", ns.display())))?;
     let peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
         .name(b_name.to_string())
         .setns_by_fd(fd.as_raw_fd())

@@ -27,25 +27,25 @@ where
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| NetError::Io(format!("{what}: a runtime: {e}")))?;
+            .map_err(NetError::io(format!("{what}: a runtime")))?;
         rt.block_on(async move {
             let (conn, handle, _) = rtnetlink::new_connection()
-                .map_err(|e| NetError::Io(format!("{what}: a netlink socket: {e}")))?;
+                .map_err(NetError::io(format!("{what}: a netlink socket")))?;
             tokio::spawn(conn);
             f(handle).await
         })
     })
     .join()
-    .map_err(|_| NetError::Io("a network thread panicked".into()))?
+    .map_err(|_| NetError::ThreadPanicked)?
 }
 
 /// Moves the calling thread into the namespace pinned at `ns` (None: stays).
 pub fn enter(ns: Option<&Path>) -> Result<(), NetError> {
     if let Some(ns) = ns {
-        let f = std::fs::File::open(ns)
-            .map_err(|e| NetError::Io(format!("opening {}: {e}", ns.display())))?;
+        let f =
+            std::fs::File::open(ns).map_err(NetError::io(format!("opening {}", ns.display())))?;
         setns(f, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetError::Io(format!("entering {}: {e}", ns.display())))?;
+            .map_err(NetError::sys(format!("entering {}", ns.display())))?;
     }
     Ok(())
 }
@@ -61,21 +61,20 @@ pub fn run_blocking<T: Send + 'static>(
         f()
     })
     .join()
-    .map_err(|_| NetError::Io("a network thread panicked".into()))?
+    .map_err(|_| NetError::ThreadPanicked)?
 }
 
 /// Makes a new network namespace pinned at `file` (a bind mount of its nsfs file).
 pub fn create(file: &Path) -> Result<(), NetError> {
     let file: PathBuf = file.to_path_buf();
     std::thread::spawn(move || -> Result<(), NetError> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetError::Io(format!("creating a network namespace: {e}")))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(NetError::sys("creating a network namespace"))?;
         if let Some(d) = file.parent() {
             std::fs::create_dir_all(d)
-                .map_err(|e| NetError::Io(format!("creating {}: {e}", d.display())))?;
+                .map_err(NetError::io(format!("creating {}", d.display())))?;
         }
         std::fs::File::create(&file)
-            .map_err(|e| NetError::Io(format!("creating {}: {e}", file.display())))?;
+            .map_err(NetError::io(format!("creating {}", file.display())))?;
         mount(
             Some("/proc/thread-self/ns/net"),
             &file,
@@ -83,21 +82,21 @@ pub fn create(file: &Path) -> Result<(), NetError> {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| NetError::Io(format!("pinning {}: {e}", file.display())))
+        .map_err(NetError::sys(format!("pinning {}", file.display())))
     })
     .join()
-    .map_err(|_| NetError::Io("a network thread panicked".into()))?
+    .map_err(|_| NetError::ThreadPanicked)?
 }
 
 /// Unpins a namespace (it goes once nothing else holds it) and removes its file.
 pub fn destroy(file: &Path) -> Result<(), NetError> {
     while is_pinned(file) {
         umount2(file, MntFlags::MNT_DETACH)
-            .map_err(|e| NetError::Io(format!("unpinning {}: {e}", file.display())))?;
+            .map_err(NetError::sys(format!("unpinning {}", file.display())))?;
     }
     match std::fs::remove_file(file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(NetError::Io(format!("removing {}: {e}", file.display())))
+            Err(NetError::io(format!("removing {}", file.display()))(e))
         }
         _ => Ok(()),
     }
@@ -126,7 +125,7 @@ pub fn sysctl(key: &str, value: &str, optional: bool) -> Result<(), NetError> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     match std::fs::write(&path, value) {
         Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(NetError::Io(format!("setting {key}={value}: {e}"))),
+        Err(e) => Err(NetError::io(format!("setting {key}={value}"))(e)),
         Ok(()) => Ok(()),
     }
 }

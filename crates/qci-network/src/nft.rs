@@ -224,21 +224,23 @@ pub fn apply(ns: Option<&Path>, text: &str) -> Result<(), NetError> {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| NetError::Io(format!("running nft: {e} (is nftables installed?)")))?;
+            .map_err(NetError::io("running nft (is nftables installed?)"))?;
         child
             .stdin
             .take()
-            .ok_or_else(|| NetError::Io("nft has no stdin".into()))?
+            .ok_or_else(|| {
+                NetError::io("writing to nft")(std::io::Error::other("nft has no stdin"))
+            })?
             .write_all(text.as_bytes())
-            .map_err(|e| NetError::Io(format!("writing to nft: {e}")))?;
+            .map_err(NetError::io("writing to nft"))?;
         let out = child
             .wait_with_output()
-            .map_err(|e| NetError::Io(format!("running nft: {e}")))?;
+            .map_err(NetError::io("running nft"))?;
         if !out.status.success() {
-            return Err(NetError::Nft(format!(
-                "{}\n--- ruleset ---\n{text}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(NetError::Nft {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ruleset: text,
+            });
         }
         Ok(())
     })
