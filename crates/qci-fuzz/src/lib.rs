@@ -2,7 +2,9 @@
 //! of any answer. `tests/fuzz.rs` runs them with bolero: under `cargo test` on the committed
 //! corpus (`tests/__fuzz__/<target>/corpus/`) and then random inputs for
 //! `QCI_FUZZ_SECONDS` each (10 by default, 60 in the test command); with `cargo bolero test`
-//! (nightly) under libFuzzer, coverage-guided.
+//! (`cargo +nightly bolero test -p qci-fuzz spec_tokens -T 60s`) under libFuzzer, coverage-guided;
+//! what libFuzzer found new (after `cargo bolero reduce`, the smallest 150 per target) is part of
+//! the corpus.
 
 use std::io::Write;
 use std::path::Path;
