@@ -107,6 +107,8 @@ pub struct Controller {
     basic_used: Mutex<Option<std::time::Instant>>,
     /// The size this process set on each group's cgroup.
     limits: Mutex<std::collections::HashMap<String, qci_runtime::GroupLimits>>,
+    /// Sizes the kernel refused (group id and size → when), not retried at every pass.
+    limit_refused: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Controller {
@@ -129,6 +131,7 @@ impl Controller {
             probes: Default::default(),
             metered: Default::default(),
             limits: Default::default(),
+            limit_refused: Default::default(),
         })
     }
 

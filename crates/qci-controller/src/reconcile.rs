@@ -185,17 +185,26 @@ impl Controller {
             }
             return Ok(false);
         }
-        if let Err(e) = self.enforce_size(g) {
-            let msg = format!("cannot hold the group to its size: {e}");
-            if g.status.message.as_deref() != Some(&msg) {
+        let held = self.enforced(&g.id).is_some();
+        match self.enforce_size(g) {
+            Ok(true) => {}
+            // Refused a moment ago: said then; tried again later.
+            Ok(false) if held => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
+                let msg = format!("cannot hold the group to its size: {e}");
                 self.event(g, None, EventType::Warning, "FailedLimits", &msg);
-                let status = GroupStatus {
-                    message: Some(msg),
-                    ..g.status.clone()
-                };
-                self.store.set_status(&g.id, &status)?;
+                // Nothing starts unlimited; a group already held to its old size (an update
+                // the kernel refused, such as less memory than it uses now) carries on under it.
+                if !held {
+                    let status = GroupStatus {
+                        message: Some(msg),
+                        ..g.status.clone()
+                    };
+                    self.store.set_status(&g.id, &status)?;
+                    return Ok(false);
+                }
             }
-            return Ok(false);
         }
         let mut attached = g.clone();
         if !self.attach_network(&mut attached).await? {
@@ -426,22 +435,41 @@ impl Controller {
     /// Puts the group's normalised size on its cgroup (once per process, and again when an
     /// update changes it), before any of its containers starts: together they can never use
     /// more than the group is billed for.
-    fn enforce_size(&self, g: &ContainerGroup) -> Result<(), qci_runtime::CgroupError> {
+    /// Ok(false): the kernel refused this size less than 30 s ago; it is not tried again yet.
+    fn enforce_size(&self, g: &ContainerGroup) -> Result<bool, qci_runtime::CgroupError> {
         let r = &g.resources;
         if r.cpu <= 0.0 || r.memory_bytes == 0 {
             // (Groups stored before sizes existed.)
-            return Ok(());
+            return Ok(true);
         }
         let want = qci_runtime::GroupLimits {
             cpu_millis: (r.cpu * 1000.0).round() as u64,
             memory_bytes: r.memory_bytes,
         };
         if self.limits.lock().unwrap().get(&g.id) == Some(&want) {
-            return Ok(());
+            return Ok(true);
         }
-        qci_runtime::cgroup::set_group_limits(&self.runtime.layout.group_cgroup(&g.id), want)?;
+        // A size the kernel refused is tried again every 30 s, not at every pass.
+        let key = format!("{}:{want:?}", g.id);
+        if let Some(at) = self.limit_refused.lock().unwrap().get(&key)
+            && at.elapsed() < Duration::from_secs(30)
+        {
+            return Ok(false);
+        }
+        let group_cgroup = self.runtime.layout.group_cgroup(&g.id);
+        if let Err(e) = qci_runtime::cgroup::set_group_limits(&group_cgroup, want) {
+            self.limit_refused
+                .lock()
+                .unwrap()
+                .insert(key, std::time::Instant::now());
+            return Err(e);
+        }
+        self.limit_refused
+            .lock()
+            .unwrap()
+            .retain(|k, _| !k.starts_with(&format!("{}:", g.id)));
         self.limits.lock().unwrap().insert(g.id.clone(), want);
-        Ok(())
+        Ok(true)
     }
 
     /// The size set on the group's cgroup by this process, if any.
@@ -969,6 +997,11 @@ impl Controller {
         self.stop_and_remove_all(g).await?;
         self.detach_network(g).await?;
         self.runtime.remove_group(&g.id).await?;
+        self.limits.lock().unwrap().remove(&g.id);
+        self.limit_refused
+            .lock()
+            .unwrap()
+            .retain(|k, _| !k.starts_with(&format!("{}:", g.id)));
         self.store.remove_group(&g.id)?;
         tracing::info!(group = %g.id, "deleted");
         Ok(())

@@ -99,6 +99,17 @@ async fn containers_are_confined_like_dockers_defaults() {
         "only NET_BIND_SERVICE: {locked}"
     );
 
+    // A command run with `qci exec` is held the same way as the container it runs in.
+    let (ok, out, err) = s.cli(&[
+        "exec", "held", "-c", "user", "--", "sh", "-c",
+        "grep -E '^(Seccomp|CapEff):' /proc/self/status; id -u; unshare -U true 2>/dev/null && echo unshare=yes || echo unshare=no",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(field(&out, "Seccomp"), "2", "{out}");
+    assert_eq!(field(&out, "CapEff"), "0000000000000000", "{out}");
+    assert_eq!(field(&out, "unshare"), "no", "{out}");
+    assert!(out.contains("\n1000\n"), "{out}");
+
     // What the server does not allow is refused before anything is stored, naming the field.
     let unconfined = format!(
         "name: loose\ncontainers: [{{name: a, image: '{image}', security_context: {{seccomp_profile: Unconfined, capabilities: {{add: [SYS_ADMIN]}}}}}}]\n"
