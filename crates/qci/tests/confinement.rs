@@ -358,3 +358,73 @@ fn serve_refuses_a_machine_without_cgroups_naming_the_fix() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_profiles_sysctls_and_groups_take_effect() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    // A profile of the operator's (containers' format): everything but mkdir, which fails
+    // with EACCES (13).
+    let dir = tempfile::Builder::new()
+        .prefix("qci-seccomp-")
+        .tempdir_in(qci_testkit::test_root())
+        .unwrap();
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .unwrap();
+    let s = Server::start_with(
+        Path::new(QCI),
+        &["--seccomp-profile", profile.to_str().unwrap()],
+    )
+    .await;
+    // The same file as a Localhost profile, named by one container.
+    std::fs::create_dir_all(s.data_dir.join("seccomp")).unwrap();
+    std::fs::copy(&profile, s.data_dir.join("seccomp/no-mkdir.json")).unwrap();
+    let report = "mkdir /tmp/x 2>/tmp/err && echo mkdir=yes || echo mkdir=$(grep -o denied /tmp/err); \
+        echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); echo groups=$(id -G); sleep 600";
+    let spec = format!(
+        "name: ops\ntermination_grace_period_seconds: 1\n\
+         security_context: {{sysctls: [{{name: net.ipv4.ip_unprivileged_port_start, value: '80'}}], supplemental_groups: [4242]}}\n\
+         containers:\n\
+         - {{name: default, image: '{image}', command: [sh, -c, '{report}']}}\n\
+         - {{name: local, image: '{image}', command: [sh, -c, '{report}'], security_context: {{seccomp_profile: {{type: Localhost, localhost_profile: no-mkdir.json}}}}}}\n\
+         - {{name: missing, image: '{image}', command: [sh, -c, '{report}'], security_context: {{seccomp_profile: {{type: Localhost, localhost_profile: nope.json}}}}}}\n"
+    );
+    let (ok, out, _) = s.create("ops", &spec, &[]);
+    assert!(ok);
+    let id = out.trim().to_string();
+    for c in ["default", "local"] {
+        let log = log_with(&s, &id, c, "groups=").await;
+        assert_eq!(
+            field(&log, "mkdir"),
+            "denied",
+            "{c}: the operator's profile (EACCES): {log}"
+        );
+        assert_eq!(field(&log, "port"), "80", "{c}: the group's sysctl: {log}");
+        assert!(
+            field(&log, "groups").split(' ').any(|g| g == "4242"),
+            "{c}: {log}"
+        );
+    }
+    // A Localhost profile that is not there: the container's configuration is at fault.
+    let g = s
+        .wait_group(&id, "missing profile", |g| {
+            g.status.containers[2]
+                .last_state
+                .as_ref()
+                .and_then(|l| l.reason.as_deref())
+                == Some("CreateContainerConfigError")
+                || g.status.containers[2].reason.as_deref() == Some("CreateContainerConfigError")
+        })
+        .await;
+    let c = &g.status.containers[2];
+    let msg = c
+        .message
+        .clone()
+        .or_else(|| c.last_state.as_ref().and_then(|l| l.message.clone()))
+        .unwrap_or_default();
+    assert!(msg.contains("nope.json"), "{msg}");
+}
