@@ -76,14 +76,9 @@ impl Default for Security {
             supplemental_groups: vec![],
             read_only_root: false,
             no_new_privileges: false,
-            capabilities: CAPABILITIES
+            capabilities: qci_spec::DEFAULT_CAPABILITIES
                 .iter()
-                .map(|c| {
-                    serde_json::to_value(c)
-                        .ok()
-                        .and_then(|v| v.as_str().map(|s| s.trim_start_matches("CAP_").to_string()))
-                        .unwrap_or_default()
-                })
+                .map(|c| qci_spec::capability_name(*c))
                 .collect(),
             seccomp: None,
             sysctls: vec![],
@@ -109,10 +104,6 @@ fn user_string(image_user: Option<&str>, s: &Security) -> Option<String> {
     }
 }
 
-fn capability(name: &str) -> Option<Capability> {
-    serde_json::from_value(serde_json::Value::String(format!("CAP_{name}"))).ok()
-}
-
 /// Where the group's shared pieces are.
 pub struct SandboxPaths<'a> {
     pub dir: &'a Path,
@@ -120,24 +111,6 @@ pub struct SandboxPaths<'a> {
 
 /// CFS period used for CPU limits (the kernel's default, as Docker uses).
 const CPU_PERIOD: u64 = 100_000;
-
-/// Docker's default capability set, so images behave as they do under Docker.
-const CAPABILITIES: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Builds the runtime spec for a container whose root filesystem is mounted at `rootfs`.
 pub fn build_spec(
@@ -165,7 +138,7 @@ pub fn build_spec(
     let caps: HashSet<Capability> = sec
         .capabilities
         .iter()
-        .filter_map(|c| capability(c))
+        .filter_map(|c| qci_spec::parse_capability(c).ok())
         .collect();
     // Bounding, effective and permitted only: with empty inheritable and ambient sets a
     // process that is not root loses every capability at execve, as under Docker.

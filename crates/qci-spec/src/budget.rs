@@ -122,20 +122,7 @@ pub fn prescan(text: &str) -> Result<(), FieldError> {
                 b'[' | b'{' if flow > 0 || node_start => {
                     flow += 1;
                     collections += 1;
-                    if collections > MAX_COLLECTIONS {
-                        return Err(at(
-                            lineno,
-                            col,
-                            format!("more than {MAX_COLLECTIONS} sequences and mappings"),
-                        ));
-                    }
-                    if depth_here + flow > MAX_DEPTH {
-                        return Err(at(
-                            lineno,
-                            col,
-                            format!("nested deeper than {MAX_DEPTH} levels"),
-                        ));
-                    }
+                    opened(collections, depth_here + flow).map_err(|m| at(lineno, col, m))?;
                 }
                 b']' | b'}' if flow > 0 => flow -= 1,
                 b'-' if flow == 0
@@ -144,20 +131,7 @@ pub fn prescan(text: &str) -> Result<(), FieldError> {
                 {
                     depth_here += 1;
                     collections += 1;
-                    if collections > MAX_COLLECTIONS {
-                        return Err(at(
-                            lineno,
-                            col,
-                            format!("more than {MAX_COLLECTIONS} sequences and mappings"),
-                        ));
-                    }
-                    if depth_here > MAX_DEPTH {
-                        return Err(at(
-                            lineno,
-                            col,
-                            format!("nested deeper than {MAX_DEPTH} levels"),
-                        ));
-                    }
+                    opened(collections, depth_here).map_err(|m| at(lineno, col, m))?;
                 }
                 b'*' if node_start => {
                     aliases += 1;
@@ -187,6 +161,19 @@ pub fn prescan(text: &str) -> Result<(), FieldError> {
             spaced = false;
             i += 1;
         }
+    }
+    Ok(())
+}
+
+/// The budgets a newly opened sequence or mapping must fit: how many there are, how deep.
+fn opened(collections: usize, depth: usize) -> Result<(), String> {
+    if collections > MAX_COLLECTIONS {
+        return Err(format!(
+            "more than {MAX_COLLECTIONS} sequences and mappings"
+        ));
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
     }
     Ok(())
 }

@@ -145,6 +145,24 @@ pub(crate) fn attach(
     Ok(())
 }
 
+/// Why a disk could not be taken as free: gone, or attached to a group.
+fn not_free(conn: &Connection, id: &str) -> Result<StoreError> {
+    let d: Option<Option<String>> = conn
+        .query_row(
+            "SELECT g.name FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id WHERE d.id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match d {
+        None => StoreError::DiskNotFound(id.to_string()),
+        Some(g) => StoreError::DiskInUse {
+            disk: id.to_string(),
+            group: g.unwrap_or_default(),
+        },
+    })
+}
+
 impl Store {
     /// Records a new disk, `Creating`: the controller makes its image.
     pub fn create_disk(&self, id: &str, owner: &str, spec: &DiskSpec, size: u64) -> Result<Disk> {
@@ -291,20 +309,7 @@ impl Store {
         if n == 1 {
             return Ok(());
         }
-        let d: Option<Option<String>> = conn
-            .query_row(
-                "SELECT g.name FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id WHERE d.id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Err(match d {
-            None => StoreError::DiskNotFound(id.to_string()),
-            Some(g) => StoreError::DiskInUse {
-                disk: id.to_string(),
-                group: g.unwrap_or_default(),
-            },
-        })
+        Err(not_free(&conn, id)?)
     }
 
     /// Removes a Deleting disk's row (its image is gone); a disk in use is refused.
@@ -315,20 +320,7 @@ impl Store {
             params![id],
         )?;
         if n == 0 {
-            let d: Option<Option<String>> = conn
-                .query_row(
-                    "SELECT g.name FROM disks d LEFT JOIN container_groups g ON g.id = d.group_id WHERE d.id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            return Err(match d {
-                None => StoreError::DiskNotFound(id.to_string()),
-                Some(g) => StoreError::DiskInUse {
-                    disk: id.to_string(),
-                    group: g.unwrap_or_default(),
-                },
-            });
+            return Err(not_free(&conn, id)?);
         }
         Ok(())
     }
