@@ -57,9 +57,9 @@ pub fn limit_files(v2: bool, l: GroupLimits) -> Vec<(&'static str, &'static str,
 
 /// The mount point of the v1 hierarchy holding `controller`, or of the v2 tree.
 fn hierarchy_of(controller: &str) -> Option<(PathBuf, bool)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let table = crate::mounts::table().ok()?;
     let mut v2 = None;
-    for l in text.lines() {
+    for l in table.text.lines() {
         let Some((pre, post)) = l.split_once(" - ") else {
             continue;
         };
@@ -155,10 +155,12 @@ fn enable_v2_controllers(root: &Path, rel: &str) -> Result<(), CgroupError> {
 
 /// Mount points of every cgroup hierarchy (v1 controllers and the v2 unified tree).
 pub fn hierarchy_roots() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(table) = crate::mounts::table() else {
         return vec![];
     };
-    text.lines()
+    table
+        .text
+        .lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
             let fstype = post.split(' ').next()?;

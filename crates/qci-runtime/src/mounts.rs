@@ -1,17 +1,80 @@
 //! overlayfs root filesystems and mount bookkeeping.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-/// Mount points currently listed in /proc/self/mountinfo.
-pub fn mount_points() -> std::io::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .collect())
+/// This process's mount table, as /proc/self/mountinfo lists it.
+pub struct MountTable {
+    /// The file's text.
+    pub text: String,
+    /// Mount points, in mount order.
+    pub points: Vec<PathBuf>,
+    set: std::collections::HashSet<PathBuf>,
+}
+
+impl MountTable {
+    fn parse(text: String) -> MountTable {
+        let points: Vec<PathBuf> = text
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|p| PathBuf::from(unescape(p)))
+            .collect();
+        let set = points.iter().cloned().collect();
+        MountTable { text, points, set }
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.set.contains(path)
+    }
+}
+
+/// The open mountinfo file and the table last read from it.
+struct Cached {
+    file: std::fs::File,
+    table: Arc<MountTable>,
+}
+
+static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+
+/// The mount table, read again only when it has changed. Every pass of every group asks
+/// whether its namespaces are mounted; with hundreds of groups, having the kernel render
+/// thousands of mounts (overlay options above all) for each question took both cores. The
+/// kernel marks an open mountinfo file with POLLPRI when the table changes (proc(5)), so a
+/// poll with no wait says whether the table read last is still the table.
+pub fn table() -> std::io::Result<Arc<MountTable>> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsFd;
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.as_mut() {
+        let mut fds = [nix::poll::PollFd::new(
+            c.file.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        let changed = match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(0) => false,
+            // An event, or poll failing: read again to be sure.
+            _ => true,
+        };
+        if !changed {
+            return Ok(c.table.clone());
+        }
+        let mut text = String::new();
+        c.file.rewind()?;
+        c.file.read_to_string(&mut text)?;
+        c.table = Arc::new(MountTable::parse(text));
+        return Ok(c.table.clone());
+    }
+    let mut file = std::fs::File::open("/proc/self/mountinfo")?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let table = Arc::new(MountTable::parse(text));
+    *cache = Some(Cached {
+        file,
+        table: table.clone(),
+    });
+    Ok(table)
 }
 
 fn unescape(s: &str) -> String {
@@ -37,10 +100,11 @@ fn unescape(s: &str) -> String {
 
 /// Every mount point with its source (the device or "tmpfs", "overlay", ...).
 pub fn mount_sources() -> Vec<(PathBuf, PathBuf)> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(t) = table() else {
         return vec![];
     };
-    text.lines()
+    t.text
+        .lines()
         .filter_map(|l| {
             let point = l.split(' ').nth(4)?;
             let (_, post) = l.split_once(" - ")?;
@@ -54,9 +118,7 @@ pub fn mount_sources() -> Vec<(PathBuf, PathBuf)> {
 }
 
 pub fn is_mounted(path: &Path) -> bool {
-    mount_points()
-        .map(|m| m.iter().any(|p| p == path))
-        .unwrap_or(false)
+    table().is_ok_and(|t| t.contains(path))
 }
 
 /// Mounts an overlay of `lower` (bottom first) with `upper` and `work` at `target`.
@@ -120,19 +182,24 @@ pub fn unmount_strict(path: &Path) -> std::io::Result<()> {
 
 /// Every mount point at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    mount_points()
+    table()
+        .map(|t| {
+            t.points
+                .iter()
+                .filter(|p| p.starts_with(dir))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.starts_with(dir))
-        .collect()
 }
 
 /// Every lower directory of every overlay mounted on this machine.
 pub fn overlay_lower_dirs() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(t) = table() else {
         return vec![];
     };
-    text.lines()
+    t.text
+        .lines()
         .filter_map(|l| l.split_once(" - ").map(|(_, post)| post))
         .filter(|post| post.starts_with("overlay "))
         .filter_map(|post| post.split(' ').nth(2))
@@ -143,4 +210,33 @@ pub fn overlay_lower_dirs() -> Vec<PathBuf> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cached table follows mounts and unmounts as they happen (the kernel's POLLPRI).
+    #[test]
+    fn the_table_follows_the_kernel() {
+        let d = tempfile::tempdir().unwrap();
+        let before = table().unwrap();
+        assert!(!before.contains(d.path()));
+        mount(
+            Some("tmpfs"),
+            d.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mounting a tmpfs (the tests run as root)");
+        let mounted = table().unwrap();
+        let shown = mounted.contains(d.path());
+        umount2(d.path(), MntFlags::MNT_DETACH).unwrap();
+        assert!(shown, "a new mount is seen at once");
+        assert!(
+            !table().unwrap().contains(d.path()),
+            "an unmount is seen at once"
+        );
+    }
 }

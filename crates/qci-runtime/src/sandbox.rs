@@ -22,7 +22,7 @@ pub fn shm_path(dir: &Path) -> PathBuf {
 /// True when every namespace file of the sandbox (and the shared shm, if wanted) is in place.
 /// (Runs at every pass of every group: mountinfo is read once.)
 pub fn is_ready(dir: &Path, shm_bytes: Option<u64>) -> bool {
-    let Ok(mounted) = crate::mounts::mount_points() else {
+    let Ok(mounted) = crate::mounts::table() else {
         return false;
     };
     let has = |p: PathBuf| mounted.contains(&p);

@@ -188,6 +188,11 @@ impl Server {
         }
     }
 
+    /// The `qci serve` process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// A container's whole log, as `qci logs -c` gives it.
     pub async fn logs(&self, id: &str, container: &str) -> String {
         let opts = qci_client::LogOptions {

@@ -1,0 +1,136 @@
+//! Benchmark: many idle one-container groups on one server (issue 15, goal 5). Creates
+//! QCI_DENSITY_GROUPS groups (default 200) through the API from 16 clients, waits until all are
+//! Running, then measures over 10 s: the CPU `qci serve` uses while nothing changes, and the
+//! latency of `GET /v1/container-groups/{id}` meanwhile; then deletes them all.
+//!
+//! Run as root: `cargo bench -p qci --bench density` (QCI_DENSITY_GROUPS=1000 for the goal).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qci_spec::GroupPhase;
+use qci_testkit::bench::stats;
+use qci_testkit::{Registry, Server, push_busybox};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .expect("stat shape")
+        .1
+        .split(' ')
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("QCI_DENSITY_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bench/busybox", "1.0").await;
+    let s = Arc::new(Server::start_with(Path::new(QCI), &["--basic-network-linger", "30"]).await);
+    let pid = s.pid().expect("serve runs");
+    let spec = move |i: usize| {
+        format!(
+            "name: d-{i}\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '36000']}}]\n"
+        )
+    };
+
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (s, next, spec) = (s.clone(), next.clone(), spec.clone());
+        clients.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return ids;
+                }
+                ids.push(s.client.create_group(&spec(i)).await.expect("create").id);
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.extend(c.await.unwrap());
+    }
+    let accepted = t.elapsed();
+    loop {
+        let groups = s.client.list_groups().await.expect("list");
+        let running = groups
+            .iter()
+            .filter(|g| g.status.phase == GroupPhase::Running)
+            .count();
+        if running == n {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(900),
+            "only {running} of {n} Running after 900 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_running = t.elapsed();
+
+    // Idle: what the controller costs with nothing to do, and what a GET waits
+    // (QCI_DENSITY_IDLE_SECS long, 10 by default: longer to profile `qci serve` meanwhile).
+    let idle = std::env::var("QCI_DENSITY_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("idle for {idle} s; qci serve is pid {pid}");
+    let (c0, t0) = (cpu_seconds(pid), Instant::now());
+    let mut gets = Vec::new();
+    while t0.elapsed() < Duration::from_secs(idle) {
+        let id = &ids[gets.len() % ids.len()];
+        let g = Instant::now();
+        s.client.get_group(id).await.expect("get");
+        gets.push(g.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for id in &ids {
+        s.client.delete_group(id).await.expect("delete");
+    }
+    while !s.client.list_groups().await.expect("list").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(900),
+            "deletes take over 900 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deleted = t.elapsed();
+
+    println!();
+    println!(
+        "{n} groups: accepted in {:.1} s ({:.0}/s), all Running after {:.1} s, deleted in {:.1} s",
+        accepted.as_secs_f64(),
+        n as f64 / accepted.as_secs_f64(),
+        all_running.as_secs_f64(),
+        deleted.as_secs_f64()
+    );
+    println!("qci serve while idle: {:.0}% of one core", busy * 100.0);
+    let mut sorted = gets.clone();
+    sorted.sort();
+    stats("GET a group while idle", gets);
+    println!(
+        "GET p99: {:.1} ms",
+        sorted[sorted.len() * 99 / 100].as_secs_f64() * 1000.0
+    );
+}
