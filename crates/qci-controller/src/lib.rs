@@ -107,6 +107,8 @@ pub struct Controller {
     basic_used: Mutex<Option<std::time::Instant>>,
     /// The size this process set on each group's cgroup.
     limits: Mutex<std::collections::HashMap<String, qci_runtime::GroupLimits>>,
+    /// The containers on this machine by group, read once at the start of each pass.
+    listed: Mutex<Arc<std::collections::HashMap<String, Vec<String>>>>,
     /// Sizes the kernel refused (group id and size → when), not retried at every pass.
     limit_refused: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -132,6 +134,7 @@ impl Controller {
             metered: Default::default(),
             limits: Default::default(),
             limit_refused: Default::default(),
+            listed: Default::default(),
         })
     }
 
@@ -234,26 +237,25 @@ impl Controller {
     }
 
     /// Bills a group once a second while it is Pending, Running or Restarting.
-    fn meter(&self, g: &qci_spec::ContainerGroup) {
+    /// True when the group is billable and was last metered a second ago or more (it is then
+    /// counted as metered now; the caller records all such groups in one transaction).
+    fn meter_due(&self, g: &qci_spec::ContainerGroup) -> bool {
         use qci_spec::GroupPhase::*;
         let billable = g.deletion_requested_at.is_none()
             && matches!(g.status.phase, Pending | Running | Restarting | Updating);
         let mut metered = self.metered.lock().unwrap_or_else(|p| p.into_inner());
         if !billable {
             metered.remove(&g.id);
-            return;
+            return false;
         }
         if metered
             .get(&g.id)
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
         {
-            return;
+            return false;
         }
         metered.insert(g.id.clone(), std::time::Instant::now());
-        drop(metered);
-        if let Err(e) = self.store.meter(g, chrono::Utc::now()) {
-            tracing::warn!(group = %g.id, "metering: {e}");
-        }
+        true
     }
 
     /// Drops the events of groups deleted more than the retention ago.
@@ -302,6 +304,9 @@ impl Controller {
     /// Starts a reconcile for every group that has none running.
     fn pass(self: &Arc<Self>) {
         self.sync_disks();
+        // One directory read for every group's question "which containers do I have left?".
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(self.runtime.all_containers());
         let groups = match self.store.all_groups() {
             Ok(g) => g,
             Err(e) => {
@@ -355,8 +360,17 @@ impl Controller {
                     .remove(NETWORK_KEY);
             });
         }
+        let due: Vec<qci_spec::ContainerGroup> = groups
+            .iter()
+            .filter(|g| self.meter_due(g))
+            .cloned()
+            .collect();
+        if !due.is_empty()
+            && let Err(e) = self.store.meter_all(&due, chrono::Utc::now())
+        {
+            tracing::warn!(groups = due.len(), "metering: {e}");
+        }
         for g in groups {
-            self.meter(&g);
             let restart = g.restart_generation > g.status.observed_restart_generation;
             if g.deletion_requested_at.is_none() && g.status.phase.is_final() && !restart {
                 self.expire_if_due(&g);

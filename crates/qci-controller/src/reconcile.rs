@@ -839,11 +839,17 @@ impl Controller {
             })
             .map(|(c, _)| c)
             .collect();
-        let gone: Vec<String> = self
-            .runtime
-            .containers_of(&g.id)
+        let listed = self
+            .listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let gone: Vec<String> = listed
+            .get(&g.id)
             .into_iter()
-            .filter(|n| !g.spec.all_containers().any(|c| &c.name == n))
+            .flatten()
+            .filter(|n| !g.spec.all_containers().any(|c| &c.name == *n))
+            .cloned()
             .collect();
         if stale.is_empty() && gone.is_empty() {
             return Ok(None);

@@ -374,21 +374,28 @@ impl Runtime {
         .ok()
     }
 
-    /// Names of the group's containers that exist on this machine (running, exited or half-made).
-    pub fn containers_of(&self, group_id: &str) -> Vec<String> {
-        let prefix = format!("{group_id}-");
-        std::fs::read_dir(self.layout.data_dir.join("containers"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_prefix(&prefix)
-                            .map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Every container this machine has a bundle for, by group id (one directory read, for a
+    /// pass over every group).
+    pub fn all_containers(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let mut by_group: std::collections::HashMap<String, Vec<String>> = Default::default();
+        if let Ok(d) = std::fs::read_dir(self.layout.data_dir.join("containers")) {
+            for e in d.flatten() {
+                let name = e.file_name();
+                // `cg-<hex>-<container>`: group ids hold one '-', container names may hold more.
+                let Some((hex, container)) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("cg-"))
+                    .and_then(|n| n.split_once('-'))
+                else {
+                    continue;
+                };
+                by_group
+                    .entry(format!("cg-{hex}"))
+                    .or_default()
+                    .push(container.to_string());
+            }
+        }
+        by_group
     }
 
     /// The layer directories every container on this machine uses: those its bundle records,

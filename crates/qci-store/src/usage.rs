@@ -12,42 +12,56 @@ const METER_GAP_SECONDS: i64 = 5;
 impl Store {
     /// Records that the group is billable now: extends its open interval, or opens one.
     pub fn meter(&self, g: &ContainerGroup, now: DateTime<Utc>) -> Result<()> {
+        self.meter_all(std::slice::from_ref(g), now)
+    }
+
+    /// [`Store::meter`] for many groups in one transaction (one disk sync for all of them).
+    pub fn meter_all(&self, groups: &[ContainerGroup], now: DateTime<Utc>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let open: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT id, end FROM usage WHERE group_id = ?1 ORDER BY id DESC LIMIT 1",
-                params![g.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match open {
-            Some((id, end)) if (now - parse_time(&end)).num_seconds() <= METER_GAP_SECONDS => {
-                tx.execute(
-                    "UPDATE usage SET end = ?2 WHERE id = ?1",
-                    params![id, now.to_rfc3339()],
-                )?;
-            }
-            _ => {
-                tx.execute(
-                    "INSERT INTO usage (owner, group_id, name, start, end, cpu, memory_bytes, price_per_hour)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
-                    params![
-                        g.owner,
-                        g.id,
-                        g.name,
-                        now.to_rfc3339(),
-                        g.resources.cpu,
-                        g.resources.memory_bytes as i64,
-                        g.resources.price_per_hour
-                    ],
-                )?;
-            }
+        for g in groups {
+            meter_in(&tx, g, now)?;
         }
         tx.commit()?;
         Ok(())
     }
+}
 
+fn meter_in(tx: &rusqlite::Transaction<'_>, g: &ContainerGroup, now: DateTime<Utc>) -> Result<()> {
+    let open: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, end FROM usage WHERE group_id = ?1 ORDER BY id DESC LIMIT 1",
+            params![g.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match open {
+        Some((id, end)) if (now - parse_time(&end)).num_seconds() <= METER_GAP_SECONDS => {
+            tx.execute(
+                "UPDATE usage SET end = ?2 WHERE id = ?1",
+                params![id, now.to_rfc3339()],
+            )?;
+        }
+        _ => {
+            tx.execute(
+                "INSERT INTO usage (owner, group_id, name, start, end, cpu, memory_bytes, price_per_hour)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+                params![
+                    g.owner,
+                    g.id,
+                    g.name,
+                    now.to_rfc3339(),
+                    g.resources.cpu,
+                    g.resources.memory_bytes as i64,
+                    g.resources.price_per_hour
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
     /// Each group's use, of one tenant (every tenant's with `None`), between `from` and `to`
     /// (intervals clipped to the window).
     pub fn usage(
