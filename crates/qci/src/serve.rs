@@ -315,8 +315,9 @@ fn listen_for_exits(
         .with_context(|| format!("binding {}", path.display()))?;
     tokio::spawn(async move {
         let mut buf = [0u8; 256];
-        while sock.recv(&mut buf).await.is_ok() {
-            controller.wake();
+        // Each datagram is the runc id of a container whose exit its monitor recorded.
+        while let Ok(n) = sock.recv(&mut buf).await {
+            controller.wake_container(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     Ok(())
