@@ -1004,6 +1004,8 @@ impl Controller {
         self.detach_network(g).await?;
         self.runtime.remove_group(&g.id).await?;
         self.limits.lock().unwrap().remove(&g.id);
+        self.settled.lock().unwrap().remove(&g.id);
+        self.dirty.lock().unwrap().remove(&g.id);
         self.limit_refused
             .lock()
             .unwrap()
