@@ -42,7 +42,7 @@ impl Controller {
                         // (A growth left for the next attach is noted by the runtime beside
                         // the image, where the attach clears it; the API shows it.)
                         tracing::info!(disk = %w.id, size = w.size, note = ?note, "disk image ready");
-                        this.store.disk_made(&w.id, w.size, None)
+                        this.store.disk_made(&w.id, w.size)
                     }
                     Ok(Outcome::Removed) => {
                         tracing::info!(disk = %w.id, "disk removed");

@@ -20,7 +20,7 @@ mod tenant;
 mod validate;
 mod volume;
 
-pub use budget::{MAX_ALIASES, MAX_COLLECTIONS, MAX_DEPTH, MAX_WORK, prescan};
+pub use budget::{MAX_DEPTH, prescan};
 pub use disk::{
     DEFAULT_INSTANCE_TYPE, Disk, DiskCompat, DiskPhase, DiskResize, DiskSpec, MAX_DISK_BYTES,
     MIN_DISK_BYTES, disk_bytes, validate_disk,

@@ -48,6 +48,15 @@ pub fn parse_spec(text: &str) -> Result<GroupSpec, SpecError> {
     Ok(spec)
 }
 
+/// Every error of a spec, as `field: message` lines (none when it is valid); for tests.
+#[cfg(test)]
+pub(crate) fn field_errors(yaml: &str) -> Vec<String> {
+    match parse_spec(yaml) {
+        Ok(_) => vec![],
+        Err(e) => e.fields().iter().map(|f| f.to_string()).collect(),
+    }
+}
+
 fn malformed(path: String, msg: String) -> SpecError {
     let mut field = if path == "." { String::new() } else { path };
     // yaml_serde starts its message with the path (of the map, for an unknown field).

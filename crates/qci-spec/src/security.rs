@@ -6,7 +6,6 @@
 //! [`SecurityPolicy::check`] applies what the operator of a server allows.
 
 use std::collections::BTreeSet;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -448,25 +447,11 @@ impl SecurityPolicy {
     }
 }
 
-impl FromStr for SeccompType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("unknown seccomp profile type {s:?}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::field_errors as errs;
     use crate::parse_spec;
-
-    fn errs(yaml: &str) -> Vec<String> {
-        match parse_spec(yaml) {
-            Ok(_) => vec![],
-            Err(e) => e.fields().iter().map(|f| f.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn capability_names() {

@@ -341,14 +341,8 @@ pub fn check_image_reference(s: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::parse::field_errors as errs;
     use crate::parse_spec;
-
-    fn errs(yaml: &str) -> Vec<String> {
-        match parse_spec(yaml) {
-            Ok(_) => vec![],
-            Err(e) => e.fields().iter().map(|f| f.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn names_and_images() {

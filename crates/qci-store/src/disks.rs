@@ -276,12 +276,12 @@ impl Store {
     }
 
     /// The image file has `size` bytes: a Creating disk becomes Ready.
-    pub fn disk_made(&self, id: &str, size: u64, message: Option<&str>) -> Result<()> {
+    pub fn disk_made(&self, id: &str, size: u64) -> Result<()> {
         self.conn().execute(
-            "UPDATE disks SET made_size = ?2, message = ?3,
+            "UPDATE disks SET made_size = ?2, message = NULL,
                  state = CASE WHEN state = 'Creating' THEN 'Ready' ELSE state END
              WHERE id = ?1",
-            params![id, size as i64, message],
+            params![id, size as i64],
         )?;
         Ok(())
     }
@@ -347,7 +347,7 @@ mod tests {
         };
         let d = s.create_disk("d-1", "o", &spec, 1 << 30).unwrap();
         assert_eq!(d.phase, DiskPhase::Creating);
-        s.disk_made("d-1", 1 << 30, None).unwrap();
+        s.disk_made("d-1", 1 << 30).unwrap();
         assert_eq!(s.find_disk("o", "d-1").unwrap().phase, DiskPhase::Available);
         assert!(matches!(
             s.create_disk("d-2", "o", &spec, 1 << 30),
@@ -398,7 +398,7 @@ mod tests {
         let work = s.disk_work().unwrap();
         assert_eq!(work.len(), 2);
         assert_eq!((work[0].state, work[0].made_size), (DiskState::Creating, 0));
-        s.disk_made("d-1", 1 << 30, None).unwrap();
+        s.disk_made("d-1", 1 << 30).unwrap();
         s.disk_problem("d-2", "no space").unwrap();
         assert!(
             s.disk_work().unwrap().is_empty(),
@@ -419,7 +419,7 @@ mod tests {
             (work[0].id.as_str(), work[0].size, work[0].made_size),
             ("d-1", 2 << 30, 1 << 30)
         );
-        s.disk_made("d-1", 2 << 30, None).unwrap();
+        s.disk_made("d-1", 2 << 30).unwrap();
         // Deleting: the row stays until the controller removes the image, then goes.
         s.request_disk_deletion("d-2").unwrap();
         assert_eq!(s.disk_work().unwrap()[0].state, DiskState::Deleting);
