@@ -895,7 +895,9 @@ async fn tls_and_the_cli_identity() {
     assert!(ok && out.contains("*") && out.contains("lab"), "{out}");
     let (ok, _, err) = run(&["context", "use", "nope"], None, &[]);
     assert!(!ok && err.contains("no context"), "{err}");
-    // A bad key is refused at login and nothing is saved.
+    // A bad key is refused at login and nothing is saved. (Compare the whole
+    // file: a key or a CA is hex and base64, and may well contain "bad".)
+    let before = std::fs::read(&file).unwrap();
     let (ok, _, err) = run(
         &[
             "login",
@@ -911,5 +913,14 @@ async fn tls_and_the_cli_identity() {
         &[],
     );
     assert!(!ok && err.contains("not valid"), "{err}");
-    assert!(!std::fs::read_to_string(&file).unwrap().contains("bad"));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a refused login changed the config file"
+    );
+    let (_, out, _) = run(&["context", "ls"], None, &[]);
+    assert!(
+        !out.split_whitespace().any(|w| w == "bad"),
+        "a refused login left a context: {out}"
+    );
 }
