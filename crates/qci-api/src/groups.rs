@@ -119,7 +119,7 @@ pub async fn create_group(
         .store
         .create_sized_group(scope.owner(), &spec, &resources)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
-    (s.on_change)();
+    (s.on_group_change)(&g.id);
     Ok((StatusCode::CREATED, Json(g.masked())))
 }
 
@@ -188,7 +188,7 @@ pub async fn update_group(
         .map_err(|e| ApiError::Fields(vec![e]))?;
     let g = s.store.update_group(&g.id, &spec, &resources)?;
     tracing::info!(group = %g.id, "updated");
-    (s.on_change)();
+    (s.on_group_change)(&g.id);
     Ok(Json(g.masked()))
 }
 
@@ -206,7 +206,7 @@ pub async fn delete_group(
     let g = s.store.find_group(scope.owner(), &id)?;
     let g = s.store.request_deletion(&g.id)?;
     tracing::info!(group = %g.id, "deletion requested");
-    (s.on_change)();
+    (s.on_group_change)(&g.id);
     Ok((StatusCode::ACCEPTED, Json(g.masked())))
 }
 
@@ -224,7 +224,7 @@ pub async fn restart_group(
     let g = s.store.find_group(scope.owner(), &id)?;
     let g = s.store.request_restart(&g.id)?;
     tracing::info!(group = %g.id, "restart requested");
-    (s.on_change)();
+    (s.on_group_change)(&g.id);
     Ok((StatusCode::ACCEPTED, Json(g.masked())))
 }
 

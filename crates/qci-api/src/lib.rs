@@ -36,6 +36,9 @@ pub struct AppState {
     pub layout: Layout,
     /// Called after a change the controller should act on at once.
     pub on_change: Arc<dyn Fn() + Send + Sync>,
+    /// Called after a change to one group (its id): the controller passes that group alone,
+    /// not every group, so creating many groups costs no pass over all of them each.
+    pub on_group_change: Arc<dyn Fn(&str) + Send + Sync>,
     /// API request latency, for `/metrics`.
     pub latency: Arc<metrics::Latency>,
     /// qci's own gauges for `/metrics`: (name, help, value).

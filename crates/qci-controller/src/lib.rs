@@ -97,6 +97,10 @@ pub struct Controller {
     runtime: Runtime,
     config: ControllerConfig,
     wake: Notify,
+    /// Wakes the loop for the groups in `dirty` alone.
+    wake_some: Notify,
+    /// The networks' fingerprint the last full pass read (passes of single groups use it).
+    networks: Mutex<u64>,
     busy: Mutex<HashSet<String>>,
     probes: health::Probes,
     /// When each group was last metered.
@@ -115,7 +119,8 @@ pub struct Controller {
     /// one of its containers exits (the monitor's datagram names it), or SETTLED_RESYNC has
     /// gone by; with hundreds of idle groups this is most of the controller's work saved.
     settled: Mutex<std::collections::HashMap<String, (u64, std::time::Instant)>>,
-    /// Groups a notification named since the last pass (a container exited).
+    /// Groups named since their last pass: the API changed them, or a container of theirs
+    /// exited. They are passed at once, alone, and even when settled.
     dirty: Mutex<HashSet<String>>,
     /// The containers on this machine by group, read once at the start of each pass.
     listed: Mutex<Arc<std::collections::HashMap<String, Vec<String>>>>,
@@ -136,6 +141,8 @@ impl Controller {
             runtime,
             config,
             wake: Notify::new(),
+            wake_some: Notify::new(),
+            networks: Mutex::new(0),
             busy: Default::default(),
             network: Default::default(),
             net_lock: Default::default(),
@@ -155,16 +162,22 @@ impl Controller {
         self.wake.notify_one();
     }
 
+    /// Asks for a pass of group `id` now, and of it alone (the API changed its row).
+    pub fn wake_group(&self, id: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+        self.wake_some.notify_one();
+    }
+
     /// Asks for a pass now for the group of the container runc knows as `runc_id` (its
     /// monitor recorded an exit), even if the group is settled.
     pub fn wake_container(&self, runc_id: &str) {
-        if let Some((hex, _)) = runc_id.strip_prefix("cg-").and_then(|r| r.split_once('-')) {
-            self.dirty
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(format!("cg-{hex}"));
+        match runc_id.strip_prefix("cg-").and_then(|r| r.split_once('-')) {
+            Some((hex, _)) => self.wake_group(&format!("cg-{hex}")),
+            None => self.wake(),
         }
-        self.wake();
     }
 
     /// What a settled group's row and the networks looked like: any change unsettles it.
@@ -373,13 +386,42 @@ impl Controller {
         }
     }
 
-    /// Runs passes forever.
+    /// Runs passes forever: over every group each RESYNC and when woken, and over the groups
+    /// named (`dirty`) as soon as they are.
     pub async fn run(self: Arc<Self>) {
         loop {
             self.pass();
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(RESYNC) => {}
+            let next = tokio::time::Instant::now() + RESYNC;
+            loop {
+                tokio::select! {
+                    _ = self.wake.notified() => break,
+                    _ = tokio::time::sleep_until(next) => break,
+                    _ = self.wake_some.notified() => self.pass_named(),
+                }
+            }
+        }
+    }
+
+    /// Starts a reconcile for each group named in `dirty` (reading only their rows).
+    fn pass_named(self: &Arc<Self>) {
+        let named: Vec<String> = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let networks = *self.networks.lock().unwrap_or_else(|p| p.into_inner());
+        for id in named {
+            match self.store.get_group(&id) {
+                Ok(Some(g)) => self.consider(g, networks),
+                Ok(None) => {
+                    self.dirty
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+                Err(e) => tracing::error!(group = %id, "reading a group: {e}"),
             }
         }
     }
@@ -454,78 +496,102 @@ impl Controller {
             tracing::warn!(groups = due.len(), "metering: {e}");
         }
         let networks = self.networks_key();
+        *self.networks.lock().unwrap_or_else(|p| p.into_inner()) = networks;
         for g in groups {
-            // (Taken off only when the group's pass starts: one under way keeps it for the next.)
-            let dirty = self
-                .dirty
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&g.id);
-            let key = Self::settle_key(&g, networks);
-            {
-                let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
-                match settled.get(&g.id) {
-                    Some((k, at)) if *k == key && at.elapsed() < SETTLED_RESYNC && !dirty => {
-                        continue;
-                    }
-                    Some(_) => {
-                        settled.remove(&g.id);
-                    }
-                    None => {}
+            self.consider(g, networks);
+        }
+    }
+
+    /// Starts a reconcile of `g` unless it is settled and not named, final, or has one under
+    /// way (`networks`: the networks' fingerprint for its settle key).
+    fn consider(self: &Arc<Self>, g: qci_spec::ContainerGroup, networks: u64) {
+        // (Taken off only when the group's pass starts: one under way keeps it for the next.)
+        let dirty = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&g.id);
+        let key = Self::settle_key(&g, networks);
+        {
+            let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+            match settled.get(&g.id) {
+                Some((k, at)) if *k == key && at.elapsed() < SETTLED_RESYNC && !dirty => {
+                    return;
                 }
+                Some(_) => {
+                    settled.remove(&g.id);
+                }
+                None => {}
             }
-            let restart = g.restart_generation > g.status.observed_restart_generation;
-            if g.deletion_requested_at.is_none() && g.status.phase.is_final() && !restart {
-                self.expire_if_due(&g);
-                continue;
-            }
-            if !self
-                .busy
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(g.id.clone())
-            {
-                continue;
-            }
+        }
+        let restart = g.restart_generation > g.status.observed_restart_generation;
+        if g.deletion_requested_at.is_none() && g.status.phase.is_final() && !restart {
             if dirty {
                 self.dirty
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&g.id);
             }
-            let this = self.clone();
-            tokio::spawn(async move {
-                let id = g.id.clone();
-                let span = tracing::info_span!("reconcile", group = %id, name = %g.name);
-                let res = tracing::Instrument::instrument(this.reconcile(&id), span).await;
-                // Steady before the pass, and still steady as the pass left it (a container
-                // that exited meanwhile is in back-off, with a retry time, and is not).
-                if matches!(res, Ok(false))
-                    && Self::steady(&g)
-                    && !this
-                        .dirty
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .contains(&id)
-                    && let Ok(Some(after)) = this.store.get_group(&id)
-                    && Self::steady(&after)
-                    && Self::settle_key(&after, networks) == key
-                {
-                    this.settled
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.clone(), (key, std::time::Instant::now()));
-                }
-                this.busy
+            self.expire_if_due(&g);
+            return;
+        }
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(g.id.clone())
+        {
+            return;
+        }
+        if dirty {
+            self.dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&g.id);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let id = g.id.clone();
+            let span = tracing::info_span!("reconcile", group = %id, name = %g.name);
+            let res = tracing::Instrument::instrument(this.reconcile(&id), span).await;
+            // Steady before the pass, and still steady as the pass left it (a container
+            // that exited meanwhile is in back-off, with a retry time, and is not).
+            if matches!(res, Ok(false))
+                && Self::steady(&g)
+                && !this
+                    .dirty
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                match res {
-                    Ok(true) => this.wake(),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(group = %id, "reconcile: {e}"),
-                }
-            });
-        }
+                    .contains(&id)
+                && let Ok(Some(after)) = this.store.get_group(&id)
+                && Self::steady(&after)
+                && Self::settle_key(&after, networks) == key
+            {
+                this.settled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone(), (key, std::time::Instant::now()));
+            }
+            this.busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            match res {
+                // It has more to do (a container to start after its sandbox, say): pass
+                // it again at once, alone.
+                Ok(true) => this.wake_group(&id),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(group = %id, "reconcile: {e}"),
+            }
+            // Named while this pass ran: pass it again now rather than at the next resync.
+            if this
+                .dirty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id)
+            {
+                this.wake_some.notify_one();
+            }
+        });
     }
 }

@@ -8,6 +8,9 @@ use qci_spec::{ContainerGroup, EventType, GroupStatus, Protocol};
 
 use crate::{Controller, ControllerError};
 
+/// Firewall rules by firewall id (None: no such firewall), read once per plan.
+type Firewalls = std::collections::HashMap<String, Option<Vec<qci_spec::FirewallRule>>>;
+
 impl Controller {
     /// Uses `driver` for groups' networks (without one, groups have loopback only).
     pub fn set_network(&self, driver: Arc<dyn NetworkDriver>) {
@@ -16,18 +19,25 @@ impl Controller {
 
     /// A group's place as the driver wants it: ports from its spec, the rules of its own and
     /// its VPC's firewall.
+    /// (`firewalls` keeps the rules read so far: a plan for every group reads each once.)
     fn group_plan(
         &self,
         g: &ContainerGroup,
         gn: qci_store::GroupNetwork,
         nets: &[qci_store::NetworkRecord],
+        firewalls: &mut Firewalls,
     ) -> Result<GroupPlan, ControllerError> {
-        let rules =
+        let mut rules =
             |id: Option<String>| -> Result<Option<Vec<qci_spec::FirewallRule>>, ControllerError> {
-                Ok(match id {
-                    None => None,
-                    Some(id) => self.store.firewall_by_id(&id)?.map(|f| f.rules),
-                })
+                let Some(id) = id else {
+                    return Ok(None);
+                };
+                if let Some(r) = firewalls.get(&id) {
+                    return Ok(r.clone());
+                }
+                let r = self.store.firewall_by_id(&id)?.map(|f| f.rules);
+                firewalls.insert(id, r.clone());
+                Ok(r)
             };
         let ports = |p: Protocol| -> Vec<u16> {
             let mut v: Vec<u16> = g
@@ -77,14 +87,26 @@ impl Controller {
         leaving: Option<&str>,
     ) -> Result<(Vec<NetworkPlan>, Vec<GroupPlan>), ControllerError> {
         let nets = self.store.networks()?;
-        let groups = self.store.all_groups()?;
+        let mut firewalls = Firewalls::new();
         let mut plans = Vec::new();
         for gn in self.store.group_networks()? {
             if Some(gn.group_id.as_str()) == leaving {
                 continue;
             }
-            if let Some(g) = groups.iter().find(|g| g.id == gn.group_id) {
-                plans.push(self.group_plan(g, gn, &nets)?);
+            if gn.eip.is_none() {
+                // A sync uses only what a group publishes on its EIP; one without needs no
+                // more than its address (and its row is not read: a sync runs every pass).
+                plans.push(GroupPlan {
+                    group_id: gn.group_id,
+                    network: gn.network,
+                    ip: gn.ip,
+                    eip: None,
+                    tcp: vec![],
+                    udp: vec![],
+                    firewall: None,
+                });
+            } else if let Some(g) = self.store.get_group(&gn.group_id)? {
+                plans.push(self.group_plan(&g, gn, &nets, &mut firewalls)?);
             }
         }
         // The basic network lives while groups use it, and a while after.
@@ -130,14 +152,21 @@ impl Controller {
         let netns = self.runtime.layout.sandbox_dir(&g.id).join("net");
         let res = async {
             // A group new to its network: make sure the network (and the host's rules for
-            // the group's EIP) exist before plugging in.
+            // the group's EIP) exist before plugging in. A group with no EIP changes no rule
+            // outside its own namespace, so when its network is there it plugs straight in;
+            // a sync reads every group, and one per new group made creating many quadratic.
             let t = std::time::Instant::now();
-            if !netns.with_file_name("network").exists() {
+            let nets = self.store.networks()?;
+            let built = nets
+                .iter()
+                .find(|n| n.id == gn.network)
+                .is_some_and(|n| driver.ready(&Self::network_record(n.clone())));
+            if !netns.with_file_name("network").exists() && (gn.eip.is_some() || !built) {
                 self.sync_networks(None).await?;
             }
             tracing::debug!(group = %g.id, ms = t.elapsed().as_secs_f64() * 1000.0, "network sync");
             let nets = self.store.networks()?;
-            let plan = self.group_plan(g, gn.clone(), &nets)?;
+            let plan = self.group_plan(g, gn.clone(), &nets, &mut Firewalls::new())?;
             let net = nets
                 .into_iter()
                 .find(|n| n.id == gn.network)
@@ -202,6 +231,7 @@ impl Controller {
             return Ok(());
         };
         let id = g.id.clone();
+        let (eip, network) = (gn.eip.is_some(), gn.network.clone());
         let r = tokio::task::spawn_blocking(move || driver.detach(&gn.network, &id)).await;
         match r {
             Ok(Err(e)) => tracing::warn!(group = %g.id, "detaching: {e}"),
@@ -209,7 +239,12 @@ impl Controller {
             Ok(Ok(())) => {}
         }
         // Its published ports and NAT go now, and its network if it was the last one there.
-        if let Err(e) = self.sync_networks(Some(&g.id)).await {
+        // (A group with no EIP among others left no rule outside its namespace: no sync, which
+        // reads every group's place and, one per deleted group, made deleting many quadratic.)
+        let last = self.store.network_members(&network)? <= 1;
+        if (eip || last)
+            && let Err(e) = self.sync_networks(Some(&g.id)).await
+        {
             tracing::warn!(group = %g.id, "networks: {e}");
         }
         Ok(())

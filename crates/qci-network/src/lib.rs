@@ -121,6 +121,9 @@ pub trait NetworkDriver: Send + Sync {
     /// Brings every network, and the host's and the routers' rules, in line with the plan;
     /// networks not in it are removed.
     fn sync(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError>;
+    /// Whether `net` exists as planned, so a group that publishes nothing (no EIP: it
+    /// changes none of the host's or the router's rules) can plug in without a sync.
+    fn ready(&self, net: &NetworkPlan) -> bool;
     /// Connects a group's network namespace (pinned at `netns`) to its network.
     fn attach(&self, net: &NetworkPlan, g: &GroupPlan, netns: &Path) -> Result<(), NetError>;
     /// Loads the group's firewall into its namespace.
@@ -269,18 +272,22 @@ impl BridgeDriver {
         std::fs::read_to_string(self.cfg.run_dir.join(net).join("ready")).ok()
     }
 
-    /// Makes the network's router unless it is there as planned (`mounted`: the mount points,
-    /// read once per sync).
-    fn ensure_network(&self, n: &NetworkPlan, mounted: &[PathBuf]) -> Result<(), NetError> {
-        let file = self.router_ns(&n.id);
+    /// Whether the network's router is there as planned.
+    fn built(&self, n: &NetworkPlan) -> bool {
         let want = format!("{} {}", n.cidr, n.slot);
-        if mounted.contains(&file)
+        netns::is_pinned(&self.router_ns(&n.id))
             && self
                 .generation(&n.id)
                 .is_some_and(|g| g.split('|').next() == Some(want.as_str()))
-        {
+    }
+
+    /// Makes the network's router unless it is there as planned.
+    fn ensure_network(&self, n: &NetworkPlan) -> Result<(), NetError> {
+        if self.built(n) {
             return Ok(());
         }
+        let file = self.router_ns(&n.id);
+        let want = format!("{} {}", n.cidr, n.slot);
         self.teardown(&n.id)?;
         let made = self.build_network(n, &file, &want);
         if made.is_err() {
@@ -452,10 +459,13 @@ impl BridgeDriver {
 }
 
 impl NetworkDriver for BridgeDriver {
+    fn ready(&self, net: &NetworkPlan) -> bool {
+        self.built(net)
+    }
+
     fn sync(&self, nets: &[NetworkPlan], groups: &[GroupPlan]) -> Result<(), NetError> {
-        let mounted = netns::mount_points();
         for n in nets {
-            self.ensure_network(n, &mounted)?;
+            self.ensure_network(n)?;
         }
         // Networks no longer wanted.
         if let Ok(entries) = std::fs::read_dir(&self.cfg.run_dir) {

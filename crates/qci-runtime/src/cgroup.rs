@@ -55,28 +55,54 @@ pub fn limit_files(v2: bool, l: GroupLimits) -> Vec<(&'static str, &'static str,
     }
 }
 
+/// A cgroup hierarchy as mounted: its mount point, whether it is the v2 tree, and its mount
+/// options (a v1 hierarchy's controllers are among them).
+struct Hierarchy {
+    point: PathBuf,
+    v2: bool,
+    options: Vec<String>,
+}
+
+/// The machine's cgroup hierarchies, read from the mount table once: they are mounted at boot
+/// and stay, and the sampler asks for them for every container every interval.
+fn hierarchies() -> &'static [Hierarchy] {
+    static FOUND: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    if let Some(h) = FOUND.get() {
+        return h;
+    }
+    let Ok(table) = crate::mounts::table() else {
+        return &[];
+    };
+    let found: Vec<Hierarchy> = table
+        .text
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let options = post.nth(1).unwrap_or("");
+            let point = pre.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| Hierarchy {
+                point: PathBuf::from(point),
+                v2: fstype == "cgroup2",
+                options: options.split(',').map(String::from).collect(),
+            })
+        })
+        .collect();
+    if found.is_empty() {
+        // Not mounted yet (or no cgroups at all): ask again next time.
+        return &[];
+    }
+    FOUND.get_or_init(|| found)
+}
+
 /// The mount point of the v1 hierarchy holding `controller`, or of the v2 tree.
 fn hierarchy_of(controller: &str) -> Option<(PathBuf, bool)> {
-    let table = crate::mounts::table().ok()?;
-    let mut v2 = None;
-    for l in table.text.lines() {
-        let Some((pre, post)) = l.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        let options = post.nth(1).unwrap_or("");
-        let Some(mount_point) = pre.split(' ').nth(4) else {
-            continue;
-        };
-        if fstype == "cgroup" && options.split(',').any(|o| o == controller) {
-            return Some((PathBuf::from(mount_point), false));
-        }
-        if fstype == "cgroup2" && v2.is_none() {
-            v2 = Some((PathBuf::from(mount_point), true));
-        }
-    }
-    v2
+    let all = hierarchies();
+    all.iter()
+        .find(|h| !h.v2 && h.options.iter().any(|o| o == controller))
+        .or_else(|| all.iter().find(|h| h.v2))
+        .map(|h| (h.point.clone(), h.v2))
 }
 
 /// Creates cgroup `rel` (e.g. `/qci-x/cg-y`) with limits `l`, or changes the limits of the one
@@ -155,19 +181,7 @@ fn enable_v2_controllers(root: &Path, rel: &str) -> Result<(), CgroupError> {
 
 /// Mount points of every cgroup hierarchy (v1 controllers and the v2 unified tree).
 pub fn hierarchy_roots() -> Vec<PathBuf> {
-    let Ok(table) = crate::mounts::table() else {
-        return vec![];
-    };
-    table
-        .text
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let mount_point = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
-        .collect()
+    hierarchies().iter().map(|h| h.point.clone()).collect()
 }
 
 /// Every existing directory of cgroup `rel` (e.g. `/qci-x/cg-y`), in all hierarchies.

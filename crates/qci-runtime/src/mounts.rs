@@ -117,6 +117,27 @@ pub fn mount_sources() -> Vec<(PathBuf, PathBuf)> {
         .collect()
 }
 
+/// Whether `path` is a namespace file pinned by a bind mount (nsfs). statfs answers for what
+/// is mounted at the path at a constant cost, where the mount table costs the kernel a
+/// rendering of every mount on the machine.
+pub fn is_nsfs(path: &Path) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, statfs};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
+}
+
+/// Whether a filesystem of its own is mounted at `path` (its device differs from its
+/// parent's): true for a fresh tmpfs or overlay, not for a bind mount within one filesystem.
+pub fn is_own_mount(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = path.parent() else {
+        return true;
+    };
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     table().is_ok_and(|t| t.contains(path))
 }

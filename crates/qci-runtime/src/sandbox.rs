@@ -20,14 +20,12 @@ pub fn shm_path(dir: &Path) -> PathBuf {
 }
 
 /// True when every namespace file of the sandbox (and the shared shm, if wanted) is in place.
-/// (Runs at every pass of every group: mountinfo is read once.)
+/// (Runs at every pass of every group, so by statfs and stat, never by the mount table.)
 pub fn is_ready(dir: &Path, shm_bytes: Option<u64>) -> bool {
-    let Ok(mounted) = crate::mounts::table() else {
-        return false;
-    };
-    let has = |p: PathBuf| mounted.contains(&p);
-    NAMESPACES.iter().all(|ns| has(ns_path(dir, ns)))
-        && shm_bytes.is_none_or(|_| has(shm_path(dir)))
+    NAMESPACES
+        .iter()
+        .all(|ns| crate::mounts::is_nsfs(&ns_path(dir, ns)))
+        && shm_bytes.is_none_or(|_| crate::mounts::is_own_mount(&shm_path(dir)))
 }
 
 /// Creates the sandbox in `dir` unless it is complete already. Also writes `hosts` and

@@ -121,6 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         qci_controller::Controller::new(store.clone(), images.clone(), runtime, config);
     controller.set_network(driver);
     let waker = controller.clone();
+    let group_waker = controller.clone();
     let pruner = controller.clone();
     let store_for_audit = store.clone();
     let state = qci_api::AppState {
@@ -128,6 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         images: images.clone(),
         layout: layout.clone(),
         on_change: Arc::new(move || waker.wake()),
+        on_group_change: Arc::new(move |id| group_waker.wake_group(id)),
         specs: Arc::new(specs),
         runtime: disk_runtime,
         network: Arc::new(net_cfg.0),
