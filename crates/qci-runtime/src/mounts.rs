@@ -138,8 +138,56 @@ pub fn is_own_mount(path: &Path) -> bool {
     }
 }
 
+/// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8): a
+/// constant cost, where the mount table costs the kernel a rendering of every mount on the
+/// machine — thousands with many groups, and changed by every start and delete. None when
+/// the kernel does not say.
+pub fn is_mount_root(path: &Path) -> Option<bool> {
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    match statx(
+        CWD,
+        path,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    ) {
+        Ok(r) => r
+            .stx_attributes_mask
+            .contains(StatxAttributes::MOUNT_ROOT)
+            .then(|| r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)),
+        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => Some(false),
+        Err(_) => None,
+    }
+}
+
 pub fn is_mounted(path: &Path) -> bool {
-    table().is_ok_and(|t| t.contains(path))
+    is_mount_root(path).unwrap_or_else(|| table().is_ok_and(|t| t.contains(path)))
+}
+
+/// The first mount point found at or below `dir` (none for a missing `dir`), by statx on every
+/// directory; by the mount table when the kernel does not say.
+pub fn first_mount_below(dir: &Path) -> Option<PathBuf> {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        match is_mount_root(&d) {
+            Some(true) => return Some(d),
+            Some(false) => {}
+            None => return mounts_under(dir).into_iter().next(),
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            // A file can be a mount point too (a bind-mounted file).
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                Ok(t) if t.is_file() && is_mount_root(&e.path()) == Some(true) => {
+                    return Some(e.path());
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Mounts an overlay of `lower` (bottom first) with `upper` and `work` at `target`.

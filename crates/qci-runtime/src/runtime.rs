@@ -349,11 +349,17 @@ impl Runtime {
         let dir = self.layout.container_dir(&id);
         self.runc.delete(&id).await?;
         if dir.exists() {
-            for m in mounts::mounts_under(&dir).into_iter().rev() {
-                mounts::unmount_if_mounted(&m).map_err(io("unmounting"))?;
+            // Its root filesystem is the one mount qci makes there; anything else mounted
+            // below goes too (found by the mount table, only then).
+            let rootfs = dir.join("rootfs");
+            mounts::unmount_if_mounted(&rootfs).map_err(io("unmounting"))?;
+            if mounts::first_mount_below(&dir).is_some() {
+                for m in mounts::mounts_under(&dir).into_iter().rev() {
+                    mounts::unmount_if_mounted(&m).map_err(io("unmounting"))?;
+                }
             }
             // Never delete through a mount (a volume's files, a disk's data).
-            if let Some(m) = mounts::mounts_under(&dir).first() {
+            if let Some(m) = mounts::first_mount_below(&dir) {
                 return Err(RuntimeError::Io {
                     context: format!("removing {}", dir.display()),
                     source: std::io::Error::other(format!("{} is still mounted", m.display())),

@@ -12,7 +12,7 @@ use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
 use qci_spec::Volume;
 use sha2::{Digest, Sha256};
 
-use crate::mounts::{is_mounted, mounts_under, unmount_strict};
+use crate::mounts::{first_mount_below, is_mounted, mounts_under, unmount_strict};
 use crate::runtime::{Runtime, RuntimeError, VolumeMountRequest};
 
 const MARK: &str = ".qci-volume";
@@ -251,10 +251,13 @@ impl Runtime {
     /// deleted through a mount.
     pub(crate) fn remove_volumes(&self, group_id: &str) -> std::io::Result<()> {
         let dir = self.layout.data_dir.join("volumes").join(group_id);
-        for m in mounts_under(&dir).into_iter().rev() {
-            unmount_strict(&m)?;
+        // (statx first: the mount table is read only when something is mounted there.)
+        if first_mount_below(&dir).is_some() {
+            for m in mounts_under(&dir).into_iter().rev() {
+                unmount_strict(&m)?;
+            }
         }
-        if let Some(m) = mounts_under(&dir).first() {
+        if let Some(m) = first_mount_below(&dir) {
             return Err(std::io::Error::other(format!(
                 "{} is still mounted",
                 m.display()

@@ -1,7 +1,9 @@
 //! Benchmark: many idle one-container groups on one server (issue 15, goal 5). Creates
 //! QCI_DENSITY_GROUPS groups (default 200) through the API from 16 clients, waits until all are
 //! Running, then measures over 10 s: the CPU `qci serve` uses while nothing changes, and the
-//! latency of `GET /v1/container-groups/{id}` meanwhile; then deletes them all.
+//! latency of `GET /v1/container-groups/{id}` meanwhile; then kills `qci serve` and 10 of the
+//! containers, and times the restart until those run again (every group adopted); then deletes
+//! them all.
 //!
 //! Run as root: `cargo bench -p qci --bench density` (QCI_DENSITY_GROUPS=1000 for the goal).
 
@@ -104,6 +106,42 @@ async fn main() {
     }
     let busy = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
 
+    // Restart: `qci serve` is killed, and while it is down the containers of 10 groups spread
+    // over the list are killed too; the time from the new `qci serve` starting until those 10
+    // run again is the time to adopt every group (one sweep passes them all) and repair them.
+    let mut s = Arc::into_inner(s).expect("the clients are done");
+    let victims: Vec<(String, u32)> = {
+        let groups = s.client.list_groups().await.expect("list");
+        (0..10)
+            .map(|k| &groups[k * groups.len() / 10 + groups.len() / 20])
+            .map(|g| (g.id.clone(), g.status.containers[0].pid.expect("a pid")))
+            .collect()
+    };
+    s.kill9();
+    for (_, p) in &victims {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &p.to_string()])
+            .status();
+    }
+    let t = Instant::now();
+    s.restart().await;
+    let answering = t.elapsed();
+    for (id, old) in &victims {
+        loop {
+            let g = s.client.get_group(id).await.expect("get");
+            let c = &g.status.containers[0];
+            if c.state == qci_spec::ContainerState::Running && c.pid.is_some_and(|p| p != *old) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(300),
+                "{id} not running again 300 s after the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let adopted = t.elapsed();
+
     let t = Instant::now();
     for id in &ids {
         s.client.delete_group(id).await.expect("delete");
@@ -126,6 +164,11 @@ async fn main() {
         deleted.as_secs_f64()
     );
     println!("qci serve while idle: {:.0}% of one core", busy * 100.0);
+    println!(
+        "restart: answering after {:.2} s; every group adopted and 10 killed containers running again after {:.2} s",
+        answering.as_secs_f64(),
+        adopted.as_secs_f64()
+    );
     let mut sorted = gets.clone();
     sorted.sort();
     stats("GET a group while idle", gets);
