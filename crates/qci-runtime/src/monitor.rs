@@ -3,7 +3,7 @@
 //! `qci serve` starts `qci monitor`, which forks: the parent waits until the container has been
 //! created and started, prints a [`StartRecord`] (or the error) and exits; the child is the
 //! monitor. It leaves qci's session, becomes a child subreaper (so the container's first process
-//! becomes its child when `runc create` exits), holds the container's stdout and stderr pipes,
+//! becomes its child when `runc run --detach` exits), holds the container's stdout and stderr pipes,
 //! appends every line to the container's log in CRI format
 //! (`<RFC 3339 time> <stdout|stderr> <F|P> <text>`), waits for the container and writes an
 //! [`ExitRecord`] atomically. Then it exits. It never talks to `qci serve`: everything it knows
@@ -236,7 +236,7 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     let pid_file = dir.join("pid");
     let runc_log = dir.join("runc.log");
     let status = runc
-        .create_command(&args.id, &args.bundle, &pid_file, &runc_log)
+        .run_detached_command(&args.id, &args.bundle, &pid_file, &runc_log)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
@@ -249,13 +249,13 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         Ok(s) if s.success() => {}
         Ok(_) => {
             let msg = runc_errors(&runc_log);
-            say(&format!("runc create failed: {msg}"));
+            say(&format!("runc run failed: {msg}"));
             let _ = runc
                 .command(&["delete", "--force", &args.id])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
-            return fail(hs, format!("runc create: {msg}"));
+            return fail(hs, format!("runc run: {msg}"));
         }
         Err(e) => {
             return fail(
@@ -272,29 +272,8 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         .and_then(|s| s.trim().parse().ok())
     {
         Some(p) => p,
-        None => return fail(hs, "runc create wrote no pid file".to_string()),
+        None => return fail(hs, "runc run wrote no pid file".to_string()),
     };
-    let out = runc
-        .command(&["start", &args.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        other => {
-            let msg = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-                Err(e) => e.to_string(),
-            };
-            let _ = runc
-                .command(&["delete", "--force", &args.id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            return fail(hs, format!("runc start: {msg}"));
-        }
-    }
     let started = StartRecord {
         pid: pid as u32,
         started_at: Utc::now(),

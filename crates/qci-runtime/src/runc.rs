@@ -73,8 +73,10 @@ impl Runc {
         c
     }
 
-    /// `runc create` for the monitor: stdio is the container's, errors go to `log`.
-    pub fn create_command(
+    /// `runc run --detach` for the monitor: stdio is the container's, errors go to `log`. One
+    /// invocation rather than `create` then `start`: every runc invocation reads the mount
+    /// table, whose cost grows with every container on the machine.
+    pub fn run_detached_command(
         &self,
         id: &str,
         bundle: &Path,
@@ -88,7 +90,8 @@ impl Runc {
             .arg(log)
             .arg("--log-format")
             .arg("json");
-        c.arg("create")
+        c.arg("run")
+            .arg("--detach")
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
