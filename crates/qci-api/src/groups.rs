@@ -133,16 +133,53 @@ fn check_policy(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
     }
 }
 
-/// Gets one container group by id or name.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    /// Answer only once waiting for this is over: the group got there, or it will not by
+    /// itself (it failed, is being deleted, or a container is stuck: a bad image, a start
+    /// error, a crash loop) — or `timeout` has passed. The answer comes as soon as the group
+    /// changes; there is no need to poll.
+    wait_for: Option<qci_spec::WaitFor>,
+    /// With `wait_for`: the longest wait, in milliseconds (none: as long as it takes).
+    timeout: Option<u64>,
+}
+
+/// Gets one container group by id or name; with `wait_for`, once waiting for it is over.
 #[utoipa::path(get, path = "/v1/container-groups/{id}", tag = "container-groups",
-    params(("id" = String, Path, description = "Group id or name")),
+    params(("id" = String, Path, description = "Group id or name"), GetQuery),
     responses((status = 200, body = ContainerGroup), (status = 404, body = ErrorBody)))]
 pub async fn get_group(
     State(s): State<AppState>,
     scope: Scope,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<GetQuery>,
 ) -> Result<Json<ContainerGroup>, ApiError> {
-    Ok(Json(s.store.find_group(scope.owner(), &id)?.masked()))
+    // (Subscribed before the first read, so no change can fall between the two.)
+    let mut changes = s.store.watch_changes();
+    let mut g = s.store.find_group(scope.owner(), &id)?;
+    let Some(want) = q.wait_for else {
+        return Ok(Json(g.masked()));
+    };
+    let deadline = q
+        .timeout
+        .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+    loop {
+        if g.wait_outcome(want).is_some() {
+            return Ok(Json(g.masked()));
+        }
+        let changed = changes.changed();
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d, changed).await.ok(),
+            None => Some(changed.await),
+        };
+        if !matches!(woke, Some(Ok(()))) {
+            return Ok(Json(g.masked()));
+        }
+        // (Marked seen before the read: a change after it wakes the next wait.)
+        changes.borrow_and_update();
+        g = s.store.find_group(scope.owner(), &g.id)?;
+    }
 }
 
 /// Updates a group in place (phase Updating): the images of changed containers are pulled
@@ -263,16 +300,23 @@ pub async fn list_events(
         })
         .into_response());
     }
-    let stream =
-        futures_util::stream::unfold((s, gid, 0i64, true), |(s, gid, seq, first)| async move {
+    // Woken by the store when a group or an event changes (and every 5 s all the same).
+    let changes = s.store.watch_changes();
+    let stream = futures_util::stream::unfold(
+        (s, gid, 0i64, true, changes),
+        |(s, gid, seq, first, mut changes)| async move {
             loop {
                 if !first {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+                            .await;
                 }
+                // (Marked seen before the read: a change after it wakes the next wait.)
+                changes.borrow_and_update();
                 let batch = s.store.events_since(None, Some(&gid), seq, 1000).ok()?;
                 if batch.is_empty() {
                     if first {
-                        return Some((Vec::new(), (s, gid, seq, false)));
+                        return Some((Vec::new(), (s, gid, seq, false, changes)));
                     }
                     // The group is gone and nothing more will come.
                     if matches!(s.store.get_group(&gid), Ok(None)) {
@@ -287,10 +331,11 @@ pub async fn list_events(
                         .filter_map(|e| axum::response::sse::Event::default().json_data(e).ok())
                         .map(Ok)
                         .collect();
-                return Some((events, (s, gid, last, false)));
+                return Some((events, (s, gid, last, false, changes)));
             }
-        })
-        .flat_map(futures_util::stream::iter);
+        },
+    )
+    .flat_map(futures_util::stream::iter);
     Ok(axum::response::sse::Sse::new(stream)
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response())

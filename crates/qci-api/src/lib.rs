@@ -15,7 +15,6 @@ mod images;
 mod logs;
 pub mod metrics;
 mod networks;
-mod pty;
 mod tenants;
 
 use std::sync::Arc;

@@ -254,6 +254,25 @@ impl Client {
         self.json(self.http.get(&url), &url).await
     }
 
+    /// A group once waiting for `want` is over (it got there, or will not by itself), or once
+    /// `timeout` has passed: the server answers as soon as the group changes, no polling.
+    pub async fn wait_group(
+        &self,
+        id: &str,
+        want: qci_spec::WaitFor,
+        timeout: std::time::Duration,
+    ) -> Result<ContainerGroup, ClientError> {
+        let want = match want {
+            qci_spec::WaitFor::Running => "Running",
+        };
+        let url = self.url(&format!(
+            "/v1/container-groups/{}?wait_for={want}&timeout={}",
+            encode(id),
+            timeout.as_millis()
+        ));
+        self.json(self.http.get(&url), &url).await
+    }
+
     /// Replaces a group's spec (its YAML or JSON text, as written).
     pub async fn update_group(
         &self,

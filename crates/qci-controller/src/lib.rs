@@ -390,13 +390,14 @@ impl Controller {
     /// named (`dirty`) as soon as they are.
     pub async fn run(self: Arc<Self>) {
         loop {
-            self.pass();
+            // (A pass reads every group: off the async workers, which the API needs.)
+            tokio::task::block_in_place(|| self.pass());
             let next = tokio::time::Instant::now() + RESYNC;
             loop {
                 tokio::select! {
                     _ = self.wake.notified() => break,
                     _ = tokio::time::sleep_until(next) => break,
-                    _ = self.wake_some.notified() => self.pass_named(),
+                    _ = self.wake_some.notified() => tokio::task::block_in_place(|| self.pass_named()),
                 }
             }
         }

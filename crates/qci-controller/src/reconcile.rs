@@ -457,7 +457,9 @@ impl Controller {
             return Ok(false);
         }
         let group_cgroup = self.runtime.layout.group_cgroup(&g.id);
-        if let Err(e) = qci_runtime::cgroup::set_group_limits(&group_cgroup, want) {
+        if let Err(e) = tokio::task::block_in_place(|| {
+            qci_runtime::cgroup::set_group_limits(&group_cgroup, want)
+        }) {
             self.limit_refused
                 .lock()
                 .unwrap()

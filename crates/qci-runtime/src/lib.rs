@@ -12,6 +12,7 @@
 mod bundle;
 pub mod cgroup;
 mod disks;
+mod exec;
 pub mod hostcheck;
 mod layout;
 pub mod logs;
@@ -19,6 +20,7 @@ pub mod loopdev;
 pub mod monitor;
 mod mounts;
 mod probe;
+mod pty;
 mod runc;
 mod runtime;
 mod sandbox;
@@ -29,6 +31,7 @@ mod volumes;
 
 pub use bundle::{BundleError, ContainerConfig, Security};
 pub use cgroup::{CgroupError, GroupLimits};
+pub use exec::{ExecIo, ExecProcess};
 pub use layout::Layout;
 pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
 pub use probe::ProbeOutcome;

@@ -7,7 +7,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::layout::Layout;
 use crate::runtime::Runtime;
 
 /// A probe's verdict, with what it saw when it failed.
@@ -19,6 +18,7 @@ pub enum ProbeOutcome {
 
 impl Runtime {
     /// Runs `argv` in the container (`runc exec`); exit status 0 within `timeout` is success.
+    /// A command still running at the timeout is killed, in the container too.
     pub async fn probe_exec(
         &self,
         group_id: &str,
@@ -26,29 +26,42 @@ impl Runtime {
         argv: &[String],
         timeout: Duration,
     ) -> ProbeOutcome {
-        let id = Layout::runc_id(group_id, name);
-        let mut args: Vec<&str> = vec!["exec", &id];
-        args.extend(argv.iter().map(String::as_str));
-        let mut cmd = tokio::process::Command::from(self.runc.command(&args));
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        match tokio::time::timeout(timeout, cmd.output()).await {
-            Err(_) => ProbeOutcome::Failure(format!(
-                "command timed out after {}s",
-                timeout.as_secs_f64()
-            )),
-            Ok(Err(e)) => ProbeOutcome::Failure(format!("cannot run runc exec: {e}")),
-            Ok(Ok(out)) if out.status.success() => ProbeOutcome::Success,
-            Ok(Ok(out)) => {
-                let mut said = String::from_utf8_lossy(&out.stdout).to_string();
-                said.push_str(&String::from_utf8_lossy(&out.stderr));
-                let said: String = said.trim().chars().take(300).collect();
+        use tokio::io::AsyncReadExt;
+        let mut p = match self.exec(group_id, name, argv, None) {
+            Ok(p) => p,
+            Err(e) => return ProbeOutcome::Failure(format!("cannot run runc exec: {e}")),
+        };
+        let Some(crate::ExecIo::Pipes {
+            stdin,
+            mut stdout,
+            mut stderr,
+        }) = p.io.take()
+        else {
+            return ProbeOutcome::Failure("runc exec gave no pipes".into());
+        };
+        drop(stdin);
+        let run = async {
+            // Both streams are read to their end (a full pipe would stall the command); what
+            // they said is kept for the failure's message.
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            out.extend_from_slice(&err);
+            (p.wait().await, out)
+        };
+        let res = tokio::time::timeout(timeout, run).await;
+        match res {
+            Err(_) => {
+                p.kill().await;
                 ProbeOutcome::Failure(format!(
-                    "command exited with {}: {said}",
-                    out.status.code().unwrap_or(-1)
+                    "command timed out after {}s",
+                    timeout.as_secs_f64()
                 ))
+            }
+            Ok((0, _)) => ProbeOutcome::Success,
+            Ok((code, said)) => {
+                let said = String::from_utf8_lossy(&said);
+                let said: String = said.trim().chars().take(300).collect();
+                ProbeOutcome::Failure(format!("command exited with {code}: {said}"))
             }
         }
     }

@@ -100,6 +100,24 @@ impl Runc {
         c
     }
 
+    /// `runc exec` of `argv` in container `id`, naming the command's pid in `pid_file`; with
+    /// `tty`, runc gives it a terminal of its own and copies to and from the caller's stdio
+    /// (which must then be a terminal).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        argv: &[String],
+        pid_file: &Path,
+        tty: bool,
+    ) -> std::process::Command {
+        let mut c = self.command(&["exec"]);
+        if tty {
+            c.arg("-t");
+        }
+        c.arg("--pid-file").arg(pid_file).arg(id).args(argv);
+        c
+    }
+
     async fn run(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {
         let mut cmd = tokio::process::Command::from(self.command(args));
         cmd.stdin(Stdio::null())

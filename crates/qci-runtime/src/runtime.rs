@@ -179,6 +179,40 @@ impl Runtime {
         dir: &Path,
         req: &StartRequest,
     ) -> Result<StartRecord, RuntimeError> {
+        // The bundle is made with blocking calls (mount, files): off the async workers, which
+        // the API needs meanwhile. A mount waits on a kernel lock that every runc making a
+        // container takes, for longer the more mounts the machine has.
+        let args = tokio::task::block_in_place(|| self.prepare(id, dir, req))?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("monitor").args(args.to_args());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(runc) = std::env::var_os("QCI_RUNC") {
+            cmd.env("QCI_RUNC", runc);
+        }
+        let out = cmd
+            .output()
+            .await
+            .map_err(io(format!("starting the monitor ({})", self.exe.display())))?;
+        parse_handshake(&out.stdout).map_err(|e| {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            RuntimeError::Start(if stderr.trim().is_empty() {
+                e
+            } else {
+                format!("{e}: {}", stderr.trim())
+            })
+        })
+    }
+
+    /// Writes the container's bundle in `dir` and mounts its root filesystem: what the monitor
+    /// needs to start it.
+    fn prepare(
+        &self,
+        id: &str,
+        dir: &Path,
+        req: &StartRequest,
+    ) -> Result<MonitorArgs, RuntimeError> {
         let rootfs = dir.join("rootfs");
         for d in ["rootfs", "upper", "work"] {
             std::fs::create_dir_all(dir.join(d))
@@ -231,7 +265,7 @@ impl Runtime {
             let _ = std::fs::remove_file(&prev_rotated);
             let _ = std::fs::rename(&rotated, &prev_rotated);
         }
-        let args = MonitorArgs {
+        Ok(MonitorArgs {
             runc_root: self.layout.runc_root.clone(),
             id: id.to_string(),
             bundle: dir.to_path_buf(),
@@ -239,26 +273,6 @@ impl Runtime {
             cgroup,
             notify: self.layout.notify_socket(),
             max_log_size: req.config.max_log_size,
-        };
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("monitor").args(args.to_args());
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(runc) = std::env::var_os("QCI_RUNC") {
-            cmd.env("QCI_RUNC", runc);
-        }
-        let out = cmd
-            .output()
-            .await
-            .map_err(io(format!("starting the monitor ({})", self.exe.display())))?;
-        parse_handshake(&out.stdout).map_err(|e| {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            RuntimeError::Start(if stderr.trim().is_empty() {
-                e
-            } else {
-                format!("{e}: {}", stderr.trim())
-            })
         })
     }
 
@@ -348,6 +362,14 @@ impl Runtime {
         let id = Layout::runc_id(group_id, name);
         let dir = self.layout.container_dir(&id);
         self.runc.delete(&id).await?;
+        // (Unmounting blocks: off the async workers, as in `start_in`.)
+        tokio::task::block_in_place(|| Self::remove_bundle(&dir))
+    }
+
+    /// Unmounts a container's root filesystem and deletes its bundle directory, never through
+    /// a mount.
+    fn remove_bundle(dir: &Path) -> Result<(), RuntimeError> {
+        let dir = dir.to_path_buf();
         if dir.exists() {
             // Its root filesystem is the one mount qci makes there; anything else mounted
             // below goes too (found by the mount table, only then).

@@ -276,7 +276,71 @@ pub struct ContainerGroup {
     pub status: GroupStatus,
 }
 
+/// What a waiter waits for (`GET /v1/container-groups/{id}?wait_for=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum WaitFor {
+    /// The group runs (or ran and ended, or its restart policy keeps it going).
+    Running,
+}
+
+/// Why waiting ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// The group got there.
+    Reached,
+    /// It will not get there by itself: it failed, is being deleted, or a container is stuck
+    /// (its name, reason and message).
+    Stuck(String),
+}
+
 impl ContainerGroup {
+    /// A container that cannot make progress without the user: a bad image, a start error or
+    /// a crash loop (seen the first time it happens). (name, reason, message)
+    pub fn stuck(&self) -> Option<(&str, &str, &str)> {
+        self.status
+            .init_containers
+            .iter()
+            .chain(&self.status.containers)
+            .find_map(|c| {
+                let r = c.reason.as_deref()?;
+                matches!(
+                    r,
+                    "ErrImagePull"
+                        | "ImagePullBackOff"
+                        | "ErrImageNeverPull"
+                        | "ContainerCannotRun"
+                        | "CreateContainerConfigError"
+                        | "CrashLoopBackOff"
+                )
+                .then(|| (c.name.as_str(), r, c.message.as_deref().unwrap_or_default()))
+            })
+    }
+
+    /// Whether one waiting for `want` is done waiting, and how: None while the group may
+    /// still get there by itself.
+    pub fn wait_outcome(&self, want: WaitFor) -> Option<WaitOutcome> {
+        use crate::GroupPhase::*;
+        match want {
+            WaitFor::Running => {
+                if let Some((name, reason, msg)) = self.stuck() {
+                    return Some(WaitOutcome::Stuck(format!(
+                        "container {name}: {reason}: {msg}"
+                    )));
+                }
+                match self.status.phase {
+                    // Restarting: it ran, and its restart policy keeps it going.
+                    Running | Restarting | Updating | Succeeded => Some(WaitOutcome::Reached),
+                    Failed => Some(WaitOutcome::Stuck(format!(
+                        "failed: {}",
+                        self.status.message.as_deref().unwrap_or("no reason given")
+                    ))),
+                    Deleting => Some(WaitOutcome::Stuck("is being deleted".into())),
+                    Pending => None,
+                }
+            }
+        }
+    }
+
     /// The group as the API shows it: passwords replaced by [`PASSWORD_MASK`].
     pub fn masked(mut self) -> ContainerGroup {
         for c in &mut self.spec.registry_credentials {
@@ -300,6 +364,62 @@ pub fn image_registry(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_waiting_for_running_ends() {
+        use crate::{ContainerState, ContainerStatus, GroupPhase};
+        let group = |phase: GroupPhase, reason: Option<&str>| {
+            let mut g: ContainerGroup = serde_json::from_value(serde_json::json!({
+                "id": "cg-1", "name": "g", "owner": "default",
+                "created_at": "2026-12-03T00:00:00Z",
+                "spec": {"name": "g", "containers": [{"name": "c", "image": "i"}]},
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap();
+            g.status.phase = phase;
+            g.status.containers = vec![ContainerStatus {
+                name: "c".into(),
+                state: ContainerState::Waiting,
+                reason: reason.map(String::from),
+                message: Some("why".into()),
+                ..Default::default()
+            }];
+            g
+        };
+        use GroupPhase::*;
+        let stuck = |m: &str| Some(WaitOutcome::Stuck(m.to_string()));
+        for (phase, reason, want) in [
+            (Pending, None, None),
+            (Pending, Some("ContainerCreating"), None),
+            (
+                Pending,
+                Some("ErrImagePull"),
+                stuck("container c: ErrImagePull: why"),
+            ),
+            (
+                Pending,
+                Some("CreateContainerConfigError"),
+                stuck("container c: CreateContainerConfigError: why"),
+            ),
+            (
+                Restarting,
+                Some("CrashLoopBackOff"),
+                stuck("container c: CrashLoopBackOff: why"),
+            ),
+            (Running, None, Some(WaitOutcome::Reached)),
+            (Restarting, Some("Error"), Some(WaitOutcome::Reached)),
+            (Updating, None, Some(WaitOutcome::Reached)),
+            (Succeeded, Some("Completed"), Some(WaitOutcome::Reached)),
+            (Failed, Some("Error"), stuck("failed: no reason given")),
+            (Deleting, None, stuck("is being deleted")),
+        ] {
+            assert_eq!(
+                group(phase, reason).wait_outcome(WaitFor::Running),
+                want,
+                "{phase:?} {reason:?}"
+            );
+        }
+    }
 
     #[test]
     fn registries() {

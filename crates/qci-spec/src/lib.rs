@@ -28,7 +28,7 @@ pub use disk::{
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, EnvVar, GroupSpec,
     MAX_CONTAINERS, PASSWORD_MASK, PortSpec, Protocol, PullPolicy, RegistryCredential,
-    RestartPolicy, default_pull_policy, image_registry, normalize_registry,
+    RestartPolicy, WaitFor, WaitOutcome, default_pull_policy, image_registry, normalize_registry,
 };
 pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
 pub use image_cache::{

@@ -36,6 +36,8 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        drop(conn);
+        self.changed();
         Ok(())
     }
 

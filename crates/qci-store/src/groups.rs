@@ -127,6 +127,9 @@ impl Store {
                  ELSE json_set(?2, '$.phase', 'Deleting') END WHERE id = ?1",
             params![id, serde_json::to_string(status)?],
         )?;
+        if n == 1 {
+            self.changed();
+        }
         Ok(n == 1)
     }
 
@@ -138,7 +141,10 @@ impl Store {
                  status = json_set(status, '$.phase', 'Deleting') WHERE id = ?1",
             params![id, Utc::now().to_rfc3339()],
         )?;
-        updated(&conn, n, id)
+        let g = updated(&conn, n, id);
+        drop(conn);
+        self.changed();
+        g
     }
 
     /// Replaces a group's spec (and size); passwords are sealed, and a credential given as the
@@ -182,7 +188,10 @@ impl Store {
         };
         tenants::enforce_after(&tx, &old.owner, &growth)?;
         tx.commit()?;
-        updated(&conn, n, id)
+        let g = updated(&conn, n, id);
+        drop(conn);
+        self.changed();
+        g
     }
 
     /// Asks for the group's containers to be restarted (init containers first); returns it.
@@ -193,7 +202,10 @@ impl Store {
              WHERE id = ?1 AND deletion_requested_at IS NULL",
             params![id],
         )?;
-        updated(&conn, n, id)
+        let g = updated(&conn, n, id);
+        drop(conn);
+        self.changed();
+        g
     }
 
     /// Removes a group. Its events stay readable (by id or name) until
@@ -213,6 +225,8 @@ impl Store {
         )?;
         networks::detach(&tx, id)?;
         tx.commit()?;
+        drop(conn);
+        self.changed();
         Ok(())
     }
 

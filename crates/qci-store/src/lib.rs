@@ -266,9 +266,22 @@ pub struct Store {
     sealer: Arc<Sealer>,
     net: networks::SharedNetConfig,
     keys: Arc<keys::KeyCache>,
+    /// Counts changes to groups and their events, so waiters (a long-polling GET, a watch of
+    /// events) wake when something changed instead of polling.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
+    /// Wakes whoever watches changes (after a write to a group or its events).
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that is marked changed after each write to a group or its events.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Opens (creating if needed) `qci.db` in `dir` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store> {
         let db = dir.join("qci.db");
@@ -285,6 +298,7 @@ impl Store {
             sealer: Arc::new(sealer),
             net: Default::default(),
             keys: Default::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -297,6 +311,7 @@ impl Store {
             sealer: Arc::new(Sealer::ephemeral()?),
             net: Default::default(),
             keys: Default::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 

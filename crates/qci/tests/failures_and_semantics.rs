@@ -335,3 +335,95 @@ async fn docker_manifests_and_multi_arch_indexes_are_pulled() {
     assert_eq!(s.logs(&id, "docker").await, "docker\n");
     assert_eq!(s.logs(&id, "multi").await, "amd64\n");
 }
+
+/// `GET …?wait_for=Running` answers once waiting is over — reached, stuck, or timed out —
+/// and refuses a condition it does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_waits_for_running_and_says_when_it_never_will() {
+    use qci_spec::{WaitFor, WaitOutcome};
+    use std::time::Duration;
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let c = &s.client;
+
+    // Reached: one answer, Running, with the container's pid.
+    let g = c
+        .create_group(&format!(
+            "name: w\ncontainers: [{{name: a, image: '{image}', command: [sleep, '600']}}]\n"
+        ))
+        .await
+        .unwrap();
+    let w = c
+        .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(w.status.phase, GroupPhase::Running, "{:?}", w.status);
+    assert!(w.status.containers[0].pid.is_some());
+    assert_eq!(w.wait_outcome(WaitFor::Running), Some(WaitOutcome::Reached));
+
+    // Timed out: an init container holds the group in Pending; the answer comes at the
+    // timeout, still Pending.
+    let g = c
+        .create_group(&format!(
+            "name: slow\ninit_containers: [{{name: i, image: '{image}', command: [sleep, '600']}}]\ncontainers: [{{name: a, image: '{image}', command: [sleep, '600']}}]\n"
+        ))
+        .await
+        .unwrap();
+    let w = c
+        .wait_group(&g.id, WaitFor::Running, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(w.status.phase, GroupPhase::Pending);
+    assert_eq!(w.wait_outcome(WaitFor::Running), None);
+
+    // Stuck: a missing image ends the wait with the reason, though qci keeps retrying.
+    let g = c
+        .create_group(&format!(
+            "name: noimg\ncontainers: [{{name: a, image: '{}/no/such:1'}}]\n",
+            reg.host()
+        ))
+        .await
+        .unwrap();
+    let w = c
+        .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
+        .await
+        .unwrap();
+    match w.wait_outcome(WaitFor::Running) {
+        Some(WaitOutcome::Stuck(why)) => assert!(why.contains("ImagePull"), "{why}"),
+        other => panic!("expected stuck, got {other:?}: {:?}", w.status),
+    }
+
+    // A wait on a group being deleted ends with it (woken by the deletion, not the timeout).
+    let waiter = {
+        let c = s.client_with(s.admin_key().as_deref());
+        tokio::spawn(async move {
+            c.wait_group("slow", WaitFor::Running, Duration::from_secs(3600))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.delete_group("slow").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(120), waiter)
+        .await
+        .expect("the wait did not end with the deletion")
+        .unwrap();
+    match ended {
+        Ok(g) => assert_eq!(
+            g.wait_outcome(WaitFor::Running),
+            Some(WaitOutcome::Stuck("is being deleted".into()))
+        ),
+        Err(e) => assert!(e.is_not_found(), "{e}"),
+    }
+
+    // An unknown condition is a 400 naming it.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/container-groups/w?wait_for=Sleeping", s.url))
+        .bearer_auth(s.admin_key().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("wait_for"), "{text}");
+}

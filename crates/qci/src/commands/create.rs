@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use qci_client::{Client, ClientError};
-use qci_spec::{ContainerGroup, ContainerState, GroupPhase};
+use qci_spec::{ContainerGroup, ContainerState, WaitFor, WaitOutcome};
 
 use crate::cli::CreateArgs;
 
@@ -89,43 +89,32 @@ pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// Waits for Running or an end; a container that cannot get its image or cannot start is
-/// reported at once rather than waited on.
+/// reported at once rather than waited on. The server answers as soon as the group changes
+/// (`wait_for`); each answer within a second prints progress.
 async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let g = client.get_group(id).await?;
+        let left = timeout.saturating_sub(start.elapsed());
+        let g = client
+            .wait_group(id, WaitFor::Running, left.min(Duration::from_secs(1)))
+            .await?;
         let line = progress(&g);
         if line != last {
             eprintln!("{line}");
             last = line;
         }
-        if let Some((name, reason, msg)) = stuck(&g) {
-            bail!(
-                "container {name} of group {}: {reason}: {msg}\n(qci keeps retrying; `qci delete {}` gives up)",
+        match g.wait_outcome(WaitFor::Running) {
+            Some(WaitOutcome::Reached) => return Ok(ExitCode::SUCCESS),
+            Some(WaitOutcome::Stuck(why)) if g.stuck().is_some() => bail!(
+                "group {}: {why}\n(qci keeps retrying; `qci delete {}` gives up)",
                 g.name,
                 g.id
-            );
+            ),
+            Some(WaitOutcome::Stuck(why)) => bail!("group {} {why}", g.name),
+            None => {}
         }
-        match g.status.phase {
-            // Restarting: it ran, and its restart policy keeps it going.
-            GroupPhase::Running
-            | GroupPhase::Restarting
-            | GroupPhase::Updating
-            | GroupPhase::Succeeded => {
-                return Ok(ExitCode::SUCCESS);
-            }
-            GroupPhase::Failed => {
-                bail!(
-                    "group {} failed: {}",
-                    g.name,
-                    g.status.message.as_deref().unwrap_or("no reason given")
-                )
-            }
-            GroupPhase::Deleting => bail!("group {} is being deleted", g.name),
-            GroupPhase::Pending => {}
-        }
-        if start.elapsed() > timeout {
+        if start.elapsed() >= timeout {
             bail!(
                 "group {} is still {} after {}s",
                 g.name,
@@ -133,7 +122,6 @@ async fn wait_running(client: &Client, id: &str, timeout: Duration) -> anyhow::R
                 timeout.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -154,32 +142,4 @@ fn progress(g: &ContainerGroup) -> String {
         return format!("{}: {}", g.name, g.status.phase);
     }
     format!("{}: {}  {}", g.name, g.status.phase, parts.join(", "))
-}
-
-/// A container that cannot make progress without the user: bad image, a start error, or a
-/// crash loop (seen the first time it happens).
-fn stuck(g: &ContainerGroup) -> Option<(String, String, String)> {
-    g.status
-        .init_containers
-        .iter()
-        .chain(&g.status.containers)
-        .find_map(|c| {
-            let r = c.reason.as_deref()?;
-            matches!(
-                r,
-                "ErrImagePull"
-                    | "ImagePullBackOff"
-                    | "ErrImageNeverPull"
-                    | "ContainerCannotRun"
-                    | "CreateContainerConfigError"
-                    | "CrashLoopBackOff"
-            )
-            .then(|| {
-                (
-                    c.name.clone(),
-                    r.to_string(),
-                    c.message.clone().unwrap_or_default(),
-                )
-            })
-        })
 }

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 /// Opens a pty of `rows` × `cols`; returns (master, slave).
-pub fn open(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn open(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let ws = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -21,7 +21,7 @@ pub fn open(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sets the terminal's size (the process on the other side gets SIGWINCH).
-pub fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
+pub(crate) fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -35,7 +35,7 @@ pub fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<()
 }
 
 /// Makes the child a session leader with the pty (its stdin) as controlling terminal.
-pub fn controlling_terminal(cmd: &mut tokio::process::Command) {
+pub(crate) fn controlling_terminal(cmd: &mut tokio::process::Command) {
     // SAFETY: between fork and exec only async-signal-safe calls are made (setsid, ioctl).
     unsafe {
         cmd.pre_exec(|| {
