@@ -46,6 +46,11 @@ const NETWORK_KEY: &str = "network";
 
 /// How often every group is looked at even when nothing asked for it.
 const RESYNC: Duration = Duration::from_millis(250);
+/// At most this many containers start at once. Each start is mostly runc and the kernel
+/// copying and rendering the mount table (which grows with every container); a hundred at once
+/// start no sooner than a few at a time, and starve the API of CPU meanwhile.
+const MAX_STARTS: usize = 4;
+
 /// How often a settled group (see [`Controller::settled`]) is looked at all the same.
 const SETTLED_RESYNC: Duration = Duration::from_secs(2);
 
@@ -124,6 +129,8 @@ pub struct Controller {
     dirty: Mutex<HashSet<String>>,
     /// The containers on this machine by group, read once at the start of each pass.
     listed: Mutex<Arc<std::collections::HashMap<String, Vec<String>>>>,
+    /// Container starts under way at once (see [`MAX_STARTS`]).
+    starts: tokio::sync::Semaphore,
     /// Sizes the kernel refused (group id and size → when), not retried at every pass.
     limit_refused: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -151,6 +158,7 @@ impl Controller {
             metered: Default::default(),
             limits: Default::default(),
             limit_refused: Default::default(),
+            starts: tokio::sync::Semaphore::new(MAX_STARTS),
             listed: Default::default(),
             settled: Default::default(),
             dirty: Default::default(),

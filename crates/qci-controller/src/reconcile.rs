@@ -731,6 +731,9 @@ impl Controller {
                     fingerprint: fingerprint(g, c),
                     volume_mounts: Self::volume_mounts(g, c),
                 };
+                // A few starts at a time: many at once contend for the kernel's mount and
+                // cgroup locks and leave the API no CPU, and start no faster.
+                let _turn = self.starts.acquire().await;
                 self.runtime
                     .start(&req)
                     .await

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qci_spec::GroupPhase;
+use qci_spec::{GroupPhase, WaitFor};
 use qci_testkit::bench::{delete, runs, stats};
 use qci_testkit::{Registry, Server, push_busybox};
 
@@ -49,23 +49,48 @@ async fn main() {
     for i in 1..=runs {
         let t = Instant::now();
         let g = s.client.create_group(&spec(i)).await.expect("create");
-        loop {
-            let g = s.client.get_group(&g.id).await.expect("get");
-            match g.status.phase {
-                GroupPhase::Running => break,
-                GroupPhase::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
-                other => panic!("group ended {other}: {:?}", g.status),
-            }
-        }
+        // The server answers as soon as the group runs (no polling).
+        let g = s
+            .client
+            .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
+            .await
+            .expect("wait");
+        assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
         qci.push(t.elapsed());
         delete(&s, &g.id).await;
+    }
+
+    // The CLI, as a user runs it: `qci create -f FILE --wait`, from its start to its exit.
+    let mut cli = Vec::new();
+    for i in 1..=runs {
+        let file = s.data_dir.join(format!("bench-cli-{i}.yaml"));
+        std::fs::write(&file, spec(runs + i)).expect("spec file");
+        let t = Instant::now();
+        let out = s
+            .command()
+            .args(["create", "--wait", "-f"])
+            .arg(&file)
+            .output()
+            .expect("qci create");
+        cli.push(t.elapsed());
+        assert!(
+            out.status.success(),
+            "qci create --wait: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        delete(&s, String::from_utf8_lossy(&out.stdout).trim()).await;
     }
 
     let runc = bare_runc(&layer, runs);
     println!();
     let a = stats("qci create -> Running (API)", qci);
+    let c = stats("qci create --wait (CLI)", cli);
     let b = stats("runc run -d (bare bundle)", runc);
     println!("ratio qci / runc: {:.2}", a / b);
+    println!("CLI - API (medians): {:.1} ms", c - a);
+    if Command::new("podman").arg("--version").output().is_err() {
+        println!("(podman is not installed: no peer in this run)");
+    }
 }
 
 /// `runc run -d` of a bundle made by `runc spec`, rootfs an overlay of the same layer.

@@ -106,12 +106,39 @@ async fn main() {
     }
     let busy = (cpu_seconds(pid) - c0) / t0.elapsed().as_secs_f64();
 
+    // The API alone: 200 more creates by the 16 clients, of groups whose image cannot be
+    // pulled (nothing starts, so no runc competes for the cores), with the n groups running.
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (s, next) = (s.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= 200 {
+                    return ids;
+                }
+                let spec = format!(
+                    "name: x-{i}\ncontainers: [{{name: c, image: '127.0.0.1:1/none:1'}}]\n"
+                );
+                ids.push(s.client.create_group(&spec).await.expect("create").id);
+            }
+        }));
+    }
+    for c in clients {
+        ids.extend(c.await.unwrap());
+    }
+    let api_alone = t.elapsed();
+
     // Restart: `qci serve` is killed, and while it is down the containers of 10 groups spread
     // over the list are killed too; the time from the new `qci serve` starting until those 10
     // run again is the time to adopt every group (one sweep passes them all) and repair them.
     let mut s = Arc::into_inner(s).expect("the clients are done");
     let victims: Vec<(String, u32)> = {
-        let groups = s.client.list_groups().await.expect("list");
+        let mut groups = s.client.list_groups().await.expect("list");
+        groups.retain(|g| g.name.starts_with("d-"));
         (0..10)
             .map(|k| &groups[k * groups.len() / 10 + groups.len() / 20])
             .map(|g| (g.id.clone(), g.status.containers[0].pid.expect("a pid")))
@@ -164,6 +191,11 @@ async fn main() {
         deleted.as_secs_f64()
     );
     println!("qci serve while idle: {:.0}% of one core", busy * 100.0);
+    println!(
+        "200 more creates, nothing starting: {:.1} s ({:.0}/s)",
+        api_alone.as_secs_f64(),
+        200.0 / api_alone.as_secs_f64()
+    );
     println!(
         "restart: answering after {:.2} s; every group adopted and 10 killed containers running again after {:.2} s",
         answering.as_secs_f64(),
