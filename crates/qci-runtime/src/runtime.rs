@@ -316,7 +316,8 @@ impl Runtime {
         }
     }
 
-    /// SIGTERM, then SIGKILL once `grace` has passed; returns when the container has exited.
+    /// SIGTERM to the container's first process (as Docker and Kubernetes send it), then
+    /// SIGKILL once `grace` has passed; returns when the container has exited.
     pub async fn stop(
         &self,
         group_id: &str,
@@ -324,17 +325,22 @@ impl Runtime {
         grace: Duration,
     ) -> Result<(), RuntimeError> {
         let id = Layout::runc_id(group_id, name);
-        if !matches!(
-            self.observe(group_id, name).await,
-            Observed::Running(_) | Observed::Starting
-        ) {
-            return Ok(());
+        let pid = match self.observe(group_id, name).await {
+            Observed::Running(s) => Some(s.pid),
+            Observed::Starting => None,
+            _ => return Ok(()),
+        };
+        let dir = self.layout.container_dir(&id);
+        if !pid.is_some_and(|p| signal_first_process(&dir, p, rustix::process::Signal::TERM)) {
+            self.runc.kill(&id, "TERM").await?;
         }
-        self.runc.kill(&id, "TERM").await?;
         if self.wait_exit(group_id, name, grace).await {
             return Ok(());
         }
-        self.runc.kill(&id, "KILL").await?;
+        // The first process is its PID namespace's init: when it dies the kernel kills the rest.
+        if !pid.is_some_and(|p| signal_first_process(&dir, p, rustix::process::Signal::KILL)) {
+            self.runc.kill(&id, "KILL").await?;
+        }
         self.wait_exit(group_id, name, Duration::from_secs(10))
             .await;
         Ok(())
@@ -462,6 +468,37 @@ impl Runtime {
 }
 
 /// True if the monitor recorded in the container dir still runs (and is a qci monitor for it).
+/// Signals the container's first process directly, without a runc invocation (each reads the
+/// machine's mount table, which grows with every container: deleting many groups was mostly
+/// runc reading it). The pid is pinned with a pidfd, then checked to be the monitor's child
+/// (the monitor is the subreaper that adopted the container's first process), so a pid reused
+/// by another process is never signalled. False when that cannot be made sure: the caller
+/// then asks runc.
+fn signal_first_process(dir: &Path, pid: u32, sig: rustix::process::Signal) -> bool {
+    use rustix::process::{Pid, PidfdFlags, pidfd_open, pidfd_send_signal};
+    let Some(monitor) = std::fs::read_to_string(dir.join("monitor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let Some(fd) = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+    else {
+        return false;
+    };
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        });
+    parent == Some(monitor) && pidfd_send_signal(&fd, sig).is_ok()
+}
+
 fn monitor_alive(dir: &Path, id: &str) -> bool {
     let Some(pid) = std::fs::read_to_string(dir.join("monitor.pid"))
         .ok()

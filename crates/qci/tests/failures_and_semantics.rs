@@ -427,3 +427,54 @@ async fn the_server_waits_for_running_and_says_when_it_never_will() {
     let text = resp.text().await.unwrap();
     assert!(text.contains("wait_for"), "{text}");
 }
+
+/// Stopping sends SIGTERM to the container's first process, as Docker and Kubernetes do, and
+/// gives it the grace period to finish; one that ignores SIGTERM is killed once it is over.
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_sends_sigterm_then_sigkill_after_the_grace_period() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1.0").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: polite\ntermination_grace_period_seconds: 2\ncontainers:\n\
+         - {{name: handles, image: '{image}', command: [sh, -c, 'trap \"echo got TERM; exit 3\" TERM; echo ready; while true; do sleep 0.1; done']}}\n\
+         - {{name: ignores, image: '{image}', command: [sleep, '600']}}\n"
+    );
+    let (ok, out, err) = s.create("polite", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let pid_of = |g: &qci_spec::ContainerGroup, name: &str| {
+        g.status
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.pid)
+    };
+    let before = s.client.get_group(&id).await.unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if s.logs(&id, "handles").await.contains("ready") {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the trap was never set");
+    let (ok, _, err) = s.cli(&["restart", "polite"]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "restarted", |g| {
+            g.status.observed_restart_generation == 1
+                && g.status.phase == GroupPhase::Running
+                && pid_of(g, "ignores").is_some_and(|p| Some(p) != pid_of(&before, "ignores"))
+        })
+        .await;
+    // SIGTERM reached the first process and its handler ran ...
+    let (_, previous, _) = s.cli(&["logs", "polite", "-c", "handles", "--previous"]);
+    assert!(previous.contains("got TERM"), "{previous:?}");
+    // ... and `sleep`, which as PID 1 ignores SIGTERM, was killed after the grace period: it
+    // runs again under a new pid.
+    assert!(pid_of(&g, "ignores") != pid_of(&before, "ignores"));
+    let (_, events, _) = s.cli(&["events", "polite"]);
+    assert!(events.contains("stopping container"), "{events}");
+}
