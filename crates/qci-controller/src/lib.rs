@@ -129,6 +129,10 @@ pub struct Controller {
     dirty: Mutex<HashSet<String>>,
     /// The containers on this machine by group, read once at the start of each pass.
     listed: Mutex<Arc<std::collections::HashMap<String, Vec<String>>>>,
+    /// Groups being deleted whose network place is already unplugged: left out of every
+    /// network sync from then on, so a periodic sync cannot bring back what they alone used
+    /// (the basic network's router) before their row goes.
+    detached: Mutex<HashSet<String>>,
     /// Container starts under way at once (see [`MAX_STARTS`]).
     starts: tokio::sync::Semaphore,
     /// Sizes the kernel refused (group id and size → when), not retried at every pass.
@@ -159,6 +163,7 @@ impl Controller {
             limits: Default::default(),
             limit_refused: Default::default(),
             starts: tokio::sync::Semaphore::new(MAX_STARTS),
+            detached: Default::default(),
             listed: Default::default(),
             settled: Default::default(),
             dirty: Default::default(),

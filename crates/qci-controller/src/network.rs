@@ -89,8 +89,13 @@ impl Controller {
         let nets = self.store.networks()?;
         let mut firewalls = Firewalls::new();
         let mut plans = Vec::new();
+        let detached = self
+            .detached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for gn in self.store.group_networks()? {
-            if Some(gn.group_id.as_str()) == leaving {
+            if Some(gn.group_id.as_str()) == leaving || detached.contains(&gn.group_id) {
                 continue;
             }
             if gn.eip.is_none() {
@@ -230,6 +235,10 @@ impl Controller {
         ) else {
             return Ok(());
         };
+        self.detached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(g.id.clone());
         let id = g.id.clone();
         let (eip, network) = (gn.eip.is_some(), gn.network.clone());
         let r = tokio::task::spawn_blocking(move || driver.detach(&gn.network, &id)).await;
@@ -241,7 +250,21 @@ impl Controller {
         // Its published ports and NAT go now, and its network if it was the last one there.
         // (A group with no EIP among others left no rule outside its namespace: no sync, which
         // reads every group's place and, one per deleted group, made deleting many quadratic.)
-        let last = self.store.network_members(&network)? <= 1;
+        // Last: no group in the network but ones being deleted and already unplugged (this
+        // one among them). The count first, so the ids are read only when it may be so.
+        let last = {
+            let detached = self
+                .detached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            self.store.network_members(&network)? <= detached.len()
+                && self
+                    .store
+                    .network_member_ids(&network)?
+                    .iter()
+                    .all(|id| detached.contains(id))
+        };
         if (eip || last)
             && let Err(e) = self.sync_networks(Some(&g.id)).await
         {

@@ -1016,6 +1016,7 @@ impl Controller {
             .unwrap()
             .retain(|k, _| !k.starts_with(&format!("{}:", g.id)));
         self.store.remove_group(&g.id)?;
+        self.detached.lock().unwrap().remove(&g.id);
         tracing::info!(group = %g.id, "deleted");
         Ok(())
     }

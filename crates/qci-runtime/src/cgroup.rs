@@ -55,6 +55,21 @@ pub fn limit_files(v2: bool, l: GroupLimits) -> Vec<(&'static str, &'static str,
     }
 }
 
+/// The cgroup mounts: (fstype, mount point, super options).
+pub(crate) fn cgroup_mounts(mountinfo: &str) -> Vec<(&str, &str, &str)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let options = post.nth(1).unwrap_or("");
+            let point = pre.split(' ').nth(4)?;
+            matches!(fstype, "cgroup" | "cgroup2").then_some((fstype, point, options))
+        })
+        .collect()
+}
+
 /// A cgroup hierarchy as mounted: its mount point, whether it is the v2 tree, and its mount
 /// options (a v1 hierarchy's controllers are among them).
 struct Hierarchy {
@@ -73,20 +88,12 @@ fn hierarchies() -> &'static [Hierarchy] {
     let Ok(table) = crate::mounts::table() else {
         return &[];
     };
-    let found: Vec<Hierarchy> = table
-        .text
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let options = post.nth(1).unwrap_or("");
-            let point = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| Hierarchy {
-                point: PathBuf::from(point),
-                v2: fstype == "cgroup2",
-                options: options.split(',').map(String::from).collect(),
-            })
+    let found: Vec<Hierarchy> = cgroup_mounts(&table.text)
+        .into_iter()
+        .map(|(fstype, point, options)| Hierarchy {
+            point: PathBuf::from(point),
+            v2: fstype == "cgroup2",
+            options: options.split(',').map(String::from).collect(),
         })
         .collect();
     if found.is_empty() {

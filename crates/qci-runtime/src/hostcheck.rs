@@ -79,23 +79,8 @@ impl HostFacts {
     }
 }
 
-/// The cgroup mounts: (fstype, mount point, super options).
-fn cgroup_mounts(mountinfo: &str) -> Vec<(&str, &str, &str)> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let fstype = post.next()?;
-            let options = post.nth(1).unwrap_or("");
-            let point = pre.split(' ').nth(4)?;
-            matches!(fstype, "cgroup" | "cgroup2").then_some((fstype, point, options))
-        })
-        .collect()
-}
-
 fn v2_root(mountinfo: &str) -> Option<String> {
-    cgroup_mounts(mountinfo)
+    crate::cgroup::cgroup_mounts(mountinfo)
         .into_iter()
         .find(|(t, _, _)| *t == "cgroup2")
         .map(|(_, p, _)| p.to_string())
@@ -151,7 +136,7 @@ pub fn check(f: &HostFacts, disks: bool) -> Vec<Problem> {
             Some(_) => {}
         },
     }
-    let mounts = cgroup_mounts(&f.mountinfo);
+    let mounts = crate::cgroup::cgroup_mounts(&f.mountinfo);
     if mounts.is_empty() {
         add(
             "no cgroup file system is mounted where qci runs (as under `ip netns exec`, which remounts /sys)".into(),

@@ -471,6 +471,17 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// The groups that have a place in `network`.
+    pub fn network_member_ids(&self, network: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare_cached("SELECT group_id FROM group_networks WHERE network = ?1")?;
+        let ids = st
+            .query_map(params![network], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
     /// One group's place, if it has one.
     pub fn group_network(&self, group_id: &str) -> Result<Option<GroupNetwork>> {
         Ok(self.query_group_networks(Some(group_id))?.pop())
