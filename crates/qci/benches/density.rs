@@ -87,6 +87,37 @@ async fn main() {
     }
     let all_running = t.elapsed();
 
+    // What each container's monitor holds (goal 4): private pages (what each further
+    // container adds), PSS (shared pages split between the monitors) and RSS, averaged.
+    let mut monitors = 0u64;
+    let (mut private, mut pss, mut rss) = (0u64, 0u64, 0u64);
+    for e in std::fs::read_dir(s.data_dir.join("containers"))
+        .expect("containers dir")
+        .flatten()
+    {
+        let Some(pid) = std::fs::read_to_string(e.path().join("monitor.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        monitors += 1;
+        private += field("Private_Clean:") + field("Private_Dirty:");
+        pss += field("Pss:");
+        rss += field("Rss:");
+    }
+    let per = |v: u64| v / monitors.max(1);
+
     // Idle: what the controller costs with nothing to do, and what a GET waits
     // (QCI_DENSITY_IDLE_SECS long, 10 by default: longer to profile `qci serve` meanwhile).
     let idle = std::env::var("QCI_DENSITY_IDLE_SECS")
@@ -191,6 +222,12 @@ async fn main() {
         deleted.as_secs_f64()
     );
     println!("qci serve while idle: {:.0}% of one core", busy * 100.0);
+    println!(
+        "per monitor ({monitors}): private {} KiB, PSS {} KiB, RSS {} KiB",
+        per(private),
+        per(pss),
+        per(rss)
+    );
     println!(
         "200 more creates, nothing starting: {:.1} s ({:.0}/s)",
         api_alone.as_secs_f64(),

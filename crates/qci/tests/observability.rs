@@ -385,3 +385,63 @@ async fn metrics_show_what_containers_use() {
     let (ok, out, _) = s.cli(&["top"]);
     assert!(ok && out.contains("hungry") && out.contains("Mi"), "{out}");
 }
+
+/// The most memory of its own a container's monitor may hold (private pages: what every further
+/// container adds, whatever the monitors share), in the build under test. A regression past it
+/// fails here. Of a debug build's ~3.1 MiB, 1.8 MiB is the binary's relocated read-only data;
+/// docs/benchmarks.md has the release build's figures.
+const MONITOR_PRIVATE_BUDGET_KIB: u64 = 4096;
+
+/// A process's private memory (clean + dirty), PSS and RSS in KiB, from smaps_rollup.
+fn memory_kib(pid: u32) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in smaps_rollup: {text}"))
+    };
+    (
+        field("Private_Clean:") + field("Private_Dirty:"),
+        field("Pss:"),
+        field("Rss:"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_monitor_stays_within_its_memory_budget() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    // Output goes through the monitor while it is measured: its buffers are in use.
+    let spec = format!(
+        "name: quiet\ntermination_grace_period_seconds: 1\ncontainers:\n  - {{name: c, image: '{image}', command: [sh, -c, 'while true; do echo tick; sleep 0.2; done']}}\n"
+    );
+    let (ok, out, err) = s.create("quiet", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let mut ticked = false;
+    for _ in 0..50 {
+        if s.logs(&id, "c").await.contains("tick") {
+            ticked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ticked, "no output came through the monitor");
+    let dir = s.data_dir.join("containers").join(format!("{id}-c"));
+    let pid: u32 = std::fs::read_to_string(dir.join("monitor.pid"))
+        .expect("monitor.pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let (private, pss, rss) = memory_kib(pid);
+    println!(
+        "monitor {pid}: private {private} KiB, PSS {pss} KiB, RSS {rss} KiB (budget {MONITOR_PRIVATE_BUDGET_KIB} KiB private)"
+    );
+    assert!(
+        private <= MONITOR_PRIVATE_BUDGET_KIB,
+        "the monitor holds {private} KiB of its own (PSS {pss}, RSS {rss}), over its budget of {MONITOR_PRIVATE_BUDGET_KIB} KiB"
+    );
+}
