@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::runc::Runc;
 
 /// Everything the monitor needs, passed on its command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MonitorArgs {
     pub runc_root: PathBuf,
     pub id: String,
@@ -44,6 +44,63 @@ pub struct MonitorArgs {
 }
 
 impl MonitorArgs {
+    /// Reads what [`MonitorArgs::to_args`] wrote (each flag once, every one but
+    /// `--max-log-size` required).
+    pub fn from_args(args: &[std::ffi::OsString]) -> Result<MonitorArgs, String> {
+        let mut found: std::collections::HashMap<&str, &std::ffi::OsString> = Default::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let name = flag
+                .to_str()
+                .and_then(|f| f.strip_prefix("--"))
+                .filter(|f| {
+                    [
+                        "runc-root",
+                        "id",
+                        "bundle",
+                        "log",
+                        "cgroup",
+                        "notify",
+                        "max-log-size",
+                    ]
+                    .contains(f)
+                })
+                .ok_or_else(|| format!("unexpected argument {flag:?}"))?;
+            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            if found.insert(name, value).is_some() {
+                return Err(format!("--{name} given twice"));
+            }
+        }
+        let path = |name: &str| -> Result<PathBuf, String> {
+            found
+                .get(name)
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("--{name} is required"))
+        };
+        let text = |name: &str| -> Result<String, String> {
+            found
+                .get(name)
+                .map(|v| v.to_str().map(String::from))
+                .ok_or_else(|| format!("--{name} is required"))?
+                .ok_or_else(|| format!("--{name} is not UTF-8"))
+        };
+        Ok(MonitorArgs {
+            runc_root: path("runc-root")?,
+            id: text("id")?,
+            bundle: path("bundle")?,
+            log: path("log")?,
+            cgroup: text("cgroup")?,
+            notify: path("notify")?,
+            max_log_size: match found.get("max-log-size") {
+                None => 10 << 20,
+                Some(v) => v
+                    .to_str()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("--max-log-size: {v:?} is not a number of bytes"))?,
+            },
+        })
+    }
+
     /// The command-line arguments after `qci monitor`.
     pub fn to_args(&self) -> Vec<String> {
         vec![
@@ -458,6 +515,44 @@ fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn monitor_arguments_read_back_what_was_written() {
+        let a = MonitorArgs {
+            runc_root: "/d/run/runc".into(),
+            id: "cg-1-web".into(),
+            bundle: "/d/containers/cg 1".into(),
+            log: "/d/logs/x.log".into(),
+            cgroup: "/qci-x/cg-1/web".into(),
+            notify: "/d/run/notify.sock".into(),
+            max_log_size: 123,
+        };
+        let os = |v: &[&str]| -> Vec<std::ffi::OsString> { v.iter().map(|s| s.into()).collect() };
+        let written: Vec<std::ffi::OsString> = a.to_args().into_iter().map(Into::into).collect();
+        assert_eq!(MonitorArgs::from_args(&written), Ok(a.clone()));
+        let mut short = written.clone();
+        short.truncate(12);
+        assert_eq!(
+            MonitorArgs::from_args(&short).map(|m| m.max_log_size),
+            Ok(10 << 20)
+        );
+        for (args, err) in [
+            (os(&["--id"]), "--id needs a value"),
+            (os(&["--id", "a", "--id", "b"]), "--id given twice"),
+            (os(&["--nope", "x"]), "unexpected argument \"--nope\""),
+            (os(&["--id", "a"]), "--runc-root is required"),
+        ] {
+            assert_eq!(MonitorArgs::from_args(&args), Err(err.to_string()));
+        }
+        let mut bad = written;
+        bad[13] = "12x".into();
+        assert!(
+            MonitorArgs::from_args(&bad)
+                .unwrap_err()
+                .contains("max-log-size")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -101,9 +101,6 @@ pub enum Command {
     /// Firewalls: rules that guard a group's (or a VPC's groups') traffic
     #[command(subcommand)]
     Firewall(FirewallCommand),
-    /// The per-container monitor (started by `qci serve`, not by hand)
-    #[command(hide = true)]
-    Monitor(MonitorCli),
 }
 
 #[derive(Args)]
@@ -283,38 +280,6 @@ pub struct DeleteArgs {
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-}
-
-#[derive(Args)]
-pub struct MonitorCli {
-    #[arg(long)]
-    pub runc_root: PathBuf,
-    #[arg(long)]
-    pub id: String,
-    #[arg(long)]
-    pub bundle: PathBuf,
-    #[arg(long)]
-    pub log: PathBuf,
-    #[arg(long)]
-    pub cgroup: String,
-    #[arg(long)]
-    pub notify: PathBuf,
-    #[arg(long, default_value_t = 10 << 20)]
-    pub max_log_size: u64,
-}
-
-impl MonitorCli {
-    pub fn to_args(&self) -> qci_runtime::MonitorArgs {
-        qci_runtime::MonitorArgs {
-            runc_root: self.runc_root.clone(),
-            id: self.id.clone(),
-            bundle: self.bundle.clone(),
-            log: self.log.clone(),
-            cgroup: self.cgroup.clone(),
-            notify: self.notify.clone(),
-            max_log_size: self.max_log_size,
-        }
-    }
 }
 
 #[derive(Subcommand)]

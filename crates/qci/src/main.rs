@@ -10,11 +10,22 @@ mod serve;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    // The monitor forks, so it must run before any thread exists (no runtime, no logger).
-    if let cli::Command::Monitor(m) = &args.command {
-        return std::process::ExitCode::from(qci_runtime::monitor::launch(m.to_args()) as u8);
+    // `qci monitor` (started by `qci serve`, not by hand) forks, so it must run before any
+    // thread exists (no runtime, no logger). Its arguments are read by hand, before clap
+    // builds the whole CLI: the monitor keeps for its life every page touched before it
+    // forks, and there is one monitor per container.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "monitor") {
+        return match qci_runtime::MonitorArgs::from_args(&argv[2..]) {
+            Ok(m) => std::process::ExitCode::from(qci_runtime::monitor::launch(m) as u8),
+            Err(e) => {
+                eprintln!("qci monitor: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
     }
+    drop(argv);
+    let args = cli::Cli::parse();
     qci_image::init_tls();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -30,7 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let client = match &cli.command {
-        Command::Serve(_) | Command::Monitor(_) => Client::new(""),
+        Command::Serve(_) => Client::new(""),
         _ => identity::client(&cli)?,
     };
     let tenant = cli.tenant.clone();
@@ -67,7 +67,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vpc(c) => network::vpc(&client, c).await,
         Command::Eip(c) => network::eip(&client, c).await,
         Command::Firewall(c) => network::firewall(&client, c).await,
-        Command::Monitor(_) => unreachable!("handled before the runtime starts"),
     }
 }
 
