@@ -101,3 +101,21 @@ pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A process's memory in KiB, from /proc/PID/smaps_rollup: (private, PSS, RSS). Private pages
+/// (clean and dirty) are what one more such process adds; PSS splits shared pages between
+/// their users. None when the process is gone.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((
+        field("Private_Clean:")? + field("Private_Dirty:")?,
+        field("Pss:")?,
+        field("Rss:")?,
+    ))
+}

@@ -101,20 +101,13 @@ async fn main() {
         else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+        let Some((p, ps, r)) = qci_testkit::memory_kib(pid) else {
             continue;
         };
-        let field = |name: &str| -> u64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
         monitors += 1;
-        private += field("Private_Clean:") + field("Private_Dirty:");
-        pss += field("Pss:");
-        rss += field("Rss:");
+        private += p;
+        pss += ps;
+        rss += r;
     }
     let per = |v: u64| v / monitors.max(1);
 

@@ -392,23 +392,6 @@ async fn metrics_show_what_containers_use() {
 /// docs/benchmarks.md has the release build's figures.
 const MONITOR_PRIVATE_BUDGET_KIB: u64 = 3072;
 
-/// A process's private memory (clean + dirty), PSS and RSS in KiB, from smaps_rollup.
-fn memory_kib(pid: u32) -> (u64, u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in smaps_rollup: {text}"))
-    };
-    (
-        field("Private_Clean:") + field("Private_Dirty:"),
-        field("Pss:"),
-        field("Rss:"),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_monitor_stays_within_its_memory_budget() {
     let reg = Registry::start();
@@ -436,7 +419,7 @@ async fn a_monitor_stays_within_its_memory_budget() {
         .trim()
         .parse()
         .expect("a pid");
-    let (private, pss, rss) = memory_kib(pid);
+    let (private, pss, rss) = qci_testkit::memory_kib(pid).expect("the monitor runs");
     println!(
         "monitor {pid}: private {private} KiB, PSS {pss} KiB, RSS {rss} KiB (budget {MONITOR_PRIVATE_BUDGET_KIB} KiB private)"
     );
