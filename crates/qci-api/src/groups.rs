@@ -161,9 +161,10 @@ pub async fn get_group(
     let Some(want) = q.wait_for else {
         return Ok(Json(g.masked()));
     };
-    let deadline = q
-        .timeout
-        .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms));
+    // (A timeout too far off to represent is no timeout: adding it would overflow.)
+    let deadline = q.timeout.and_then(|ms| {
+        tokio::time::Instant::now().checked_add(std::time::Duration::from_millis(ms))
+    });
     loop {
         if g.wait_outcome(want).is_some() {
             return Ok(Json(g.masked()));

@@ -416,6 +416,20 @@ async fn the_server_waits_for_running_and_says_when_it_never_will() {
         Err(e) => assert!(e.is_not_found(), "{e}"),
     }
 
+    // A timeout too large to add to the clock is no timeout, not a crash: the running group
+    // answers at once.
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/container-groups/w?wait_for=Running&timeout={}",
+            s.url,
+            u64::MAX
+        ))
+        .bearer_auth(s.admin_key().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
     // An unknown condition is a 400 naming it.
     let resp = reqwest::Client::new()
         .get(format!("{}/v1/container-groups/w?wait_for=Sleeping", s.url))
