@@ -30,6 +30,34 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Creates `n` groups (`spec(i)` for i in 0..n) from 16 clients at once; their ids.
+async fn create_all(
+    s: &Arc<Server>,
+    n: usize,
+    spec: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> Vec<String> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (s, next, spec) = (s.clone(), next.clone(), spec.clone());
+        clients.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return ids;
+                }
+                ids.push(s.client.create_group(&spec(i)).await.expect("create").id);
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.extend(c.await.unwrap());
+    }
+    ids
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -50,25 +78,7 @@ async fn main() {
     };
 
     let t = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..16 {
-        let (s, next, spec) = (s.clone(), next.clone(), spec.clone());
-        clients.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return ids;
-                }
-                ids.push(s.client.create_group(&spec(i)).await.expect("create").id);
-            }
-        }));
-    }
-    let mut ids = Vec::new();
-    for c in clients {
-        ids.extend(c.await.unwrap());
-    }
+    let mut ids = create_all(&s, n, spec).await;
     let accepted = t.elapsed();
     loop {
         let groups = s.client.list_groups().await.expect("list");
@@ -133,27 +143,12 @@ async fn main() {
     // The API alone: 200 more creates by the 16 clients, of groups whose image cannot be
     // pulled (nothing starts, so no runc competes for the cores), with the n groups running.
     let t = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..16 {
-        let (s, next) = (s.clone(), next.clone());
-        clients.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= 200 {
-                    return ids;
-                }
-                let spec = format!(
-                    "name: x-{i}\ncontainers: [{{name: c, image: '127.0.0.1:1/none:1'}}]\n"
-                );
-                ids.push(s.client.create_group(&spec).await.expect("create").id);
-            }
-        }));
-    }
-    for c in clients {
-        ids.extend(c.await.unwrap());
-    }
+    ids.extend(
+        create_all(&s, 200, |i| {
+            format!("name: x-{i}\ncontainers: [{{name: c, image: '127.0.0.1:1/none:1'}}]\n")
+        })
+        .await,
+    );
     let api_alone = t.elapsed();
 
     // Restart: `qci serve` is killed, and while it is down the containers of 10 groups spread
