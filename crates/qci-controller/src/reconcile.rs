@@ -366,6 +366,27 @@ impl Controller {
                 .await
                 .into_iter()
                 .collect();
+            // While nothing of the tenant's runs, runc's work in the group's cgroup gets room.
+            let starting = to_start
+                .iter()
+                .filter(|(c, _, _)| pulled[&(c.image.as_str(), c.image_pull_policy)].is_ok())
+                .count();
+            let any_running = init_obs
+                .iter()
+                .chain(&work_obs)
+                .any(|o| matches!(o, Observed::Running(_) | Observed::Starting));
+            let held = self.limits.lock().unwrap().get(&g.id).copied();
+            let allowance = held.and_then(|l| {
+                start_allowance(l.cpu_millis, starting, any_running).map(|cpu| (l, cpu))
+            });
+            let group_cgroup = self.runtime.layout.group_cgroup(&g.id);
+            if let Some((_, cpu)) = allowance
+                && let Err(e) = tokio::task::block_in_place(|| {
+                    qci_runtime::cgroup::set_group_cpu(&group_cgroup, cpu)
+                })
+            {
+                tracing::warn!("group {}: no start allowance: {e}", g.id);
+            }
             let results = join_all(to_start.iter().map(|(c, is_init, act)| {
                 let pulled = &pulled[&(c.image.as_str(), c.image_pull_policy)];
                 let prev_st = if *is_init {
@@ -378,6 +399,15 @@ impl Controller {
                 self.start_one(g, c, *act, pulled, prev_st)
             }))
             .await;
+            if let Some((l, _)) = allowance
+                && let Err(e) = tokio::task::block_in_place(|| {
+                    qci_runtime::cgroup::set_group_cpu(&group_cgroup, l.cpu_millis)
+                })
+            {
+                // Forgotten as held: the next pass puts the whole size on again.
+                tracing::warn!("group {}: restoring its CPU quota: {e}", g.id);
+                self.limits.lock().unwrap().remove(&g.id);
+            }
             for ((c, is_init, _), st) in to_start.iter().zip(results) {
                 let list = if *is_init { &mut init } else { &mut work };
                 if let Some(slot) = list.iter_mut().find(|(s, _)| s.name == c.name) {
@@ -1022,6 +1052,19 @@ impl Controller {
     }
 }
 
+/// The CPU quota (millicores) a group's cgroup has while `starting` of its containers start,
+/// or None to keep its size. `runc init` sets each container up inside the group's cgroup:
+/// that is qci's work, not the tenant's, and held to the group's size (a quarter of a core by
+/// default) it waited out CFS periods — two containers started together took nearly twice as
+/// long as one. So while none of the group's containers runs (its first start, or a start
+/// after all of them exited) the group gets one more core per container starting, until the
+/// starts return (the quota is put back then); a tenant process started early in that window
+/// runs unthrottled for at most the rest of it. With a container of the group already running
+/// the size holds: that container's work would get the room.
+fn start_allowance(cpu_millis: u64, starting: usize, any_running: bool) -> Option<u64> {
+    (starting > 0 && !any_running).then(|| cpu_millis + 1000 * starting as u64)
+}
+
 fn find<'a>(list: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
     list.iter().find(|s| s.name == name)
 }
@@ -1250,6 +1293,26 @@ mod tests {
         assert_eq!(pull_backoff(1), Duration::from_secs(5));
         assert_eq!(pull_backoff(2), Duration::from_secs(10));
         assert_eq!(pull_backoff(20), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_start_gets_room_only_while_nothing_of_the_group_runs() {
+        // (size in millicores, containers starting, one of the group running) → quota
+        let table = [
+            (250, 1, false, Some(1250)),
+            (250, 2, false, Some(2250)),
+            (2000, 3, false, Some(5000)),
+            (250, 0, false, None),
+            (250, 1, true, None),
+            (250, 2, true, None),
+        ];
+        for (cpu, starting, running, want) in table {
+            assert_eq!(
+                start_allowance(cpu, starting, running),
+                want,
+                "{cpu}m, {starting} starting, running {running}"
+            );
+        }
     }
 
     #[test]

@@ -115,8 +115,22 @@ fn hierarchy_of(controller: &str) -> Option<(PathBuf, bool)> {
 /// Creates cgroup `rel` (e.g. `/qci-x/cg-y`) with limits `l`, or changes the limits of the one
 /// there: the kernel applies a new limit to running processes at once.
 pub fn set_group_limits(rel: &str, l: GroupLimits) -> Result<(), CgroupError> {
+    apply(rel, l, &["memory", "cpu"])
+}
+
+/// Changes only the CPU quota of the group's cgroup `rel` (made by [`set_group_limits`]) to
+/// `cpu_millis`; its memory limit stays as it is.
+pub fn set_group_cpu(rel: &str, cpu_millis: u64) -> Result<(), CgroupError> {
+    let l = GroupLimits {
+        cpu_millis,
+        memory_bytes: 0,
+    };
+    apply(rel, l, &["cpu"])
+}
+
+fn apply(rel: &str, l: GroupLimits, controllers: &[&'static str]) -> Result<(), CgroupError> {
     let rel = rel.trim_start_matches('/');
-    for controller in ["memory", "cpu"] {
+    for &controller in controllers {
         let (root, v2) = hierarchy_of(controller).ok_or(CgroupError::NoController(controller))?;
         let dir = root.join(rel);
         if v2 {
@@ -147,9 +161,8 @@ pub fn set_group_limits(rel: &str, l: GroupLimits) -> Result<(), CgroupError> {
         if let Some((path, value)) = retry {
             write(&path, &value)?;
         }
-        if v2 {
-            break;
-        }
+        // (On v2 both controllers' files are in the one directory; each writes its own. This
+        // loop used to stop after memory there, which left a v2 group without its CPU quota.)
     }
     Ok(())
 }

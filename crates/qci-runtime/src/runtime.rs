@@ -181,8 +181,12 @@ impl Runtime {
     ) -> Result<StartRecord, RuntimeError> {
         // The bundle is made with blocking calls (mount, files): off the async workers, which
         // the API needs meanwhile. A mount waits on a kernel lock that every runc making a
-        // container takes, for longer the more mounts the machine has.
-        let args = tokio::task::block_in_place(|| self.prepare(id, dir, req))?;
+        // container takes, for longer the more mounts the machine has. A blocking task of its
+        // own (not `block_in_place`), so the containers of one group are prepared together.
+        let (rt, id_, dir_, req_) = (self.clone(), id.to_string(), dir.to_path_buf(), req.clone());
+        let args = tokio::task::spawn_blocking(move || rt.prepare(&id_, &dir_, &req_))
+            .await
+            .map_err(|e| RuntimeError::Start(e.to_string()))??;
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("monitor").args(args.to_args());
         cmd.stdin(Stdio::null())

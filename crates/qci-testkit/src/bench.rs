@@ -59,3 +59,91 @@ pub async fn delete(s: &Server, id: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The peer: podman, when it is installed. Every call runs `podman` with its own storage
+/// under a temporary directory (so a bench never touches the machine's podman images) and
+/// panics with podman's words if it fails.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    /// `None`, with a printed note, when podman is absent: the peer is skipped, never failed on.
+    pub fn find() -> Option<Podman> {
+        if std::process::Command::new("podman")
+            .arg("--version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            println!("(podman is not installed: no peer in this run)");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("qci-bench-podman-")
+            .tempdir_in(crate::test_root())
+            .expect("podman dir");
+        // Podman gives a root container 1048576 open files and an infra container its own
+        // process limit; where this process may not raise its hard limits (a sandboxed root),
+        // runc then fails to set them. Limits below any hard limit keep the peer running.
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n",
+        )
+        .expect("containers.conf");
+        Some(Podman { dir })
+    }
+
+    fn command(&self) -> std::process::Command {
+        let d = self.dir.path();
+        let mut c = std::process::Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--cgroup-manager",
+                "cgroupfs",
+            ]);
+        c
+    }
+
+    /// `podman ARGS`, timed from start to exit; stdout is returned.
+    pub fn run(&self, args: &[&str]) -> (Duration, String) {
+        let t = Instant::now();
+        let out = self
+            .command()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("podman");
+        let took = t.elapsed();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            took,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    }
+
+    /// Pulls `image` from a plain-HTTP registry on loopback.
+    pub fn pull(&self, image: &str) -> Duration {
+        self.run(&["pull", "-q", "--tls-verify=false", image]).0
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.command().args(["system", "reset", "--force"]).output();
+        let _ = std::process::Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path())
+            .output();
+    }
+}

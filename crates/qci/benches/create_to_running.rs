@@ -1,15 +1,16 @@
 //! Benchmark: create→Running of a one-container group whose image is already present, beside
 //! a bare `runc run -d` of an equivalent bundle (same image layer, same command), in the same
-//! run. Prints both, and their ratio.
+//! run; a two-container group beside the one-container group; and, where podman is installed,
+//! `podman run -d` and a podman pod with one and two containers. Prints each, and the ratios.
 //!
 //! Run as root: `cargo bench -p qci --bench create_to_running` (QCI_BENCH_RUNS sets the count).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qci_spec::{GroupPhase, WaitFor};
-use qci_testkit::bench::{delete, runs, stats};
+use qci_testkit::bench::{Podman, delete, runs, stats};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -45,20 +46,22 @@ async fn main() {
         .expect("an unpacked layer");
     delete(&s, &g.id).await;
 
-    let mut qci = Vec::new();
+    // The same group with a second container beside the first, alternating with it.
+    let spec2 = |i: usize| {
+        format!(
+            "name: bench2-{i}\ntermination_grace_period_seconds: 1\ncontainers: [{{name: a, image: '{image}', command: [sleep, '3600']}}, {{name: b, image: '{image}', command: [sleep, '3600']}}]\n"
+        )
+    };
+    // Interleaved with the floor, round by round, so a noisy moment hits both alike.
+    let bare = BareRunc::new(&layer);
+    let (mut qci, mut two, mut runc, mut runc2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 1..=runs {
-        let t = Instant::now();
-        let g = s.client.create_group(&spec(i)).await.expect("create");
-        // The server answers as soon as the group runs (no polling).
-        let g = s
-            .client
-            .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
-            .await
-            .expect("wait");
-        assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
-        qci.push(t.elapsed());
-        delete(&s, &g.id).await;
+        qci.push(to_running(&s, &spec(i)).await);
+        two.push(to_running(&s, &spec2(i)).await);
+        runc.push(bare.run(i, 1));
+        runc2.push(bare.run(i, 2));
     }
+    drop(bare);
 
     // The CLI, as a user runs it: `qci create -f FILE --wait`, from its start to its exit.
     let mut cli = Vec::new();
@@ -81,84 +84,176 @@ async fn main() {
         delete(&s, String::from_utf8_lossy(&out.stdout).trim()).await;
     }
 
-    let runc = bare_runc(&layer, runs);
+    let podman = Podman::find().map(|p| podman_runs(&p, &image, runs));
     println!();
     let a = stats("qci create -> Running (API)", qci);
+    let d = stats("qci, two containers (API)", two);
     let c = stats("qci create --wait (CLI)", cli);
     let b = stats("runc run -d (bare bundle)", runc);
+    let b2 = stats("two runc run -d at once", runc2);
     println!("ratio qci / runc: {:.2}", a / b);
+    println!(
+        "ratio two containers / one: qci {:.2}, bare runc {:.2}",
+        d / a,
+        b2 / b
+    );
     println!("CLI - API (medians): {:.1} ms", c - a);
-    if Command::new("podman").arg("--version").output().is_err() {
-        println!("(podman is not installed: no peer in this run)");
+    if let Some((run, pod1, pod2)) = podman {
+        let r = stats("podman run -d", run);
+        let p1 = stats("podman pod create + run -d (1)", pod1);
+        let p2 = stats("podman pod create + run -d (2)", pod2);
+        println!(
+            "ratio podman / qci: run -d {:.2}, pod of one {:.2}, pod of two {:.2}",
+            r / a,
+            p1 / a,
+            p2 / d
+        );
     }
 }
 
-/// `runc run -d` of a bundle made by `runc spec`, rootfs an overlay of the same layer.
-fn bare_runc(layer: &Path, runs: usize) -> Vec<Duration> {
-    let dir = tempfile::Builder::new()
-        .prefix("qci-bench-runc-")
-        .tempdir_in(qci_testkit::test_root())
-        .expect("tmp");
-    let root = dir.path().join("state");
-    let bundle = dir.path().join("bundle");
-    for d in ["rootfs", "upper", "work"] {
-        std::fs::create_dir_all(bundle.join(d)).unwrap();
-    }
-    let ok = Command::new("runc")
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .status()
-        .expect("runc spec");
-    assert!(ok.success());
-    let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    cfg["process"]["terminal"] = false.into();
-    cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
-    cfg["root"]["readonly"] = false.into();
-    cfg["process"]["rlimits"] = serde_json::json!([]);
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        layer.display(),
-        bundle.join("upper").display(),
-        bundle.join("work").display()
-    );
-    let rootfs = bundle.join("rootfs");
-    nix::mount::mount(
-        Some("overlay"),
-        &rootfs,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .expect("overlay mount");
-    let mut times = Vec::new();
+/// Time from `POST` until the server says the group runs (a server-side wait, no polling);
+/// the group is then deleted, untimed.
+async fn to_running(s: &Server, spec: &str) -> Duration {
+    let t = Instant::now();
+    let g = s.client.create_group(spec).await.expect("create");
+    let g = s
+        .client
+        .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
+        .await
+        .expect("wait");
+    assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
+    let took = t.elapsed();
+    delete(s, &g.id).await;
+    took
+}
+
+/// The peer, same image pulled first: `podman run -d`, and a pod (`podman pod create` then
+/// `podman run -d --pod`) of one and of two containers, each timed until podman returns
+/// (the containers running), removed untimed.
+fn podman_runs(
+    p: &Podman,
+    image: &str,
+    runs: usize,
+) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    p.pull(image);
+    let (mut run, mut pod1, mut pod2) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
-        let id = format!("qci-bench-{}-{i}", std::process::id());
-        let t = Instant::now();
-        let out = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["run", "-d", "--pid-file"])
-            .arg(dir.path().join("pid"))
-            .arg("--bundle")
-            .arg(&bundle)
-            .arg(&id)
-            // The container inherits runc's stdio: no pipes, or waiting for EOF would hang.
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("runc run");
-        times.push(t.elapsed());
-        assert!(out.success(), "runc run -d failed for {id}");
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["delete", "--force", &id])
-            .output();
+        let (t, id) = p.run(&["run", "-d", image, "sleep", "3600"]);
+        run.push(t);
+        p.run(&["rm", "-f", "-t", "0", &id]);
+        for (n, out) in [(1, &mut pod1), (2, &mut pod2)] {
+            let name = format!("bench-{n}-{i}");
+            let (mut t, _) = p.run(&["pod", "create", "--name", &name]);
+            for _ in 0..n {
+                t += p
+                    .run(&["run", "-d", "--pod", &name, image, "sleep", "3600"])
+                    .0;
+            }
+            out.push(t);
+            p.run(&["pod", "rm", "-f", "-t", "0", &name]);
+        }
     }
-    let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
-    times
+    (run, pod1, pod2)
+}
+
+/// `runc run -d` of a bundle made by `runc spec`, its rootfs an overlay of the same layer.
+struct BareRunc {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    bundle: PathBuf,
+}
+
+impl BareRunc {
+    fn new(layer: &Path) -> BareRunc {
+        let dir = tempfile::Builder::new()
+            .prefix("qci-bench-runc-")
+            .tempdir_in(qci_testkit::test_root())
+            .expect("tmp");
+        let root = dir.path().join("state");
+        let bundle = dir.path().join("bundle");
+        for d in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(bundle.join(d)).unwrap();
+        }
+        let ok = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .status()
+            .expect("runc spec");
+        assert!(ok.success());
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["process"]["terminal"] = false.into();
+        cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
+        cfg["root"]["readonly"] = false.into();
+        cfg["process"]["rlimits"] = serde_json::json!([]);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            layer.display(),
+            bundle.join("upper").display(),
+            bundle.join("work").display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &bundle.join("rootfs"),
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .expect("overlay mount");
+        BareRunc { dir, root, bundle }
+    }
+
+    /// `n` containers of the bundle started at once (`runc run -d` each), timed until the
+    /// last returns; then deleted, untimed.
+    fn run(&self, round: usize, n: usize) -> Duration {
+        let ids: Vec<String> = (0..n)
+            .map(|k| format!("qci-bench-{}-{round}-{n}-{k}", std::process::id()))
+            .collect();
+        let t = Instant::now();
+        let children: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                Command::new("runc")
+                    .arg("--root")
+                    .arg(&self.root)
+                    .args(["run", "-d", "--pid-file"])
+                    .arg(self.dir.path().join(format!("{id}.pid")))
+                    .arg("--bundle")
+                    .arg(&self.bundle)
+                    .arg(id)
+                    // The container inherits runc's stdio: no pipes, or waiting for EOF would hang.
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("runc run")
+            })
+            .collect();
+        for (mut c, id) in children.into_iter().zip(&ids) {
+            assert!(
+                c.wait().expect("runc").success(),
+                "runc run -d failed for {id}"
+            );
+        }
+        let took = t.elapsed();
+        for id in &ids {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", id])
+                .output();
+        }
+        took
+    }
+}
+
+impl Drop for BareRunc {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.bundle.join("rootfs"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
 }

@@ -248,6 +248,9 @@ async fn a_group_is_held_to_the_size_it_is_billed_for() {
     assert!(shown.contains("Held to:   0.5 cores, 1.00 GiB"), "{shown}");
     let (_, mem) = group_file(&s, &id, &["memory.limit_in_bytes", "memory.max"]);
     assert_eq!(mem, (1u64 << 30).to_string());
+    // The room the containers' starts had (one core each while nothing ran) is taken back.
+    let (_, quota) = group_file(&s, &id, &["cpu.cfs_quota_us", "cpu.max"]);
+    assert!(quota == "50000" || quota == "50000 100000", "{quota}");
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (t0, u0) = (Instant::now(), cpu_used_ns(&s, &id));
