@@ -171,11 +171,15 @@ pub fn parse_handshake(stdout: &[u8]) -> Result<StartRecord, String> {
     }
 }
 
+/// Writes a container's record (started, exit, layers) whole or not at all: readers see the
+/// old file or the new one, never half of it. Not flushed to disk: these records describe
+/// processes and mounts, which do not outlive the machine; after a power loss the controller
+/// finds a container whose record is missing or torn as it finds one that is gone (`read_json`
+/// gives nothing, and the start is made again). An fsync here sat on every start's path.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 

@@ -179,6 +179,11 @@ impl Runc {
 
     /// Removes the container (killing it if needed). A missing container is not an error.
     pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
+        // runc knows a container only by its state directory under the root: without one
+        // there is nothing to delete, and no runc to start (a few ms of every first start).
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
         match self.run_ok(&["delete", "--force", id]).await {
             Ok(_) => Ok(()),
             Err(RuncError::Failed { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
