@@ -1,8 +1,10 @@
 //! Benchmark, in one run:
 //! - log throughput: a container writing 200 MB to stdout through qci's monitor (pipe, CRI
-//!   records, rotation) beside the same container writing it to /dev/null;
-//! - exec round trip: `qci exec GROUP -- true` (CLI, WebSocket, runc exec) beside `runc exec`
-//!   of the same container.
+//!   records, rotation) beside the same container writing it to /dev/null, in a group of two
+//!   cores so that its CPU quota is not what both measure;
+//! - exec round trip: `qci exec GROUP -- true` (CLI, WebSocket, runc exec), the same through
+//!   the API alone (the client's WebSocket, no CLI process), beside `runc exec` of the same
+//!   container; and `podman exec` of a podman container where podman is installed.
 //!
 //! Run as root: `cargo bench -p qci --bench logs_and_exec` (QCI_BENCH_RUNS, default 10).
 
@@ -11,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qci_spec::GroupPhase;
+use qci_testkit::bench::Podman;
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -34,7 +37,7 @@ async fn main() {
     // Log throughput: time from start to exit, as the monitor records it.
     let run = |name: String, sink: &str| {
         format!(
-            "name: {name}\nrestart_policy: Never\ncontainers: [{{name: c, image: '{image}', max_log_size: 50Mi, command: [sh, -c, 'yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c {BYTES}{sink}']}}]\n"
+            "name: {name}\nrestart_policy: Never\ncpu: 2\nmemory: 4Gi\ncontainers: [{{name: c, image: '{image}', max_log_size: 50Mi, command: [sh, -c, 'yes 0123456789012345678901234567890123456789012345678901234567890123456789 | head -c {BYTES}{sink}']}}]\n"
         )
     };
     let mut through = Vec::new();
@@ -69,8 +72,23 @@ async fn main() {
         .await;
     let runc_id = qci_runtime::Layout::runc_id(&g.id, "c");
     let mut qci = Vec::new();
+    let mut api = Vec::new();
     let mut runc = Vec::new();
     for _ in 0..runs {
+        let t = Instant::now();
+        let code = s
+            .client
+            .exec(
+                &g.id,
+                "c",
+                &["true".to_string()],
+                qci_client::ExecIo::default(),
+                |_, _| {},
+            )
+            .await
+            .expect("exec");
+        api.push(t.elapsed());
+        assert_eq!(code, 0);
         let t = Instant::now();
         let ok = s
             .command()
@@ -90,6 +108,14 @@ async fn main() {
         assert!(ok.success());
     }
 
+    let podman = Podman::find().map(|p| {
+        p.pull(&image);
+        let (_, id) = p.run(&["run", "-d", &image, "sleep", "3600"]);
+        let times: Vec<Duration> = (0..runs).map(|_| p.run(&["exec", &id, "true"]).0).collect();
+        p.run(&["rm", "-f", "-t", "0", &id]);
+        times
+    });
+
     let mb = BYTES as f64 / 1e6;
     let (a, b) = (median(through).as_secs_f64(), median(devnull).as_secs_f64());
     println!("\nwriting {mb:.0} MB, n=3 each:");
@@ -103,13 +129,17 @@ async fn main() {
         b * 1000.0,
         mb / b
     );
-    println!("  ratio log / /dev/null: {:.2}", a / b);
-    let (c, d) = (
-        median(qci).as_secs_f64() * 1000.0,
-        median(runc).as_secs_f64() * 1000.0,
-    );
+    println!("  throughput, log / /dev/null: {:.2}", b / a);
+    let ms = |v| median(v).as_secs_f64() * 1000.0;
+    let (c, e, d) = (ms(qci), ms(api), ms(runc));
     println!("exec of `true`, n={runs} each:");
     println!("  qci exec (CLI, WebSocket, runc exec)  median {c:6.1} ms");
+    println!("  the API alone (WebSocket, runc exec)  median {e:6.1} ms");
     println!("  runc exec                             median {d:6.1} ms");
-    println!("  ratio: {:.2}", c / d);
+    println!("  ratio CLI / runc: {:.2}, API / runc: {:.2}", c / d, e / d);
+    if let Some(p) = podman {
+        let p = ms(p);
+        println!("  podman exec                           median {p:6.1} ms");
+        println!("  ratio podman / qci CLI: {:.2}", p / c);
+    }
 }
