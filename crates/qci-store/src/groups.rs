@@ -81,17 +81,21 @@ impl Store {
     /// Finds a group of `owner` by id, or else by name.
     pub fn find_group(&self, owner: &str, id_or_name: &str) -> Result<ContainerGroup> {
         let conn = self.conn();
-        let row = conn
-            .query_row(
-                &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE owner = ?1 AND (id = ?2 OR name = ?2) ORDER BY id = ?2 DESC LIMIT 1"),
-                params![owner, id_or_name],
-                read_group_row,
-            )
-            .optional()?;
-        match row {
-            Some(r) => r,
-            None => Err(StoreError::NotFound(id_or_name.to_string())),
+        // An id first (it wins over a name that happens to equal it), then a name: two
+        // lookups on the two unique keys, each statement parsed once per connection (parsing
+        // was most of a GET's time).
+        for key in ["id = ?2 AND owner = ?1", "owner = ?1 AND name = ?2"] {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {GROUP_COLUMNS} FROM container_groups WHERE {key}"
+                ))?
+                .query_row(params![owner, id_or_name], read_group_row)
+                .optional()?;
+            if let Some(r) = row {
+                return r;
+            }
         }
+        Err(StoreError::NotFound(id_or_name.to_string()))
     }
 
     /// Any owner's group, by id (for the controller).
@@ -102,7 +106,7 @@ impl Store {
     /// The owner's groups (every owner's with `None`), oldest first.
     pub fn list_groups(&self, owner: Option<&str>) -> Result<Vec<ContainerGroup>> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!(
+        let mut st = conn.prepare_cached(&format!(
             "SELECT {GROUP_COLUMNS} FROM container_groups WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, id"
         ))?;
         let rows = st.query_map(params![owner], read_group_row)?;
@@ -112,7 +116,7 @@ impl Store {
     /// Every group of every owner (for the controller).
     pub fn all_groups(&self) -> Result<Vec<ContainerGroup>> {
         let conn = self.conn();
-        let mut st = conn.prepare(&format!(
+        let mut st = conn.prepare_cached(&format!(
             "SELECT {GROUP_COLUMNS} FROM container_groups ORDER BY created_at, id"
         ))?;
         let rows = st.query_map([], read_group_row)?;
@@ -262,11 +266,10 @@ impl Store {
 }
 
 fn group_by_id(conn: &Connection, id: &str) -> Result<Option<ContainerGroup>> {
-    conn.query_row(
-        &format!("SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"),
-        params![id],
-        read_group_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {GROUP_COLUMNS} FROM container_groups WHERE id = ?1"
+    ))?
+    .query_row(params![id], read_group_row)
     .optional()?
     .transpose()
 }
@@ -316,6 +319,17 @@ mod tests {
     use qci_spec::EventType;
 
     #[test]
+    fn an_id_wins_over_an_equal_name() {
+        let s = Store::open_in_memory().unwrap();
+        let g = s.create_group("default", &spec("web")).unwrap();
+        let twin = s.create_group("default", &spec(&g.id)).unwrap();
+        assert_eq!(s.find_group("default", &g.id).unwrap().id, g.id);
+        assert_eq!(s.find_group("default", &twin.id).unwrap().name, g.id);
+        s.remove_group(&g.id).unwrap();
+        assert_eq!(s.find_group("default", &g.id).unwrap().id, twin.id);
+    }
+
+    #[test]
     fn create_find_delete() {
         let s = Store::open_in_memory().unwrap();
         let g = s.create_group("default", &spec("web")).unwrap();
@@ -328,6 +342,10 @@ mod tests {
         assert_eq!(s.find_group("default", &g.id).unwrap().name, "web");
         assert!(matches!(
             s.find_group("other", "web"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.find_group("other", &g.id),
             Err(StoreError::NotFound(_))
         ));
         s.create_group("other", &spec("web")).unwrap();

@@ -291,6 +291,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement the hot paths keep prepared (`prepare_cached`).
+        conn.set_prepared_statement_cache_capacity(64);
         migrations().to_latest(&mut conn)?;
         let sealer = Sealer::load_or_create(&dir.join("secret.key"))?;
         Ok(Store {

@@ -7,15 +7,19 @@
 //!   SHA-256 compared, the role checked against the route.
 //!
 //! The difference of their means is the cost of authentication. Then both again from 8
-//! connections at once, for throughput.
+//! connections at once, for throughput. Then, with wrk as the load generator (C, epoll: it
+//! costs the shared cores far less than a Rust HTTP client would), `GET` of one running
+//! container group with a key — what `qci get` and a console ask most — for throughput and
+//! latency percentiles.
 //!
 //! Run as root: `cargo bench -p qci --bench api_auth` (QCI_BENCH_RUNS rounds, default 10, of
-//! 2000 requests each).
+//! 2000 requests each; needs `apt-get install wrk`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qci_testkit::Server;
+use qci_spec::GroupPhase;
+use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 const PER_ROUND: usize = 2000;
@@ -104,4 +108,79 @@ async fn main() {
     println!("throughput, {conns} connections × {n} requests:");
     println!("  GET /healthz (no key)          {rps_open:8.0} req/s");
     println!("  GET /v1/version (Bearer key)   {rps_key:8.0} req/s");
+
+    // One running group, read as fast as wrk can ask.
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let g = s
+        .client
+        .create_group(&format!(
+            "name: read-me\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600']}}]\n"
+        ))
+        .await
+        .expect("create");
+    s.wait_group(&g.id, "Running", |g| g.status.phase == GroupPhase::Running)
+        .await;
+    let group_url = format!("{}/v1/container-groups/{}", s.url, g.id);
+    println!("wrk, 10 s each (threads × connections):");
+    for (threads, conns) in [(1, 16), (2, 64)] {
+        let w = wrk(&group_url, &key, threads, conns);
+        println!(
+            "  GET /v1/container-groups/{{id}} (key) {threads}×{conns:<3} {:8.0} req/s   p50 {:5.2} ms   p99 {:5.2} ms",
+            w.rps, w.p50_ms, w.p99_ms
+        );
+    }
+    let w = wrk(&public, "", 1, 16);
+    println!(
+        "  GET /healthz (no key)               1×16  {:8.0} req/s   p50 {:5.2} ms   p99 {:5.2} ms",
+        w.rps, w.p50_ms, w.p99_ms
+    );
+}
+
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `wrk --latency` for 10 s against `url` (with the key as a bearer token, if any).
+fn wrk(url: &str, key: &str, threads: usize, conns: usize) -> Wrk {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["--latency", "-d", "10s"])
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{conns}"));
+    if !key.is_empty() {
+        cmd.args(["-H", &format!("Authorization: Bearer {key}")]);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("running wrk ({e}): install it with `apt-get install wrk`"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "some requests were refused:\n{text}"
+    );
+    let ms = |v: &str| -> f64 {
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            _ => f64::NAN,
+        }
+    };
+    let field = |prefix: &str| -> &str {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
+    };
+    Wrk {
+        rps: field("Requests/sec:").parse().expect("Requests/sec"),
+        p50_ms: ms(field("50%")),
+        p99_ms: ms(field("99%")),
+    }
 }

@@ -1,8 +1,10 @@
 //! Benchmark: the image path with a ~200 MB multi-layer image in a local registry.
 //! - qci's pull + unpack (`POST /v1/images/pull`) beside `skopeo copy` + `umoci unpack` of the
-//!   same image (what podman-style tooling does);
+//!   same image (what podman-style tooling does) and beside `podman pull` itself, when podman is
+//!   installed (its own storage in a temporary directory, emptied before every pull);
 //! - group create→Running when the image comes from the registry (store emptied first) and
-//!   when it comes from an image cache.
+//!   when it comes from an image cache; a cold start should cost no more than a pull plus a
+//!   warm start (the bench prints the ratio).
 //!
 //! Run as root: `cargo bench -p qci --bench image_pull` (needs `apt-get install skopeo umoci`;
 //! QCI_BENCH_RUNS sets the count, default 3).
@@ -157,6 +159,16 @@ async fn main() {
         let _ = std::fs::remove_dir_all(&bundle);
     }
 
+    // podman pull of the same image, from an empty podman store each time.
+    let podman = qci_testkit::bench::Podman::find();
+    let mut podman_pulls = Vec::new();
+    if let Some(p) = &podman {
+        for _ in 0..runs {
+            p.run(&["rmi", "--all", "--force"]);
+            podman_pulls.push(p.pull(&image));
+        }
+    }
+
     // create→Running, image from the registry (empty store) vs from an image cache.
     let group = |name: &str, cache: &str| {
         format!(
@@ -201,6 +213,10 @@ async fn main() {
     let a = report("qci pull + unpack", &qci, bytes);
     let b = report("skopeo copy + umoci unpack", &peer, bytes);
     println!("ratio qci / skopeo+umoci: {:.2}", a / b);
+    if !podman_pulls.is_empty() {
+        let p = report("podman pull", &podman_pulls, bytes);
+        println!("ratio podman pull / qci: {:.2}", p / a);
+    }
     let c = median_ms(from_registry.clone());
     let d = median_ms(from_cache.clone());
     println!(
@@ -214,4 +230,5 @@ async fn main() {
         from_cache.len()
     );
     println!("ratio registry / cache: {:.0}", c / d);
+    println!("cold start / (pull + warm start): {:.2}", c / (a + d));
 }
