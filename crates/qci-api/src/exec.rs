@@ -5,7 +5,10 @@
 //! `v5.channel.k8s.io`):
 //! - `0` stdin (client → server); an empty payload closes the command's stdin;
 //! - `1` stdout, `2` stderr (server → client);
-//! - `3` status (server → client, last): JSON `{"exit_code": N}` or `{"error": "..."}`;
+//! - `3` status (server → client, last): JSON `{"exit_code": N}`, with `"message"` when the
+//!   command never ran (126: it cannot be run, 127: it is not there; the same sentence also
+//!   comes on stderr, as a shell would say it), or `{"error": "..."}` when no command could be
+//!   started at all;
 //! - `4` resize (client → server): JSON `{"cols": C, "rows": R}` (with a terminal).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -110,10 +113,74 @@ struct Resize {
     cols: u16,
 }
 
+/// Output read before the command started: it may be runc's own words about why the
+/// command could not start, which are not the command's output. It is held until runc's pid
+/// file shows the command started (then sent), or runc ends without starting it (then
+/// dropped: the exit's one sentence replaces it).
+struct Held {
+    started: bool,
+    frames: Vec<Message>,
+}
+
+impl Held {
+    /// Sends `m` now if the command has started (after what was held), else holds it.
+    async fn send(&mut self, ws: &mut WebSocket, p: &qci_runtime::ExecProcess, m: Message) -> bool {
+        self.frames.push(m);
+        self.flush(ws, Some(p)).await
+    }
+
+    /// Sends what is held once the command has started; false if the client is gone.
+    async fn flush(&mut self, ws: &mut WebSocket, p: Option<&qci_runtime::ExecProcess>) -> bool {
+        if !self.started {
+            self.started = p.is_some_and(|p| p.started());
+            if !self.started {
+                return true;
+            }
+        }
+        for m in self.frames.drain(..) {
+            if ws.send(m).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The end: what is held goes out if the command ran; if it never did, the one
+    /// sentence about why replaces it (on `channel`), then the status.
+    async fn finish(
+        mut self,
+        ws: &mut WebSocket,
+        exit: qci_runtime::ExecExit,
+        channel: u8,
+        eol: &str,
+    ) {
+        let status = match &exit.error {
+            None => {
+                self.started = true;
+                if !self.flush(ws, None).await {
+                    return;
+                }
+                serde_json::json!({"exit_code": exit.code})
+            }
+            Some(e) => {
+                let _ = ws.send(frame(channel, &format!("{e}{eol}"))).await;
+                serde_json::json!({"exit_code": exit.code, "message": e})
+            }
+        };
+        let _ = ws.send(frame(STATUS, &status.to_string())).await;
+        let _ = ws.send(Message::Close(None)).await;
+    }
+}
+
 /// Forwards frames between the WebSocket and the command until it ends (then its status is
 /// the last frame) or the client goes (then nothing of the command may stay: it is killed).
 async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
-    let status = |code: i32| frame(STATUS, &serde_json::json!({"exit_code": code}).to_string());
+    let mut held = Held {
+        started: false,
+        frames: Vec::new(),
+    };
+    // While output is held, the pid file is looked for this often.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
     match p.io.take() {
         Some(qci_runtime::ExecIo::Tty {
             mut reader,
@@ -126,8 +193,9 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                     n = reader.read(&mut buf), if open => match n {
                         // EIO once the command and everything on the terminal are gone.
                         Ok(0) | Err(_) => open = false,
-                        Ok(n) => if ws.send(frame_bytes(STDOUT, &buf[..n])).await.is_err() { break },
+                        Ok(n) => if !held.send(&mut ws, &p, frame_bytes(STDOUT, &buf[..n])).await { break },
                     },
+                    _ = tick.tick(), if !held.frames.is_empty() => if !held.flush(&mut ws, Some(&p)).await { break },
                     msg = ws.recv() => match msg {
                         Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
                             let _ = writer.write_all(&b[1..]).await;
@@ -141,15 +209,15 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         _ => {}
                     },
-                    code = p.wait() => {
+                    exit = p.wait() => {
                         // Whatever the terminal still holds, then the status.
                         while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(100), reader.read(&mut buf)).await {
-                            if n == 0 || ws.send(frame_bytes(STDOUT, &buf[..n])).await.is_err() {
+                            if n == 0 {
                                 break;
                             }
+                            held.frames.push(frame_bytes(STDOUT, &buf[..n]));
                         }
-                        let _ = ws.send(status(code)).await;
-                        let _ = ws.send(Message::Close(None)).await;
+                        held.finish(&mut ws, exit, STDOUT, "\r\n").await;
                         return;
                     }
                 }
@@ -166,12 +234,13 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                 tokio::select! {
                     n = out.read(&mut ob), if out_open => match n {
                         Ok(0) | Err(_) => out_open = false,
-                        Ok(n) => if ws.send(frame_bytes(STDOUT, &ob[..n])).await.is_err() { break },
+                        Ok(n) => if !held.send(&mut ws, &p, frame_bytes(STDOUT, &ob[..n])).await { break },
                     },
                     n = err.read(&mut eb), if err_open => match n {
                         Ok(0) | Err(_) => err_open = false,
-                        Ok(n) => if ws.send(frame_bytes(STDERR, &eb[..n])).await.is_err() { break },
+                        Ok(n) => if !held.send(&mut ws, &p, frame_bytes(STDERR, &eb[..n])).await { break },
                     },
+                    _ = tick.tick(), if !held.frames.is_empty() => if !held.flush(&mut ws, Some(&p)).await { break },
                     msg = ws.recv() => match msg {
                         Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
                             if b.len() == 1 {
@@ -183,9 +252,8 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         _ => {}
                     },
-                    code = p.wait(), if !out_open && !err_open => {
-                        let _ = ws.send(status(code)).await;
-                        let _ = ws.send(Message::Close(None)).await;
+                    exit = p.wait(), if !out_open && !err_open => {
+                        held.finish(&mut ws, exit, STDERR, "\n").await;
                         return;
                     }
                 }

@@ -137,6 +137,8 @@ pub struct Controller {
     starts: tokio::sync::Semaphore,
     /// Sizes the kernel refused (group id and size → when), not retried at every pass.
     limit_refused: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The server is stopping: no more passes, and networks no group uses are removed.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -167,7 +169,26 @@ impl Controller {
             listed: Default::default(),
             settled: Default::default(),
             dirty: Default::default(),
+            stopping: Default::default(),
         })
+    }
+
+    /// For a server that is stopping: no further passes, and what the host keeps for qci
+    /// only while groups need it goes — every network no group is in (the basic network's
+    /// router, unused VPC routers, their uplinks and routes, the host's table once no network
+    /// is left) and this instance's parent cgroups once empty. Running groups keep what they
+    /// use; the next start makes the rest again.
+    pub async fn release_host(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.sync_networks(None).await {
+            tracing::warn!("removing networks no group uses: {e}");
+        }
+        self.runtime.release_cgroup_parent();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks for a pass now (after a create or delete, for instance).
@@ -402,7 +423,7 @@ impl Controller {
     /// Runs passes forever: over every group each RESYNC and when woken, and over the groups
     /// named (`dirty`) as soon as they are.
     pub async fn run(self: Arc<Self>) {
-        loop {
+        while !self.stopping() {
             // (A pass reads every group: off the async workers, which the API needs.)
             tokio::task::block_in_place(|| self.pass());
             let next = tokio::time::Instant::now() + RESYNC;

@@ -115,17 +115,21 @@ impl Controller {
             }
         }
         // The basic network lives while groups use it, and a while after.
-        let keep_basic = {
+        let basic_recent = {
             let in_use = plans.iter().any(|p| p.network == qci_store::BASIC_NETWORK);
             let mut used = self.basic_used.lock().unwrap_or_else(|p| p.into_inner());
             if in_use {
                 *used = Some(std::time::Instant::now());
             }
-            in_use || used.is_some_and(|t| t.elapsed() < self.config.basic_network_linger)
+            used.is_some_and(|t| t.elapsed() < self.config.basic_network_linger)
         };
+        let stopping = self.stopping();
         let nets = nets
             .into_iter()
-            .filter(|n| n.id != qci_store::BASIC_NETWORK || keep_basic)
+            .filter(|n| {
+                let in_use = plans.iter().any(|p| p.network == n.id);
+                keep_network(&n.id, in_use, basic_recent, stopping)
+            })
             .map(Self::network_record)
             .collect();
         Ok((nets, plans))
@@ -271,5 +275,40 @@ impl Controller {
             tracing::warn!(group = %g.id, "networks: {e}");
         }
         Ok(())
+    }
+}
+
+/// Whether a network's router stays: one a group is in always does; otherwise a VPC's
+/// does (it is the user's object), and the basic network for its linger after its last
+/// group — unless the server is stopping, when nothing no group uses stays on the host.
+fn keep_network(id: &str, in_use: bool, basic_recent: bool, stopping: bool) -> bool {
+    in_use || (!stopping && (id != qci_store::BASIC_NETWORK || basic_recent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_network;
+    use qci_store::BASIC_NETWORK;
+
+    #[test]
+    fn which_networks_stay() {
+        // (network, a group is in it, basic used lately, stopping) → kept
+        let cases = [
+            (BASIC_NETWORK, true, true, false, true),
+            (BASIC_NETWORK, false, true, false, true),
+            (BASIC_NETWORK, false, false, false, false),
+            (BASIC_NETWORK, false, true, true, false),
+            (BASIC_NETWORK, true, true, true, true),
+            ("vpc-1", false, false, false, true),
+            ("vpc-1", false, false, true, false),
+            ("vpc-1", true, false, true, true),
+        ];
+        for (id, in_use, recent, stopping, kept) in cases {
+            assert_eq!(
+                keep_network(id, in_use, recent, stopping),
+                kept,
+                "{id} in_use={in_use} recent={recent} stopping={stopping}"
+            );
+        }
     }
 }

@@ -5,6 +5,12 @@
 //!
 //! runc names the command's host pid in a pid file; the command itself lives in the container
 //! and runc is only its parent, so ending a session kills both (`kill`).
+//!
+//! runc writes the pid file only once the command has started. When runc exits with no pid
+//! file, the command never ran: what runc said (its JSON log) is turned into the shell's
+//! convention, as Docker does — 127 and "executable file not found in $PATH: NAME" for a
+//! command that is not there, 126 for one that cannot be run — and whatever reached the
+//! streams before then was runc's, not the command's (see [`ExecProcess::started`]).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -34,10 +40,21 @@ pub enum ExecIo {
     },
 }
 
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecExit {
+    /// Its exit code; -1 when a signal ended it; 126 or 127 when it never ran.
+    pub code: i32,
+    /// Why it never ran, in one sentence (None: it ran).
+    pub error: Option<String>,
+}
+
 /// A command started in a container.
 pub struct ExecProcess {
     child: Child,
     pid_file: PathBuf,
+    /// runc's own log (JSON lines): why a command did not start.
+    log_file: PathBuf,
     /// The terminal's master, for resizing (None without a terminal).
     resize: Option<OwnedFd>,
     /// Taken by the caller to move the streams; what is left is the handle.
@@ -64,6 +81,7 @@ impl Runtime {
             "{id}.{}.pid",
             SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
+        let log_file = pid_file.with_extension("log");
         let io_err = |context: &str| {
             let context = context.to_string();
             move |source| RuntimeError::Io { context, source }
@@ -72,6 +90,7 @@ impl Runtime {
             &id,
             argv,
             &pid_file,
+            &log_file,
             tty.is_some(),
         ));
         cmd.kill_on_drop(true);
@@ -94,6 +113,7 @@ impl Runtime {
                 Ok(ExecProcess {
                     child,
                     pid_file,
+                    log_file,
                     resize: None,
                     io: Some(io),
                 })
@@ -123,6 +143,7 @@ impl Runtime {
                 Ok(ExecProcess {
                     child,
                     pid_file,
+                    log_file,
                     resize: Some(resize),
                     io: Some(ExecIo::Tty {
                         reader: tokio::fs::File::from_std(file),
@@ -143,8 +164,14 @@ impl ExecProcess {
         }
     }
 
-    /// Waits for the command; its exit code (-1 when it has none, killed by a signal).
-    pub async fn wait(&mut self) -> i32 {
+    /// Whether the command has started (runc wrote its pid file). Until then, anything on
+    /// the streams may be runc's own words about why it could not start the command.
+    pub fn started(&self) -> bool {
+        self.pid_file.exists()
+    }
+
+    /// Waits for the command; how it ended.
+    pub async fn wait(&mut self) -> ExecExit {
         let code = self
             .child
             .wait()
@@ -152,8 +179,19 @@ impl ExecProcess {
             .ok()
             .and_then(|s| s.code())
             .unwrap_or(-1);
+        let exit = if code == RUNC_FAILED && !self.started() {
+            let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
+            let (code, error) = not_started(&runc_error(&log));
+            ExecExit {
+                code,
+                error: Some(error),
+            }
+        } else {
+            ExecExit { code, error: None }
+        };
         let _ = std::fs::remove_file(&self.pid_file);
-        code
+        let _ = std::fs::remove_file(&self.log_file);
+        exit
     }
 
     /// Kills what was started — the command in the container (runc's pid file names it) and
@@ -171,5 +209,100 @@ impl ExecProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(&self.log_file);
+    }
+}
+
+/// runc's exit code when it fails (`fatalWithCode(…, 255)` for exec).
+const RUNC_FAILED: i32 = 255;
+
+/// The last error runc logged (its log is JSON lines with `level` and `msg`), or a note
+/// that it said nothing.
+fn runc_error(log: &str) -> String {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "error" || v["level"] == "fatal")
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .next_back()
+        .unwrap_or_else(|| "runc exec failed and logged no reason".to_string())
+}
+
+/// A command runc could not start: the shell's exit code (127 not found, 126 cannot be
+/// run) and one sentence, from runc's error (for example `exec failed: unable to start
+/// container process: exec: "x": executable file not found in $PATH`).
+fn not_started(runc: &str) -> (i32, String) {
+    // runc (Go's os/exec) quotes the command: `exec: "NAME": REASON`.
+    let parsed = runc.rsplit_once("exec: \"").and_then(|(_, rest)| {
+        let (name, reason) = rest.split_once("\": ")?;
+        Some((name, reason))
+    });
+    let Some((name, reason)) = parsed else {
+        let words = runc
+            .trim_start_matches("exec failed: ")
+            .trim_start_matches("unable to start container process: ");
+        return (126, format!("cannot run the command: {words}"));
+    };
+    if reason.contains("executable file not found") {
+        (127, format!("executable file not found in $PATH: {name}"))
+    } else if reason.ends_with("no such file or directory") {
+        (127, format!("no such file or directory: {name}"))
+    } else if reason.ends_with("permission denied") {
+        (126, format!("permission denied: {name} is not executable"))
+    } else if reason.ends_with("is a directory") {
+        (126, format!("is a directory: {name}"))
+    } else {
+        (126, format!("cannot run {name}: {reason}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_that_never_ran_get_the_shells_codes() {
+        let cases = [
+            (
+                r#"exec failed: unable to start container process: exec: "nosuchcmd": executable file not found in $PATH"#,
+                127,
+                "executable file not found in $PATH: nosuchcmd",
+            ),
+            (
+                r#"exec failed: unable to start container process: exec: "/nope": stat /nope: no such file or directory"#,
+                127,
+                "no such file or directory: /nope",
+            ),
+            (
+                r#"exec failed: unable to start container process: exec: "/etc/passwd": permission denied"#,
+                126,
+                "permission denied: /etc/passwd is not executable",
+            ),
+            (
+                r#"exec failed: unable to start container process: exec: "/etc": is a directory"#,
+                126,
+                "is a directory: /etc",
+            ),
+            (
+                "exec failed: cannot exec in a stopped container",
+                126,
+                "cannot run the command: cannot exec in a stopped container",
+            ),
+        ];
+        for (runc, code, said) in cases {
+            assert_eq!(not_started(runc), (code, said.to_string()), "{runc}");
+        }
+    }
+
+    #[test]
+    fn the_last_error_of_runcs_log_is_the_reason() {
+        let log = concat!(
+            r#"{"level":"warning","msg":"something else","time":"t"}"#,
+            "\n",
+            r#"{"level":"error","msg":"exec failed: x","time":"t"}"#,
+            "\n",
+            "not json\n"
+        );
+        assert_eq!(runc_error(log), "exec failed: x");
+        assert_eq!(runc_error(""), "runc exec failed and logged no reason");
     }
 }

@@ -31,7 +31,7 @@ mod volumes;
 
 pub use bundle::{BundleError, ContainerConfig, Security};
 pub use cgroup::{CgroupError, GroupLimits};
-pub use exec::{ExecIo, ExecProcess};
+pub use exec::{ExecExit, ExecIo, ExecProcess};
 pub use layout::Layout;
 pub use monitor::{ExitRecord, MonitorArgs, StartRecord};
 pub use probe::ProbeOutcome;

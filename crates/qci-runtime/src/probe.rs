@@ -46,7 +46,12 @@ impl Runtime {
             let (mut out, mut err) = (Vec::new(), Vec::new());
             let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
             out.extend_from_slice(&err);
-            (p.wait().await, out)
+            let exit = p.wait().await;
+            if let Some(e) = exit.error {
+                // runc's words about it are not the command's output.
+                out = e.into_bytes();
+            }
+            (exit.code, out)
         };
         let res = tokio::time::timeout(timeout, run).await;
         match res {

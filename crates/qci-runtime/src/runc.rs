@@ -100,17 +100,24 @@ impl Runc {
         c
     }
 
-    /// `runc exec` of `argv` in container `id`, naming the command's pid in `pid_file`; with
-    /// `tty`, runc gives it a terminal of its own and copies to and from the caller's stdio
-    /// (which must then be a terminal).
+    /// `runc exec` of `argv` in container `id`, naming the command's pid in `pid_file` and
+    /// writing runc's own errors, as JSON lines, to `log` (they also reach the command's
+    /// stderr); with `tty`, runc gives it a terminal of its own and copies to and from the
+    /// caller's stdio (which must then be a terminal).
     pub fn exec_command(
         &self,
         id: &str,
         argv: &[String],
         pid_file: &Path,
+        log: &Path,
         tty: bool,
     ) -> std::process::Command {
-        let mut c = self.command(&["exec"]);
+        let mut c = std::process::Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).arg("--log").arg(log).args([
+            "--log-format",
+            "json",
+            "exec",
+        ]);
         if tty {
             c.arg("-t");
         }

@@ -455,6 +455,16 @@ impl Runtime {
         out
     }
 
+    /// Removes this instance's parent cgroup in each hierarchy where no group's cgroup is
+    /// left under it (rmdir refuses a cgroup with children, so running groups keep theirs).
+    pub fn release_cgroup_parent(&self) {
+        for dir in cgroup::cgroup_dirs(&self.layout.cgroup_parent) {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                tracing::debug!(cgroup = %dir.display(), "kept: {e}");
+            }
+        }
+    }
+
     /// Removes what the group had beside its containers: namespaces, cgroup, logs.
     pub async fn remove_group(&self, group_id: &str) -> Result<(), RuntimeError> {
         self.remove_volumes(group_id)

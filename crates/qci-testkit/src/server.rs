@@ -225,6 +225,37 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as a service manager stops it; waits up to 30 s for it to exit and
+    /// returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// This instance's parent cgroup directories that exist, in every hierarchy.
+    pub fn cgroup_parents(&self) -> Vec<PathBuf> {
+        cgroup_roots()
+            .into_iter()
+            .map(|r| r.join(&self.layout.cgroup_parent))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
     /// Starts `qci serve` again on the same data dir and port.
     pub async fn restart(&mut self) {
         self.kill9();

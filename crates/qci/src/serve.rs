@@ -14,6 +14,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a log file or journal gets plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     host_check(&args.data_dir.join("run/runc"), false)?;
     let tls = tls_config(&args).await?;
@@ -192,6 +197,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run_gc(std::time::Duration::from_secs(60)),
     );
     tokio::spawn(controller.clone().run_sampler());
+    let stopping = controller.clone();
     tokio::spawn(controller.run());
     tokio::spawn(prune_audit(store_for_audit, args.audit_retention));
     let handle = axum_server::Handle::new();
@@ -216,6 +222,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     .context("serving the API")?;
+    stopping.release_host().await;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
 }

@@ -37,7 +37,13 @@ impl Topology {
             ("socat", "socat"),
             ("busybox", "busybox-static"),
         ]);
-        let tag = std::process::id();
+        // Tests of this file run at once in one process: each gets its own pair.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let (host, internet) = (format!("qnh-{tag}"), format!("qni-{tag}"));
         netns_add(&host);
         netns_add(&internet);
@@ -482,4 +488,102 @@ async fn vpcs_eips_and_firewalls() {
     })
     .await;
     assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+}
+
+/// `qci serve` stopped by SIGTERM keeps exactly what running groups need on the host, and
+/// once no group is left it leaves nothing: no router, uplink, route, table, mount or cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_server_leaves_the_host_as_it_found_it() {
+    let topo = Topology::new();
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let host_ns = format!("/run/netns/{}", topo.host);
+    let mut s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--network-host-ns",
+            &host_ns,
+            "--eip-pool",
+            "192.0.2.110-192.0.2.119",
+            "--eip-interface",
+            "vh",
+            "--basic-subnet",
+            "172.31.0.0/24",
+            // The basic network's router would otherwise outlive its last group for a while.
+            "--basic-network-linger",
+            "600",
+        ],
+    )
+    .await;
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "v", "--cidr", "10.77.0.0/24"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "empty", "--cidr", "10.78.0.0/24"]);
+    assert!(ok, "{err}");
+    for (name, network) in [("basic", "{}"), ("private", "{vpc: v, eip: auto}")] {
+        let (ok, _, err) = s.create(name, &web_group(&image, name, network), &["--wait"]);
+        assert!(ok, "{name}: {err}");
+    }
+    let links = |topo: &Topology| {
+        topo.in_host(&["ip", "-o", "link"])
+            .lines()
+            .filter(|l| l.contains(": qn"))
+            .count()
+    };
+
+    let eip = s
+        .client
+        .get_group("private")
+        .await
+        .unwrap()
+        .status
+        .eip
+        .expect("an EIP");
+
+    // Stopped with groups running: their networks and cgroups stay, the empty VPC's router goes.
+    assert!(
+        s.terminate(),
+        "qci serve did not stop cleanly:\n{}",
+        s.log()
+    );
+    assert_eq!(links(&topo), 2, "{}", topo.in_host(&["ip", "-o", "link"]));
+    assert!(topo.in_host(&["nft", "list", "tables"]).contains("qci"));
+    assert_eq!(
+        s.runc_ids().len(),
+        2,
+        "the containers must outlive qci serve"
+    );
+    assert!(!s.cgroup_parents().is_empty());
+    assert_eq!(
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+            .as_deref(),
+        Some("hello from private\n"),
+        "the published port must keep working while qci serve is stopped"
+    );
+
+    // Started again, every group deleted (the basic network would linger), stopped.
+    s.restart().await;
+    for g in ["basic", "private"] {
+        let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
+        assert!(ok, "{g}: {err}");
+    }
+    assert!(
+        s.terminate(),
+        "qci serve did not stop cleanly:\n{}",
+        s.log()
+    );
+    let links_left = topo.in_host(&["ip", "-o", "link"]);
+    let tables = topo.in_host(&["nft", "list", "tables"]);
+    let routes = topo.in_host(&["ip", "route"]);
+    assert!(!links_left.contains(": qn"), "links left: {links_left}");
+    assert!(!tables.contains("qci"), "tables left: {tables}");
+    assert!(!routes.contains("100.127."), "routes left: {routes}");
+    let addrs = topo.in_host(&["ip", "-o", "addr", "show", "dev", "vh"]);
+    assert!(!addrs.contains(&format!("{eip}/")), "EIP left: {addrs}");
+    assert!(s.mounts().is_empty(), "mounts left: {:?}", s.mounts());
+    assert!(
+        s.cgroup_parents().is_empty(),
+        "cgroups left: {:?}",
+        s.cgroup_parents()
+    );
+    assert!(s.runc_ids().is_empty());
 }

@@ -173,6 +173,49 @@ async fn exec_runs_commands_in_running_containers() {
         .unwrap()
         .code();
     assert_eq!(code, Some(3));
+    // A command that is not there, or cannot be run: the shell's codes and one sentence,
+    // as Docker gives them; a command's own 255 (runc's failure code) stays its own.
+    let run = |args: &[&str]| {
+        let out = s
+            .command()
+            .args(["exec", "ex", "-c", "c", "--"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        run(&["nosuchcmd"]),
+        (
+            Some(127),
+            String::new(),
+            "executable file not found in $PATH: nosuchcmd\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["/no/such/file"]),
+        (
+            Some(127),
+            String::new(),
+            "no such file or directory: /no/such/file\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["/etc/passwd"]),
+        (
+            Some(126),
+            String::new(),
+            "permission denied: /etc/passwd is not executable\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["sh", "-c", "echo before; echo said >&2; exit 255"]),
+        (Some(255), "before\n".into(), "said\n".into())
+    );
     // Arguments arrive exactly; the container's env and working dir apply.
     let (ok, out, _) = s.cli(&[
         "exec",
