@@ -67,6 +67,18 @@ pub enum Command {
     },
     /// Print the client's and the server's versions
     Version,
+    /// Print a shell completion script: `source <(qci completion bash)`, or install it
+    /// where the shell looks (/usr/share/bash-completion/completions/qci, a directory of
+    /// zsh's $fpath as _qci, ~/.config/fish/completions/qci.fish)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages, qci.1 and one per subcommand (qci-create.1, ...), into DIR
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Save a server and an API key (read from standard input) as a context, and use it
     Login(LoginArgs),
     /// The contexts of the config file

@@ -288,6 +288,70 @@ async fn the_api_describes_itself() {
     assert!(ok && out.contains("server: qci"), "{out}");
 }
 
+/// Shell completions that a shell loads and that complete, and a manual page per command.
+#[test]
+fn the_cli_describes_itself() {
+    let qci_dir = Path::new(QCI).parent().unwrap().display().to_string();
+    // bash: the script loads, and `qci ex<TAB>` / `qci image p<TAB>` complete (bash calls
+    // the function with the command, the word being completed and the word before it).
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e; export PATH={qci_dir}:$PATH; source <(qci completion bash); \
+             COMP_WORDS=(qci ex); COMP_CWORD=1; _qci qci ex qci; echo \"${{COMPREPLY[@]}}\"; \
+             COMP_WORDS=(qci image p); COMP_CWORD=2; _qci qci p image; echo \"${{COMPREPLY[@]}}\""
+        ))
+        .output()
+        .expect("bash");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines, ["exec", "pull prune"], "{said}");
+    for (shell, marker) in [("zsh", "#compdef qci"), ("fish", "complete -c qci")] {
+        let out = std::process::Command::new(QCI)
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(marker),
+            "{shell}"
+        );
+    }
+    let out = std::process::Command::new(QCI)
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("possible values"));
+
+    // Manual pages: qci.1 and one per subcommand, roff with the command's own words.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(QCI)
+        .arg("man")
+        .arg(dir.path().join("man1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = |name: &str| {
+        std::fs::read_to_string(dir.path().join("man1").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    assert!(page("qci.1").starts_with(".ie \\n(.g .ds Aq"), "not roff");
+    assert!(page("qci.1").contains("container groups"));
+    assert!(page("qci-exec.1").contains("Run a command in a running container"));
+    assert!(page("qci-image-cache-create.1").contains(".TH qci-image-cache-create 1"));
+    assert!(!dir.path().join("man1/qci-monitor.1").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_manifests_and_multi_arch_indexes_are_pulled() {
     let reg = Registry::start();

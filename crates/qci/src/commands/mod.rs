@@ -14,6 +14,7 @@ mod tenant;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use qci_client::Client;
 
 use crate::cli::{Cli, Command, Output};
@@ -27,6 +28,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             return identity::context(c);
         }
+        // Both describe the command line itself: no server, no key.
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a write error, and a reader that
+            // has seen enough (`| head`) closes the pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "qci", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing the completion script"))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            };
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let client = match &cli.command {
@@ -36,7 +57,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let tenant = cli.tenant.clone();
     match cli.command {
         Command::Serve(a) => crate::serve::serve(*a).await.map(|_| ExitCode::SUCCESS),
-        Command::Login(_) | Command::Context(_) => unreachable!("handled above"),
+        Command::Login(_)
+        | Command::Context(_)
+        | Command::Completion { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
         Command::Whoami => identity::whoami(&client).await,
         Command::Tenant(c) => tenant::run(&client, c).await,
         Command::Key(c) => tenant::key(&client, tenant.as_deref(), c).await,
