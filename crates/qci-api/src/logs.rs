@@ -35,6 +35,8 @@ pub struct LogQuery {
     since: Option<String>,
     /// At most this many bytes of output (the first ones).
     limit_bytes: Option<usize>,
+    /// Only what the containers wrote to this stream: `stdout` or `stderr` (default both).
+    stream: Option<String>,
 }
 
 /// `10m`, `30s`, `2h`, `1d`, or an RFC 3339 time.
@@ -86,6 +88,15 @@ pub async fn get_logs(
         }
         None => g.spec.all_containers().map(|c| c.name.clone()).collect(),
     };
+    if let Some(st) = q.stream.as_deref()
+        && st != "stdout"
+        && st != "stderr"
+    {
+        return Err(ApiError::Fields(vec![qci_spec::FieldError {
+            field: "stream".into(),
+            message: format!("{st:?}: must be stdout or stderr"),
+        }]));
+    }
     let prefix = q.container.is_none() && names.len() > 1;
     let since = q.since.as_deref().map(parse_since).transpose()?;
     let paths: Vec<_> = names
@@ -112,6 +123,9 @@ pub async fn get_logs(
                 .into_iter()
                 .map(|l| (i, l)),
         );
+    }
+    if let Some(st) = q.stream.as_deref() {
+        lines.retain(|(_, l)| l.stream == st);
     }
     lines.sort_by_key(|(_, l)| l.time);
     if let Some(t) = since {
@@ -148,6 +162,7 @@ pub async fn get_logs(
         offsets,
         prefix,
         timestamps: q.timestamps,
+        stream: q.stream,
         first: Some(head),
         done: false,
     };
@@ -182,6 +197,7 @@ struct Follow {
     offsets: Vec<u64>,
     prefix: bool,
     timestamps: bool,
+    stream: Option<String>,
     first: Option<String>,
     done: bool,
 }
@@ -219,7 +235,12 @@ impl Follow {
             }
             if let Ok((l, off)) = read_from(p, self.offsets[i]) {
                 self.offsets[i] = off;
-                lines.extend(join_partials(l).into_iter().map(|l| (i, l)));
+                lines.extend(
+                    join_partials(l)
+                        .into_iter()
+                        .filter(|l| self.stream.as_ref().is_none_or(|s| &l.stream == s))
+                        .map(|l| (i, l)),
+                );
             }
         }
         lines.sort_by_key(|(_, l)| l.time);

@@ -75,6 +75,8 @@ pub struct LogOptions {
     /// RFC 3339, or an age such as `10m`.
     pub since: Option<String>,
     pub limit_bytes: Option<usize>,
+    /// Only `stdout` or only `stderr` (default both).
+    pub stream: Option<String>,
 }
 
 /// Who the client is, and where it acts.
@@ -517,6 +519,9 @@ impl Client {
         }
         if opts.timestamps {
             q.push(("timestamps", "true".into()));
+        }
+        if let Some(st) = &opts.stream {
+            q.push(("stream", st.clone()));
         }
         if opts.previous {
             q.push(("previous", "true".into()));

@@ -47,6 +47,9 @@ pub enum Command {
     Get(GetArgs),
     /// Show a group's container output
     Logs(LogsArgs),
+    /// Run an image as a one-container group, as `docker run` does: in the foreground its
+    /// output is printed and qci exits with the container's exit code
+    Run(Box<RunArgs>),
     /// Run a command in a running container: prints its output, exits with its exit code
     Exec(ExecArgs),
     /// Show what happened to a group (or to every group)
@@ -599,6 +602,55 @@ pub struct EventsArgs {
     /// Keep watching: print events as they happen
     #[arg(short = 'w', long, requires = "group")]
     pub watch: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The group's name [default: the image's name and a random suffix]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the group's id once it is created and return, leaving it running
+    #[arg(short = 'd', long, conflicts_with = "rm")]
+    pub detach: bool,
+    /// Delete the group once its container has ended (or on Ctrl-C)
+    #[arg(long)]
+    pub rm: bool,
+    /// An environment variable (repeatable); `-e NAME` alone takes NAME's value from here
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// A port the container listens on, published on the group's EIP if it has one
+    /// (repeatable); `/udp` for UDP
+    #[arg(short = 'p', long = "publish", value_name = "PORT[/udp]")]
+    pub ports: Vec<String>,
+    /// CPU cores, e.g. 0.5, 2 or 500m
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory, e.g. 256Mi or 1Gi
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Mount a disk (its name or id), or a directory of it with DISK/SUB, at PATH (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "DISK[/SUB]:PATH[:ro]")]
+    pub volumes: Vec<String>,
+    /// An EIP for the group: `auto` (one from the pool) or an EIP's address or id
+    #[arg(long)]
+    pub eip: Option<String>,
+    /// Run in this VPC instead of the basic network
+    #[arg(long)]
+    pub vpc: Option<String>,
+    /// Always, OnFailure or Never (Docker's no, on-failure, always and unless-stopped too)
+    #[arg(long, default_value = "Never")]
+    pub restart: String,
+    /// Replace the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Working directory in the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// The image
+    pub image: String,
+    /// The command (the image's CMD is replaced) and its arguments, passed on exactly
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args)]

@@ -246,3 +246,93 @@ async fn a_delete_cut_short_by_a_crash_is_finished_after_restart() {
     assert!(!s.layout.sandbox_dir(&id).exists());
     assert!(!s.layout.group_log_dir(&id).exists());
 }
+
+/// `qci run` as Docker users type it: the output, the exit code, `--rm`, `-d`, and the
+/// codes of a container that never ran.
+#[tokio::test(flavor = "multi_thread")]
+async fn qci_run_behaves_like_docker_run() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(std::path::Path::new(QCI)).await;
+    let run = |args: &[&str]| {
+        let out = s.command().arg("run").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Foreground with --rm: the output, the container's exit code, and no group left.
+    let (code, out, err) = run(&[
+        "--rm",
+        "-e",
+        "WHO=qci",
+        &image,
+        "sh",
+        "-c",
+        "echo hello $WHO; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!((out.as_str(), err.as_str()), ("hello qci\n", "oops\n"));
+    assert!(s.client.list_groups().await.unwrap().is_empty());
+
+    // Without --rm the group stays, terminated, under the name given.
+    let (code, out, err) = run(&["--name", "once", &image, "echo", "done"]);
+    assert_eq!((code, out.as_str()), (Some(0), "done\n"), "{err}");
+    let g = s.client.get_group("once").await.unwrap();
+    assert_eq!(g.status.containers[0].state, ContainerState::Terminated);
+    // (It reads the log a stream at a time; another stream is refused with the field's name.)
+    let bad = qci_client::LogOptions {
+        stream: Some("stdin".into()),
+        ..Default::default()
+    };
+    let e = s.client.logs("once", &bad).await.unwrap_err().to_string();
+    assert!(
+        e.contains("stream") && e.contains("stdout or stderr"),
+        "{e}"
+    );
+    assert_eq!(g.status.containers[0].exit_code, Some(0));
+
+    // Detached: the id at once, the group running with what the flags said.
+    let (code, out, err) = run(&[
+        "-d", "--name", "bg", "--cpu", "0.5", "-m", "128Mi", "-p", "8080", &image, "sleep", "600",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = out.trim().to_string();
+    assert!(id.starts_with("cg-"), "{out}");
+    let g = s
+        .wait_group(&id, "Running", |g| g.status.phase == GroupPhase::Running)
+        .await;
+    let c = &g.spec.containers[0];
+    assert_eq!(
+        c.args.as_deref(),
+        Some(&["sleep".to_string(), "600".to_string()][..])
+    );
+    assert_eq!(c.ports[0].port, 8080);
+    assert!(c.cpu.is_some() && c.memory.is_some());
+    assert_eq!(g.spec.restart_policy, qci_spec::RestartPolicy::Never);
+
+    // A command that is not there, an image that is not there, a bad flag.
+    let (code, _, err) = run(&["--rm", &image, "nosuchcmd"]);
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("nosuchcmd"), "{err}");
+    let (code, _, err) = run(&["--rm", &format!("{}/nothing:here", reg.host())]);
+    assert_eq!(code, Some(125), "{err}");
+    let (code, _, err) = run(&["-p", "8080:80", &image]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("-p 8080:80"), "{err}");
+    let names: Vec<String> = s
+        .client
+        .list_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["once", "bg"],
+        "--rm left a group, or a refused run made one"
+    );
+}

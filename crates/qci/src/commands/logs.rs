@@ -17,6 +17,7 @@ pub async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<ExitCode> {
         previous: a.previous,
         since: a.since,
         limit_bytes: a.limit_bytes,
+        stream: None,
     };
     let resp = client.logs(&a.group, &opts).await?;
     let mut body = resp.bytes_stream();

@@ -9,6 +9,7 @@ mod identity;
 mod image;
 mod logs;
 mod network;
+mod run;
 mod show;
 mod tenant;
 
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
         Command::Exec(a) => exec::exec(&client, a).await,
+        Command::Run(a) => run::run(&client, *a).await,
         Command::Update(a) => create::update(&client, a).await,
         Command::Restart(a) => {
             let g = client.restart_group(&a.group).await?;
