@@ -59,7 +59,8 @@ impl Origins {
     }
 }
 
-/// Bodies the API reads: JSON, and YAML where a spec is taken.
+/// Bodies the API reads: JSON, YAML where a spec is taken, and image archives (a tar). None
+/// of them is a type a cross-site form may send without asking first.
 fn body_type_ok(ct: &str) -> bool {
     let mime = ct
         .split(';')
@@ -69,7 +70,11 @@ fn body_type_ok(ct: &str) -> bool {
         .to_ascii_lowercase();
     matches!(
         mime.as_str(),
-        "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml"
+        "application/json"
+            | "application/yaml"
+            | "application/x-yaml"
+            | "text/yaml"
+            | "application/x-tar"
     )
 }
 
@@ -121,7 +126,7 @@ pub fn check(
             .unwrap_or("");
         if !body_type_ok(ct) {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Type {ct:?} is not accepted: send application/json (or application/yaml for a spec)"
+                "Content-Type {ct:?} is not accepted: send application/json (application/yaml for a spec, application/x-tar for an image archive)"
             )));
         }
     }

@@ -168,3 +168,163 @@ pub(crate) fn field_error(path: String, e: &dyn std::fmt::Display) -> ApiError {
 pub async fn prune_images(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     (s.prune)().await.map(Json).map_err(ApiError::Internal)
 }
+
+/// The largest image archive taken (the store's own budget, when set, is checked after).
+pub const MAX_ARCHIVE_BYTES: u64 = 64 << 30;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LoadQuery {
+    /// The name to store the image under (the archive must hold one image); without it, the
+    /// names the archive gives (OCI `org.opencontainers.image.ref.name`, docker `RepoTags`).
+    tag: Option<String>,
+}
+
+/// Loads the images of an archive sent as the body (`application/x-tar`): an OCI image
+/// layout or a docker-archive (what `docker save` and `podman save` write). Every blob is
+/// checked against its digest; a malformed archive is refused with the reason (400).
+#[utoipa::path(post, path = "/v1/images/load", tag = "images", params(LoadQuery),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 200, body = ImageList), (status = 400, body = crate::ErrorBody)))]
+pub async fn load_image(
+    State(s): State<AppState>,
+    Query(q): Query<LoadQuery>,
+    body: Body,
+) -> Result<Json<ImageList>, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if let Some(t) = &q.tag
+        && let Err(m) = qci_spec::check_image_reference(t)
+    {
+        return Err(ApiError::Fields(vec![qci_spec::FieldError {
+            field: "tag".into(),
+            message: m,
+        }]));
+    }
+    let file = tempfile::NamedTempFile::new_in(s.images.scratch_dir())
+        .map_err(|e| ApiError::Internal(format!("a file for the archive: {e}")))?;
+    let mut out = tokio::fs::File::from_std(
+        file.reopen()
+            .map_err(|e| ApiError::Internal(format!("a file for the archive: {e}")))?,
+    );
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the archive: {e}")))?;
+        size += chunk.len() as u64;
+        if size > MAX_ARCHIVE_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "an image archive may be at most {MAX_ARCHIVE_BYTES} bytes"
+            )));
+        }
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("writing the archive: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| ApiError::Internal(format!("writing the archive: {e}")))?;
+    drop(out);
+    let loaded = s
+        .images
+        .load_archive(file.path(), q.tag.as_deref())
+        .await
+        .map_err(|e| match e {
+            qci_image::ImageError::Archive(_)
+            | qci_image::ImageError::BadReference { .. }
+            | qci_image::ImageError::Config { .. }
+            | qci_image::ImageError::Layer { .. } => {
+                ApiError::BadRequest(format!("image archive: {e}"))
+            }
+            e => ApiError::Internal(e.to_string()),
+        })?;
+    (s.on_change)();
+    Ok(Json(ImageList {
+        items: loaded.iter().map(info).collect(),
+    }))
+}
+
+/// An image of the store as an OCI image layout in a tar (`application/x-tar`), which
+/// `qci image load`, `podman load`, `docker load` and `skopeo` take.
+#[utoipa::path(get, path = "/v1/images/save", tag = "images", params(ImageRef),
+    responses((status = 200, content_type = "application/x-tar", body = Vec<u8>), (status = 404, body = crate::ErrorBody)))]
+pub async fn save_image(
+    State(s): State<AppState>,
+    Query(q): Query<ImageRef>,
+) -> Result<Response, ApiError> {
+    let file = tempfile::NamedTempFile::new_in(s.images.scratch_dir())
+        .map_err(|e| ApiError::Internal(format!("a file for the archive: {e}")))?;
+    s.images
+        .save_archive(&q.reference, file.path())
+        .await
+        .map_err(|e| match e {
+            qci_image::ImageError::NotPresent(m) => {
+                ApiError::NotFound(format!("image {m} is not in the store"))
+            }
+            e => ApiError::Internal(e.to_string()),
+        })?;
+    // Open, then let the name go: the file lives while the answer reads it.
+    let f = tokio::fs::File::open(file.path())
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the archive: {e}")))?;
+    drop(file);
+    let stream = futures_util::stream::unfold(f, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// An image in the store.
+    pub source: String,
+    /// Its second name.
+    pub target: String,
+}
+
+/// Gives an image of the store a second name.
+#[utoipa::path(post, path = "/v1/images/tag", tag = "images", request_body = TagRequest,
+    responses((status = 200, body = ImageInfo), (status = 404, body = crate::ErrorBody)))]
+pub async fn tag_image(
+    State(s): State<AppState>,
+    body: String,
+) -> Result<Json<ImageInfo>, ApiError> {
+    let de = &mut serde_json::Deserializer::from_str(&body);
+    let req: TagRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        }])
+    })?;
+    if let Err(m) = qci_spec::check_image_reference(&req.target) {
+        return Err(ApiError::Fields(vec![qci_spec::FieldError {
+            field: "target".into(),
+            message: m,
+        }]));
+    }
+    let img = s
+        .images
+        .tag(&req.source, &req.target)
+        .await
+        .map_err(|e| match e {
+            qci_image::ImageError::NotPresent(m) => {
+                ApiError::NotFound(format!("image {m} is not in the store"))
+            }
+            e => ApiError::Internal(e.to_string()),
+        })?;
+    (s.on_change)();
+    Ok(Json(info(&img)))
+}

@@ -596,6 +596,44 @@ impl Client {
     }
 
     /// Runs image garbage collection; the server's report.
+    /// Loads the images of an archive (an OCI layout or docker-archive tar) read from `body`
+    /// into the server's store, under `tag` or the archive's own names.
+    pub async fn load_image(
+        &self,
+        body: reqwest::Body,
+        tag: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, ClientError> {
+        let url = self.url("/v1/images/load");
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/x-tar")
+            .body(body);
+        if let Some(t) = tag {
+            req = req.query(&[("tag", t)]);
+        }
+        Ok(self.json::<Items<ImageInfo>>(req, &url).await?.items)
+    }
+
+    /// An image of the server's store as an OCI layout tar, to read as a stream.
+    pub async fn save_image(&self, reference: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url("/v1/images/save");
+        self.send(self.http.get(&url).query(&[("reference", reference)]), &url)
+            .await
+    }
+
+    /// Gives an image of the server's store a second name.
+    pub async fn tag_image(&self, source: &str, target: &str) -> Result<ImageInfo, ClientError> {
+        let url = self.url("/v1/images/tag");
+        self.json(
+            self.http
+                .post(&url)
+                .json(&serde_json::json!({"source": source, "target": target})),
+            &url,
+        )
+        .await
+    }
+
     pub async fn prune_images(&self) -> Result<serde_json::Value, ClientError> {
         let url = self.url("/v1/images/prune");
         self.json(self.http.post(&url), &url).await

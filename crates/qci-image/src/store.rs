@@ -35,6 +35,11 @@ pub enum ImageError {
     Config { reference: String, message: String },
     #[error("image store: {0}")]
     Io(#[from] std::io::Error),
+    /// An archive that cannot be loaded, and why.
+    #[error("{0}")]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error("image {0} is not in the image store")]
+    NotPresent(String),
 }
 
 /// What a container needs from its image's config.
@@ -219,6 +224,36 @@ impl ImageStore {
         self.root.join("blobs/sha256").join(hex_of(digest))
     }
 
+    /// Where a verified blob lives.
+    pub(crate) fn blob_file(&self, digest: &str) -> PathBuf {
+        self.blob_path(digest)
+    }
+
+    /// Scratch space on the store's file system (emptied at open): where an archive being
+    /// received is kept, so loading it moves no data across file systems.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.tmp_dir()
+    }
+
+    /// Scratch space on the store's file system (emptied at open).
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn resolve_links_of(&self, layers: &[String]) -> Result<(), (String, LayerError)> {
+        self.resolve_links(layers)
+    }
+
+    /// [`Self::save_ref`] for blocking code.
+    pub(crate) fn save_ref_blocking(&self, img: &PulledImage) -> Result<(), ImageError> {
+        let json = serde_json::to_vec_pretty(img).map_err(std::io::Error::other)?;
+        let path = self.ref_path(&img.reference);
+        let tmp = self.tmp_dir().join(format!("ref.{}", uuid::Uuid::new_v4()));
+        std::fs::write(&tmp, &json)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
     fn ref_path(&self, reference: &str) -> PathBuf {
         let escaped: String = reference
             .chars()
@@ -355,7 +390,7 @@ impl ImageStore {
         self.save_ref(&img).await
     }
 
-    async fn save_ref(&self, img: &PulledImage) -> Result<(), ImageError> {
+    pub(crate) async fn save_ref(&self, img: &PulledImage) -> Result<(), ImageError> {
         let json = serde_json::to_vec_pretty(img).map_err(std::io::Error::other)?;
         write_atomic(
             &self.ref_path(&img.reference),
@@ -689,7 +724,7 @@ enum LayerFetchError {
     Io(std::io::Error),
 }
 
-fn parse_config(bytes: &[u8]) -> Result<ImageConfig, String> {
+pub(crate) fn parse_config(bytes: &[u8]) -> Result<ImageConfig, String> {
     let c: oci_spec::image::ImageConfiguration =
         serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let cfg = c.config().clone().unwrap_or_default();
@@ -760,7 +795,7 @@ fn is_loopback(registry: &str) -> bool {
             .unwrap_or(false)
 }
 
-fn hex_of(digest: &str) -> &str {
+pub(crate) fn hex_of(digest: &str) -> &str {
     digest.split_once(':').map(|(_, h)| h).unwrap_or(digest)
 }
 

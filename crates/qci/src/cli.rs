@@ -310,6 +310,31 @@ pub enum ImageCommand {
     },
     /// Remove now the blobs and layers nothing uses (this also runs every minute)
     Prune,
+    /// Load the images of an archive: an OCI layout or docker-archive tar (`docker save`,
+    /// `podman save`, `skopeo copy … oci-archive:`); digests are checked
+    Load {
+        /// The archive [default: standard input]
+        #[arg(short = 'i', long = "input", value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Store the image under this name (the archive must hold one image)
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Write an image of the store as an OCI layout tar
+    Save {
+        /// The image reference
+        image: String,
+        /// Where [default: standard output, unless it is a terminal]
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Give an image of the store a second name
+    Tag {
+        /// An image in the store
+        source: String,
+        /// Its new name
+        target: String,
+    },
 }
 
 #[derive(Args)]

@@ -639,3 +639,218 @@ async fn bearer_token_flow() {
     let (ok, _, err) = s.create("bad", &group("bad", "wrong"), &["--wait"]);
     assert!(!ok && err.contains("ImagePull"), "{err}");
 }
+
+/// Images without a registry: docker-archive and OCI archives (made by skopeo, which writes
+/// both) load and run; what qci saves, skopeo reads and qci loads back; a tag is a second
+/// name; archives that lie about their digests, or hold no image, are refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_archives_load_save_and_tag() {
+    qci_testkit::require(&[("skopeo", "skopeo")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let dir = tempfile::tempdir_in(qci_testkit::test_root()).unwrap();
+    let skopeo = |args: &[&str]| {
+        let out = std::process::Command::new("skopeo")
+            .args(args)
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let docker_tar = dir.path().join("docker.tar");
+    let oci_tar = dir.path().join("oci.tar");
+    let src = format!("docker://{image}");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &src,
+        &format!("docker-archive:{}:local/bb:docker", docker_tar.display()),
+    ]);
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &src,
+        &format!("oci-archive:{}:local/bb:oci", oci_tar.display()),
+    ]);
+
+    // A docker-archive, from a file, under the name it carries; an OCI archive from
+    // standard input, under a name given here.
+    let (ok, out, err) = s.cli(&["image", "load", "-i", docker_tar.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Loaded image: "), "{out}");
+    let docker_name = out
+        .trim()
+        .strip_prefix("Loaded image: ")
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert!(docker_name.ends_with("local/bb:docker"), "{out}");
+    let out = s
+        .command()
+        .args(["image", "load", "--tag", "mine/bb:oci"])
+        .stdin(std::fs::File::open(&oci_tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mine/bb:oci"));
+
+    // Both run, with nothing asked of any registry (the registry is stopped).
+    drop(reg);
+    for (name, img) in [
+        ("from-docker", docker_name.as_str()),
+        ("from-oci", "mine/bb:oci"),
+    ] {
+        let spec = format!(
+            "name: {name}\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{img}', image_pull_policy: IfNotPresent, command: [sh, -c, 'echo ran from $0; sleep 600', '{img}']}}]\n"
+        );
+        let (ok, _, err) = s.create(name, &spec, &["--wait"]);
+        assert!(ok, "{name}: {err}");
+        let (ok, out, err) = s.cli(&["exec", name, "--", "busybox", "true"]);
+        assert!(ok, "{name}: {out}{err}");
+    }
+
+    // Saved by qci: an OCI layout skopeo reads, and qci loads back under a third name.
+    let saved = dir.path().join("saved.tar");
+    let (ok, _, err) = s.cli(&[
+        "image",
+        "save",
+        "mine/bb:oci",
+        "-o",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let inspected = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", saved.display()),
+    ]);
+    assert!(
+        inspected.contains("application/vnd.oci.image.manifest.v1+json"),
+        "{inspected}"
+    );
+    let (ok, out, err) = s.cli(&[
+        "image",
+        "load",
+        "-i",
+        saved.to_str().unwrap(),
+        "--tag",
+        "again/bb:1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("again/bb:1"), "{out}");
+    let (ok, _, err) = s.cli(&[
+        "image",
+        "save",
+        "nothing/here:1",
+        "-o",
+        dir.path().join("x.tar").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("not in the store"), "{err}");
+
+    // A second name for an image of the store.
+    let (ok, out, err) = s.cli(&["image", "tag", "mine/bb:oci", "mine/bb:v2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("mine/bb:v2"), "{out}");
+    let listed = s.client.list_images().await.unwrap();
+    let digest = |r: &str| {
+        listed
+            .iter()
+            .find(|i| i.reference == r)
+            .map(|i| i.digest.clone())
+    };
+    assert!(digest("mine/bb:v2").is_some() && digest("mine/bb:v2") == digest("mine/bb:oci"));
+
+    // The Quickstart's image, made by the project's script from Debian's busybox-static
+    // (no registry, no test kit), loaded and serving its page to a second container.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-image.sh");
+    let made = dir.path().join("quickstart.tar");
+    let st = std::process::Command::new(&script)
+        .arg(&made)
+        .output()
+        .expect("scripts/busybox-image.sh");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let (ok, out, err) = s.cli(&["image", "load", "-i", made.to_str().unwrap()]);
+    assert!(ok && out.contains("local/busybox:1"), "{out}{err}");
+    let spec = "name: quick\ntermination_grace_period_seconds: 1\ncontainers:\n  - {name: server, image: 'local/busybox:1', command: [httpd, -f, -p, '8080'], working_dir: /}\n  - {name: client, image: 'local/busybox:1', command: [sh, -c, 'until wget -qO- http://127.0.0.1:8080/; do sleep 0.2; done; sleep 600']}\n";
+    let (ok, _, err) = s.create("quick", spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = s.logs("quick", "client").await;
+        if page.contains("</h1>") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        page.ends_with("<h1>served by busybox httpd in qci</h1>\n"),
+        "{page}"
+    );
+
+    // Archives that lie or hold nothing: refused, with the reason, and nothing stored.
+    let blob = |c: &[u8]| {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(c)))
+    };
+    let lie = blob(b"what the index says");
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{lie}","size":3}}]}}"#
+    );
+    let blob_name = format!("blobs/sha256/{}", lie.trim_start_matches("sha256:"));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            tar_of(&[
+                Entry::File("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+                Entry::File("index.json", index.as_bytes()),
+                Entry::File(&blob_name, b"something else"),
+            ]),
+            "not the sha256:",
+        ),
+        (
+            tar_of(&[Entry::File("hello.txt", b"hi")]),
+            "neither index.json",
+        ),
+        (
+            b"not a tar at all, not even close".repeat(40),
+            "reading the archive",
+        ),
+        (
+            tar_of(&[
+                Entry::File("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+                Entry::Symlink("index.json", "../../../../etc/passwd"),
+            ]),
+            "leaves the archive",
+        ),
+    ];
+    let before = s.client.list_images().await.unwrap().len();
+    for (i, (tar, said)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.tar"));
+        std::fs::write(&path, tar).unwrap();
+        let (ok, _, err) = s.cli(&[
+            "image",
+            "load",
+            "-i",
+            path.to_str().unwrap(),
+            "--tag",
+            "bad/x:1",
+        ]);
+        assert!(!ok, "case {i} was loaded");
+        assert!(err.contains(said), "case {i}: {err}");
+    }
+    assert_eq!(s.client.list_images().await.unwrap().len(), before);
+}

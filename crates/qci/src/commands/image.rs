@@ -1,4 +1,4 @@
-//! `qci image pull|ls|rm`.
+//! `qci image pull|ls|rm|prune|load|save|tag`.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -51,6 +51,59 @@ pub async fn run(client: &Client, c: ImageCommand) -> anyhow::Result<ExitCode> {
                 human(n("freed_bytes")),
                 human(n("total_bytes"))
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Load { input, tag } => {
+            let body = match &input {
+                Some(p) if p.as_os_str() != "-" => {
+                    let f = tokio::fs::File::open(p)
+                        .await
+                        .with_context(|| format!("opening {}", p.display()))?;
+                    reqwest::Body::wrap_stream(chunks(f))
+                }
+                _ => {
+                    if std::io::stdin().is_terminal() {
+                        anyhow::bail!(
+                            "give the archive with -i FILE, or on standard input (qci image load < FILE)"
+                        );
+                    }
+                    reqwest::Body::wrap_stream(chunks(tokio::io::stdin()))
+                }
+            };
+            for i in client.load_image(body, tag.as_deref()).await? {
+                println!("Loaded image: {} ({})", i.reference, i.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Save { image, output } => {
+            use futures_util::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &output {
+                Some(p) if p.as_os_str() != "-" => Box::new(
+                    tokio::fs::File::create(p)
+                        .await
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                _ => {
+                    if std::io::stdout().is_terminal() {
+                        anyhow::bail!(
+                            "an archive is not for a terminal: give -o FILE, or redirect standard output"
+                        );
+                    }
+                    Box::new(tokio::io::stdout())
+                }
+            };
+            let mut body = client.save_image(&image).await?.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                out.write_all(&chunk.context("reading the archive")?)
+                    .await?;
+            }
+            out.flush().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Tag { source, target } => {
+            let i = client.tag_image(&source, &target).await?;
+            println!("{} tagged as {}", source, i.reference);
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Rm { image } => {
@@ -125,4 +178,22 @@ pub(super) fn human(n: u64) -> String {
         1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
         _ => format!("{:.2} GiB", n as f64 / 1_073_741_824.0),
     }
+}
+
+/// A reader as a stream of chunks (what an upload's body takes), 256 KiB at a time.
+fn chunks(
+    r: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    futures_util::stream::unfold(r, |mut r| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 << 10];
+        match r.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), r))
+            }
+            Err(e) => Some((Err(e), r)),
+        }
+    })
 }
