@@ -403,9 +403,13 @@ impl ImageStore {
             let dest = self.blob_file(digest);
             size += std::fs::metadata(path)?.len();
             if !dest.exists() {
-                // A copy, not a rename: one file may stand for several images of the archive.
+                // A second link, not a rename: one file may stand for several images of the
+                // archive (the scratch copy goes with the rest of it). Same file system.
                 let tmp = dest.with_extension("partial");
-                std::fs::copy(path, &tmp)?;
+                let _ = std::fs::remove_file(&tmp);
+                if std::fs::hard_link(path, &tmp).is_err() {
+                    std::fs::copy(path, &tmp)?;
+                }
                 std::fs::rename(&tmp, &dest)?;
             }
         }
