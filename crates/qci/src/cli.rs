@@ -42,7 +42,7 @@ pub enum Command {
     Create(CreateArgs),
     /// List container groups
     #[command(alias = "list")]
-    Ls(OutputArgs),
+    Ls(LsArgs),
     /// Show a container group
     Get(GetArgs),
     /// Show a group's container output
@@ -231,15 +231,31 @@ pub struct CreateArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Output {
+    /// The whole objects as JSON
     Json,
+    /// The whole objects as YAML
     Yaml,
+    /// One name per line (a group's, an image's reference, an EIP's address), for scripts
+    Name,
+    /// The table with more columns
+    Wide,
 }
 
 #[derive(Args)]
 pub struct OutputArgs {
-    /// Print whole objects instead of a table
+    /// Print whole objects, names alone, or a wider table, instead of the table
     #[arg(short = 'o', long = "output")]
     pub output: Option<Output>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Print whole objects, names alone, or a wider table, instead of the table
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Output>,
+    /// Keep watching: after the table, a line for each group that changes or goes
+    #[arg(short = 'w', long, conflicts_with = "output")]
+    pub watch: bool,
 }
 
 #[derive(Args)]

@@ -335,4 +335,56 @@ async fn qci_run_behaves_like_docker_run() {
         ["once", "bg"],
         "--rm left a group, or a refused run made one"
     );
+
+    // Lists for scripts and for wider screens; a watch that shows what changes.
+    let (ok, out, _) = s.cli(&["ls", "-o", "name"]);
+    assert!(ok);
+    assert_eq!(out, "once\nbg\n");
+    let (ok, out, _) = s.cli(&["ls", "-o", "wide"]);
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("NETWORK") && lines[0].contains("IMAGES"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("basic") && lines[2].contains(&image),
+        "{out}"
+    );
+    let (ok, out, _) = s.cli(&["image", "ls", "-o", "name"]);
+    assert!(ok && out.lines().any(|l| l == image), "{out}");
+    let mut watch = s
+        .command()
+        .args(["ls", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("the watch showed no {what}"))
+    };
+    assert!(next("header").starts_with("ID"));
+    next("row");
+    next("row");
+    let (ok, _, err) = s.cli(&["delete", "once", "--wait"]);
+    assert!(ok, "{err}");
+    let mut said = String::new();
+    while !(said.contains("once") && said.contains("Deleted")) {
+        said = next("line for the deleted group");
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
 }

@@ -15,8 +15,9 @@ pub async fn run(client: &Client, c: CacheCommand) -> anyhow::Result<ExitCode> {
         CacheCommand::Create(a) => create(client, a).await,
         CacheCommand::Ls(o) => {
             let caches = client.list_image_caches().await?;
-            if let Some(o) = o.output {
-                print_as(&caches, o)?;
+            if let Some(o) = o.output
+                && print_as(&caches, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -40,8 +41,8 @@ pub async fn run(client: &Client, c: CacheCommand) -> anyhow::Result<ExitCode> {
         CacheCommand::Get(a) => {
             let c = client.get_image_cache(&a.group).await?;
             match a.output {
-                Some(o) => print_as(&c, o)?,
-                None => print!("{}", summary(&c)),
+                Some(o) if print_as(&c, o)? => {}
+                _ => print!("{}", summary(&c)),
             }
             Ok(ExitCode::SUCCESS)
         }

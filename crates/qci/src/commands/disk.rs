@@ -26,8 +26,9 @@ pub async fn run(client: &Client, c: DiskCommand) -> anyhow::Result<ExitCode> {
         }
         DiskCommand::Ls(o) => {
             let disks = client.list_disks().await?;
-            if let Some(o) = o.output {
-                print_as(&disks, o)?;
+            if let Some(o) = o.output
+                && print_as(&disks, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -51,8 +52,8 @@ pub async fn run(client: &Client, c: DiskCommand) -> anyhow::Result<ExitCode> {
         DiskCommand::Get(a) => {
             let d = client.get_disk(&a.group).await?;
             match a.output {
-                Some(o) => print_as(&d, o)?,
-                None => print!("{}", summary(&d)),
+                Some(o) if print_as(&d, o)? => {}
+                _ => print!("{}", summary(&d)),
             }
         }
         DiskCommand::Resize { disk, size } => {

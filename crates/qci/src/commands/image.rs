@@ -17,8 +17,9 @@ pub async fn run(client: &Client, c: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Pull(a) => pull(client, a).await,
         ImageCommand::Ls(o) => {
             let images = client.list_images().await?;
-            if let Some(o) = o.output {
-                print_as(&images, o)?;
+            if let Some(o) = o.output
+                && print_as(&images, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![

@@ -71,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant::audit(&client, a).await
         }
         Command::Create(a) => create::create(&client, a).await,
-        Command::Ls(a) => show::ls(&client, a.output).await,
+        Command::Ls(a) => show::ls(&client, a).await,
         Command::Get(a) => show::get(&client, &a.group, a.output).await,
         Command::Events(a) => show::events(&client, a).await,
         Command::Logs(a) => logs::logs(&client, a).await,
@@ -97,12 +97,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints a serialisable value as JSON or YAML.
-fn print_as<T: serde::Serialize>(value: &T, output: Output) -> anyhow::Result<()> {
+/// Prints `value` (an object or a list) as `output` asks; false for `wide`, which is the
+/// caller's table.
+fn print_as<T: serde::Serialize>(value: &T, output: Output) -> anyhow::Result<bool> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Output::Name => {
+            let v = serde_json::to_value(value)?;
+            let items = match &v {
+                serde_json::Value::Array(a) => a.iter().collect(),
+                one => vec![one],
+            };
+            for i in items {
+                println!("{}", name_of(i));
+            }
+        }
+        Output::Wide => return Ok(false),
     }
-    Ok(())
+    Ok(true)
+}
+
+/// What names an object of the API: its name, else its reference (images), address (EIPs)
+/// or id.
+fn name_of(v: &serde_json::Value) -> String {
+    ["name", "reference", "address", "id"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|x| x.as_str()))
+        .or_else(|| {
+            v.get("spec")
+                .and_then(|s| s.get("name"))
+                .and_then(|x| x.as_str())
+        })
+        .unwrap_or("-")
+        .to_string()
 }
 
 /// "3s", "5m", "2h", "4d": how long ago.

@@ -27,8 +27,9 @@ pub async fn vpc(client: &Client, c: VpcCommand) -> anyhow::Result<ExitCode> {
         }
         VpcCommand::Ls(o) => {
             let vpcs = client.list_vpcs().await?;
-            if let Some(o) = o.output {
-                print_as(&vpcs, o)?;
+            if let Some(o) = o.output
+                && print_as(&vpcs, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -51,7 +52,9 @@ pub async fn vpc(client: &Client, c: VpcCommand) -> anyhow::Result<ExitCode> {
         }
         VpcCommand::Get(a) => {
             let v = client.get_vpc(&a.group).await?;
-            print_as(&v, a.output.unwrap_or(crate::cli::Output::Yaml))?;
+            if !print_as(&v, a.output.unwrap_or(crate::cli::Output::Yaml))? {
+                print_as(&v, crate::cli::Output::Yaml)?;
+            }
         }
         VpcCommand::Update { vpc, firewall, .. } => {
             let v = client.update_vpc(&vpc, firewall.as_deref()).await?;
@@ -76,8 +79,9 @@ pub async fn eip(client: &Client, c: EipCommand) -> anyhow::Result<ExitCode> {
         }
         EipCommand::Ls(o) => {
             let eips = client.list_eips().await?;
-            if let Some(o) = o.output {
-                print_as(&eips, o)?;
+            if let Some(o) = o.output
+                && print_as(&eips, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -101,7 +105,9 @@ pub async fn eip(client: &Client, c: EipCommand) -> anyhow::Result<ExitCode> {
         }
         EipCommand::Get(a) => {
             let e = client.get_eip(&a.group).await?;
-            print_as(&e, a.output.unwrap_or(crate::cli::Output::Yaml))?;
+            if !print_as(&e, a.output.unwrap_or(crate::cli::Output::Yaml))? {
+                print_as(&e, crate::cli::Output::Yaml)?;
+            }
         }
         EipCommand::Bind { eip, vpc } => {
             let e = client.bind_eip(&eip, &vpc).await?;
@@ -151,8 +157,9 @@ pub async fn firewall(client: &Client, c: FirewallCommand) -> anyhow::Result<Exi
         }
         FirewallCommand::Ls(o) => {
             let fws = client.list_firewalls().await?;
-            if let Some(o) = o.output {
-                print_as(&fws, o)?;
+            if let Some(o) = o.output
+                && print_as(&fws, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![["ID", "NAME", "RULES", "AGE"].map(String::from).to_vec()];
@@ -168,7 +175,9 @@ pub async fn firewall(client: &Client, c: FirewallCommand) -> anyhow::Result<Exi
         }
         FirewallCommand::Get(a) => {
             let f = client.get_firewall(&a.group).await?;
-            print_as(&f, a.output.unwrap_or(crate::cli::Output::Yaml))?;
+            if !print_as(&f, a.output.unwrap_or(crate::cli::Output::Yaml))? {
+                print_as(&f, crate::cli::Output::Yaml)?;
+            }
         }
         FirewallCommand::Rm { firewall } => {
             let f = client.delete_firewall(&firewall).await?;

@@ -8,56 +8,140 @@ use qci_spec::{ContainerGroup, ContainerState, ContainerStatus};
 use super::{age, print_as, table};
 use crate::cli::Output;
 
-pub async fn ls(client: &Client, output: Option<Output>) -> anyhow::Result<ExitCode> {
+pub async fn ls(client: &Client, a: crate::cli::LsArgs) -> anyhow::Result<ExitCode> {
     let groups = client.list_groups().await?;
-    if let Some(o) = output {
-        print_as(&groups, o)?;
+    if let Some(o) = a.output
+        && print_as(&groups, o)?
+    {
         return Ok(ExitCode::SUCCESS);
     }
+    let wide = matches!(a.output, Some(Output::Wide));
     let all = client.options().all_tenants;
-    let mut rows = vec![vec![
-        "ID".into(),
-        "NAME".into(),
-        "PHASE".into(),
-        "HEALTH".into(),
-        "READY".into(),
-        "RESTARTS".into(),
-        "IP".into(),
-        "EIP".into(),
-        "AGE".into(),
-    ]];
-    for g in &groups {
-        let running = g
-            .status
-            .containers
-            .iter()
-            .filter(|c| c.state == ContainerState::Running)
-            .count();
-        let restarts: u32 = g.status.containers.iter().map(|c| c.restart_count).sum();
-        rows.push(vec![
-            g.id.clone(),
-            g.name.clone(),
-            g.status.phase.to_string(),
-            g.status.health.to_string(),
-            format!("{running}/{}", g.spec.containers.len()),
-            restarts.to_string(),
-            g.status.ip.clone().unwrap_or_else(|| "-".into()),
-            g.status.eip.clone().unwrap_or_else(|| "-".into()),
-            age(g.created_at),
-        ]);
-    }
+    let mut rows = vec![group_header(wide)];
+    rows.extend(groups.iter().map(|g| group_row(g, wide)));
     if all {
         with_tenants(&mut rows, groups.iter().map(|g| g.owner.clone()));
     }
     print!("{}", table(&rows));
-    Ok(ExitCode::SUCCESS)
+    if !a.watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Watching: the list again every second; a line for each group that changed (its row
+    // as the table has it) or went, with the table's column widths.
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let line = |r: &[String]| {
+        r.iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let key = |r: &[String]| {
+        // The age column changes by itself: not a change of the group.
+        let mut r = r.to_vec();
+        r.pop();
+        r
+    };
+    let mut seen: std::collections::HashMap<String, Vec<String>> = groups
+        .iter()
+        .zip(rows.iter().skip(1))
+        .map(|(g, r)| (g.id.clone(), key(r)))
+        .collect();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = client.list_groups().await?;
+        for g in &now {
+            let r = group_row(g, wide);
+            if seen.get(&g.id) != Some(&key(&r)) {
+                println!("{}", line(&r));
+                seen.insert(g.id.clone(), key(&r));
+            }
+        }
+        let gone: Vec<String> = seen
+            .keys()
+            .filter(|id| !now.iter().any(|g| &g.id == *id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(r) = seen.remove(&id) {
+                let mut r = r;
+                if r.len() > 2 {
+                    r[2] = "Deleted".into();
+                }
+                println!("{}", line(&r));
+            }
+        }
+    }
+}
+
+fn group_header(wide: bool) -> Vec<String> {
+    let mut h = vec![
+        "ID", "NAME", "PHASE", "HEALTH", "READY", "RESTARTS", "IP", "EIP",
+    ];
+    if wide {
+        h.extend(["NETWORK", "CPU", "MEMORY", "PRICE/H", "IMAGES"]);
+    }
+    h.push("AGE");
+    h.into_iter().map(String::from).collect()
+}
+
+fn group_row(g: &ContainerGroup, wide: bool) -> Vec<String> {
+    let running = g
+        .status
+        .containers
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .count();
+    let restarts: u32 = g.status.containers.iter().map(|c| c.restart_count).sum();
+    let mut r = vec![
+        g.id.clone(),
+        g.name.clone(),
+        g.status.phase.to_string(),
+        g.status.health.to_string(),
+        format!("{running}/{}", g.spec.containers.len()),
+        restarts.to_string(),
+        g.status.ip.clone().unwrap_or_else(|| "-".into()),
+        g.status.eip.clone().unwrap_or_else(|| "-".into()),
+    ];
+    if wide {
+        let network = match g.spec.network.as_ref() {
+            Some(n) if n.mode == Some(qci_spec::NetworkMode::None) => "none".to_string(),
+            Some(n) => n
+                .vpc
+                .clone()
+                .map(|v| format!("vpc {v}"))
+                .unwrap_or_else(|| "basic".into()),
+            None => "basic".into(),
+        };
+        let mut images: Vec<&str> = g.spec.all_containers().map(|c| c.image.as_str()).collect();
+        images.dedup();
+        r.extend([
+            network,
+            g.resources.cpu.to_string(),
+            format!(
+                "{:.2}Gi",
+                g.resources.memory_bytes as f64 / f64::from(1u32 << 30)
+            ),
+            g.resources
+                .price_per_hour
+                .map(|p| format!("{p:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            images.join(","),
+        ]);
+    }
+    r.push(age(g.created_at));
+    r
 }
 
 pub async fn get(client: &Client, id: &str, output: Option<Output>) -> anyhow::Result<ExitCode> {
     let g = client.get_group(id).await?;
     match output {
-        Some(o) => print_as(&g, o)?,
-        None => print!("{}", summary(&g)),
+        Some(o) if print_as(&g, o)? => {}
+        _ => print!("{}", summary(&g)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,8 +319,9 @@ pub async fn events(client: &Client, a: crate::cli::EventsArgs) -> anyhow::Resul
 
 pub async fn usage(client: &Client, a: crate::cli::UsageArgs) -> anyhow::Result<ExitCode> {
     let items = client.usage(a.from, a.to).await?;
-    if let Some(o) = a.output {
-        print_as(&items, o)?;
+    if let Some(o) = a.output
+        && print_as(&items, o)?
+    {
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![

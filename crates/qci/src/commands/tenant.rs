@@ -47,8 +47,9 @@ pub async fn run(client: &Client, c: TenantCommand) -> anyhow::Result<ExitCode> 
         }
         TenantCommand::Ls(o) => {
             let items = client.list_tenants().await?;
-            if let Some(o) = o.output {
-                print_as(&items, o)?;
+            if let Some(o) = o.output
+                && print_as(&items, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -73,8 +74,8 @@ pub async fn run(client: &Client, c: TenantCommand) -> anyhow::Result<ExitCode> 
             };
             let t = client.in_tenant(None).get_tenant(&name).await?;
             match output {
-                Some(o) => print_as(&t, o)?,
-                None => print!("{}", summary(&t)),
+                Some(o) if print_as(&t, o)? => {}
+                _ => print!("{}", summary(&t)),
             }
         }
         TenantCommand::Rm { name } => {
@@ -137,8 +138,9 @@ pub async fn key(client: &Client, tenant: Option<&str>, c: KeyCommand) -> anyhow
         }
         KeyCommand::Ls(o) => {
             let items = client.list_keys().await?;
-            if let Some(o) = o.output {
-                print_as(&items, o)?;
+            if let Some(o) = o.output
+                && print_as(&items, o)?
+            {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut rows = vec![
@@ -191,8 +193,9 @@ pub async fn key(client: &Client, tenant: Option<&str>, c: KeyCommand) -> anyhow
 
 pub async fn audit(client: &Client, a: AuditArgs) -> anyhow::Result<ExitCode> {
     let items = client.audit(a.since.as_deref()).await?;
-    if let Some(o) = a.output {
-        print_as(&items, o)?;
+    if let Some(o) = a.output
+        && print_as(&items, o)?
+    {
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
