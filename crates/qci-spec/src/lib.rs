@@ -9,6 +9,7 @@ mod disk;
 mod group;
 mod image;
 mod image_cache;
+mod kube;
 mod network;
 mod parse;
 mod probe;
@@ -35,6 +36,7 @@ pub use image_cache::{
     CachePhase, CachedImage, ImageCache, ImageCacheSpec, ImageCacheStatus, MAX_CACHE_IMAGES,
     validate_image_cache,
 };
+pub use kube::{Converted, from_manifests, is_kube, to_manifests};
 pub use network::{
     AUTO_EIP, Direction, Eip, EipBind, EipBinding, EipSpec, Firewall, FirewallRule, FirewallSpec,
     MAX_FIREWALL_RULES, NetworkMode, NetworkSpec, RuleAction, RuleProtocol, Vpc, VpcSpec,

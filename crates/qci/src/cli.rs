@@ -218,7 +218,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 #[derive(Args)]
 pub struct CreateArgs {
-    /// The spec file (YAML or JSON); `-` reads standard input
+    /// The spec file (YAML or JSON), or a Kubernetes manifest (a v1 Pod, with the ConfigMaps,
+    /// Secrets and PersistentVolumeClaims it uses); `-` reads standard input
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
     /// Wait until the group is Running or has ended; fail with the reason if it failed
@@ -227,6 +228,10 @@ pub struct CreateArgs {
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// For a Kubernetes manifest: leave out, with a warning each, the fields qci does not
+    /// support (without it they are errors)
+    #[arg(long)]
+    pub lenient: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,6 +244,8 @@ pub enum Output {
     Name,
     /// The table with more columns
     Wide,
+    /// A group as a Kubernetes manifest (its Pod, ConfigMaps and claims): `qci get` only
+    K8s,
 }
 
 #[derive(Args)]
@@ -631,9 +638,13 @@ pub struct UsageArgs {
 pub struct UpdateArgs {
     /// Group id or name
     pub group: String,
-    /// The new spec (YAML or JSON); `-` reads standard input
+    /// The new spec (YAML or JSON, or a Kubernetes manifest); `-` reads standard input
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
+    /// For a Kubernetes manifest: leave out, with a warning each, the fields qci does not
+    /// support
+    #[arg(long)]
+    pub lenient: bool,
 }
 
 #[derive(Args)]

@@ -108,3 +108,127 @@ async fn a_sub_path_through_a_symlink_is_refused_and_bad_mounts_are_named() {
         assert!(err.contains(field), "{field} not named: {err}");
     }
 }
+
+/// A Kubernetes manifest as people write it — Pod, ConfigMap, Secret and claim in one file —
+/// runs as in Kubernetes: env from the ConfigMap, the Secret and the Pod's name, files from
+/// the ConfigMap, a disk made for the claim and mounted through a subPath, a readiness probe
+/// on a named port. What qci cannot do is named; `get -o k8s` gives a manifest that makes
+/// the same group again.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_manifests_run_and_round_trip() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {{name: site}}
+    data:
+      index.html: "<h1>from a ConfigMap</h1>\n"
+      GREETING: hello
+  - apiVersion: v1
+    kind: Secret
+    metadata: {{name: creds}}
+    type: Opaque
+    data: {{password: czNjcjN0}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: kdata}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 64Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kweb
+  labels: {{app: kweb}}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  initContainers:
+    - name: seed
+      image: '{image}'
+      command: [sh, -c, 'echo seeded > /data/seed']
+      volumeMounts: [{{name: data, mountPath: /data, subPath: web}}]
+  containers:
+    - name: web
+      image: '{image}'
+      command: [httpd, -f, -p, '8080', -h, /www]
+      ports: [{{name: http, containerPort: 8080}}]
+      env:
+        - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: site, key: GREETING}}}}}}
+        - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+        - {{name: POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+      resources: {{limits: {{cpu: 500m, memory: 128Mi}}}}
+      readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 1}}
+      volumeMounts:
+        - {{name: site, mountPath: /www}}
+        - {{name: data, mountPath: /data, subPath: web}}
+  volumes:
+    - {{name: site, configMap: {{name: site, items: [{{key: index.html, path: index.html}}]}}}}
+    - {{name: data, persistentVolumeClaim: {{claimName: kdata}}}}
+"#
+    );
+    let (ok, out, err) = s.create("kweb", &manifest, &["--wait"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("warning: metadata.labels"), "{err}");
+    assert!(err.contains("disk kdata made"), "{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    let g = s
+        .wait_group(&id, "healthy", |g| {
+            g.status.health == qci_spec::Health::Healthy
+        })
+        .await;
+    let exec = |cmd: &str| s.cli(&["exec", "kweb", "-c", "web", "--", "sh", "-c", cmd]);
+    let (ok, out, err) = exec("echo $GREETING $PASSWORD $POD; cat /www/index.html /data/seed");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "hello s3cr3t kweb\n<h1>from a ConfigMap</h1>\nseeded\n"
+    );
+    let disk = s.client.get_disk("kdata").await.unwrap();
+    assert_eq!(disk.size, 64 << 20);
+
+    // What qci cannot do: named, nothing made; --lenient leaves it out, with a warning.
+    let bad = manifest.replace(
+        "      ports: [{name: http, containerPort: 8080}]",
+        "      ports: [{name: http, containerPort: 8080}]\n      lifecycle: {preStop: {exec: {command: [x]}}}",
+    );
+    let bad = bad.replace("name: kweb\n", "name: kweb2\n");
+    let (ok, _, err) = s.create("kweb2", &bad, &[]);
+    assert!(!ok);
+    assert!(err.contains("spec.containers[0].lifecycle"), "{err}");
+    assert!(s.client.get_group("kweb2").await.is_err());
+
+    // Out and back in: the same group.
+    let (ok, yaml, err) = s.cli(&["get", "kweb", "-o", "k8s"]);
+    assert!(ok, "{err}");
+    assert!(
+        yaml.contains("kind: Pod") && yaml.contains("kind: PersistentVolumeClaim"),
+        "{yaml}"
+    );
+    let (ok, _, err) = s.cli(&["delete", "kweb", "--wait"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.create("again", &yaml, &["--wait"]);
+    assert!(ok, "{err}\n{yaml}");
+    assert!(!err.contains("warning"), "{err}");
+    let again = s.client.get_group("kweb").await.unwrap();
+    assert_eq!(again.spec, g.spec, "{yaml}");
+    let (ok, _, err) = s.cli(&["delete", "kweb", "--wait"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.create(
+        "kweb3",
+        &bad.replace("name: kweb2\n", "name: kweb3\n"),
+        &["--lenient"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("spec.containers[0].lifecycle") && err.contains("left out"),
+        "{err}"
+    );
+}

@@ -40,8 +40,58 @@ fn read_spec(file: &std::path::Path) -> anyhow::Result<String> {
     })
 }
 
+/// A Kubernetes manifest as a qci spec (JSON), its warnings printed and the disks its
+/// claims ask for made; other text as it is.
+async fn from_kube(
+    client: &Client,
+    text: String,
+    lenient: bool,
+    what: &std::path::Path,
+) -> anyhow::Result<Result<String, ExitCode>> {
+    if !qci_spec::is_kube(&text) {
+        return Ok(Ok(text));
+    }
+    let c = match qci_spec::from_manifests(&text, lenient) {
+        Ok(c) => c,
+        Err(fields) => {
+            eprintln!("error: {} is not a Pod qci can run:", what.display());
+            for f in fields {
+                eprintln!("  {f}");
+            }
+            return Ok(Err(ExitCode::FAILURE));
+        }
+    };
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (name, bytes) in &c.disks {
+        match client.get_disk(name).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                let d = client
+                    .create_disk(&qci_spec::DiskSpec {
+                        name: name.clone(),
+                        size: qci_spec::Quantity(bytes.to_string()),
+                        disk_type: "standard".into(),
+                    })
+                    .await
+                    .with_context(|| format!("making disk {name} for its PersistentVolumeClaim"))?;
+                eprintln!(
+                    "disk {name} made for its claim ({} bytes): {}",
+                    d.size, d.id
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Ok(serde_json::to_string(&c.spec)?))
+}
+
 pub async fn update(client: &Client, a: crate::cli::UpdateArgs) -> anyhow::Result<ExitCode> {
-    let text = read_spec(&a.file)?;
+    let text = match from_kube(client, read_spec(&a.file)?, a.lenient, &a.file).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     match client.update_group(&a.group, &text).await {
         Ok(g) => {
             println!("{} updating", g.id);
@@ -63,7 +113,10 @@ pub async fn update(client: &Client, a: crate::cli::UpdateArgs) -> anyhow::Resul
 }
 
 pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> {
-    let text = read_spec(&a.file)?;
+    let text = match from_kube(client, read_spec(&a.file)?, a.lenient, &a.file).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
     let g = match client.create_group(&text).await {
         Ok(g) => g,
         Err(ClientError::Api {

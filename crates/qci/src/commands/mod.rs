@@ -114,6 +114,7 @@ fn print_as<T: serde::Serialize>(value: &T, output: Output) -> anyhow::Result<bo
             }
         }
         Output::Wide => return Ok(false),
+        Output::K8s => anyhow::bail!("-o k8s writes one group: qci get GROUP -o k8s"),
     }
     Ok(true)
 }

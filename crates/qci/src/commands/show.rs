@@ -139,6 +139,29 @@ fn group_row(g: &ContainerGroup, wide: bool) -> Vec<String> {
 
 pub async fn get(client: &Client, id: &str, output: Option<Output>) -> anyhow::Result<ExitCode> {
     let g = client.get_group(id).await?;
+    if matches!(output, Some(Output::K8s)) {
+        // The Pod and its ConfigMaps, and a claim (with the disk's size) for each disk, so
+        // `qci create -f` of this makes the same group.
+        let mut docs = Vec::new();
+        for v in &g.spec.volumes {
+            if let Some(d) = &v.disk {
+                let disk = client.get_disk(&d.id).await?;
+                docs.push(serde_json::json!({
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": d.id},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": disk.size.to_string()}}},
+                }));
+            }
+        }
+        docs.extend(qci_spec::to_manifests(&g.spec));
+        if !g.spec.registry_credentials.is_empty() {
+            eprintln!("note: registry credentials are left out (passwords are never shown again)");
+        }
+        for d in docs {
+            print!("---\n{}", serde_yaml::to_string(&d)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match output {
         Some(o) if print_as(&g, o)? => {}
         _ => print!("{}", summary(&g)),
