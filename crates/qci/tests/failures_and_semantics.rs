@@ -556,3 +556,79 @@ async fn stopping_sends_sigterm_then_sigkill_after_the_grace_period() {
     let (_, events, _) = s.cli(&["events", "polite"]);
     assert!(events.contains("stopping container"), "{events}");
 }
+
+/// The Debian package holds the binary, the unit, completions and manual pages, depends on
+/// what qci runs with, and the qci it installs serves and runs a group.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_debian_package_installs_and_runs() {
+    qci_testkit::require(&[("dpkg-deb", "dpkg")]);
+    let dir = tempfile::tempdir_in(qci_testkit::test_root()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/package.sh");
+    let out = std::process::Command::new(&script)
+        .args(["--fast", "--binary", QCI, "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("scripts/package.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dpkg = |args: &[&str]| {
+        let o = std::process::Command::new("dpkg-deb")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "dpkg-deb {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let depends = dpkg(&["--field", &deb, "Depends"]);
+    for p in ["runc", "nftables", "iproute2", "e2fsprogs"] {
+        assert!(depends.contains(p), "{depends}");
+        // Each is a package this machine has (the test script installed them).
+        let st = std::process::Command::new("dpkg-query")
+            .args(["-W", p])
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{p} is not an installable Debian package here"
+        );
+    }
+    let files = dpkg(&["--contents", &deb]);
+    for f in [
+        "./usr/bin/qci",
+        "./lib/systemd/system/qci.service",
+        "./usr/share/bash-completion/completions/qci",
+        "./usr/share/zsh/vendor-completions/_qci",
+        "./usr/share/fish/vendor_completions.d/qci.fish",
+        "./usr/share/man/man1/qci.1.gz",
+        "./usr/share/man/man1/qci-serve.1.gz",
+    ] {
+        assert!(files.contains(f), "{f} is not in the package:\n{files}");
+    }
+    // Unpacked where installing puts it: the unit runs what it says, and the binary serves.
+    let root = dir.path().join("root");
+    dpkg(&["-x", &deb, root.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/qci.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/bin/qci serve") && unit.contains("KillMode=process"),
+        "{unit}"
+    );
+    assert!(unit.contains("Restart=on-failure"), "{unit}");
+    let installed = root.join("usr/bin/qci");
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(&installed).await;
+    let (ok, _, err) = s.create(
+        "pkg",
+        &format!("name: pkg\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '600']}}]\n"),
+        &["--wait"],
+    );
+    assert!(ok, "{err}");
+}
