@@ -178,6 +178,47 @@ pub fn check_block(cfg: &NetConfig, cidr: Ipv4Net) -> Result<(), BlockError> {
     Ok(())
 }
 
+/// Where transit blocks are picked from when none is given: the shared address space
+/// (RFC 6598), which hosts rarely route.
+pub const TRANSIT_SPACE: &str = "100.64.0.0/10";
+/// The size of a picked transit block: 2048 uplinks and 2048 EIP aliases.
+pub const TRANSIT_PREFIX: u8 = 20;
+
+/// A transit block for this instance: the first, from a place `seed` (the instance's name)
+/// decides, of the /20s of [`TRANSIT_SPACE`] that no route of the host falls in (another
+/// qci instance's uplinks are such routes). So two instances on one host pick different
+/// blocks by themselves.
+pub fn pick_transit(host_ns: Option<&Path>, seed: &str) -> Result<Ipv4Net, NetError> {
+    let routes = netns::run(host_ns, "host routes", |h| async move {
+        link::all_routes(&h).await
+    })?;
+    let routes: Vec<Ipv4Net> = routes
+        .into_iter()
+        .filter(|(_, len)| *len > 0)
+        .filter_map(|(dst, len)| Ipv4Net::new(dst, len).ok())
+        .collect();
+    let start = u32::from_str_radix(&short_hash(seed, 8), 16).unwrap_or(0);
+    free_transit(start, &routes).ok_or_else(|| {
+        NetError::Config(format!(
+            "every /{TRANSIT_PREFIX} of {TRANSIT_SPACE} holds a route of this host: give --transit-cidr"
+        ))
+    })
+}
+
+/// The first block of [`TRANSIT_SPACE`], counting from `start`, that overlaps no route.
+fn free_transit(start: u32, routes: &[Ipv4Net]) -> Option<Ipv4Net> {
+    let space: Ipv4Net = TRANSIT_SPACE.parse().ok()?;
+    let blocks: Vec<Ipv4Net> = space.subnets(TRANSIT_PREFIX).ok()?.collect();
+    let n = blocks.len() as u32;
+    (0..n)
+        .map(|i| blocks[((start % n + i) % n) as usize])
+        .find(|b| {
+            !routes
+                .iter()
+                .any(|r| r.contains(&b.network()) || b.contains(&r.network()))
+        })
+}
+
 /// An EIP pool entry: an address, a range "A-B" or a block "A/len".
 pub fn parse_pool(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     let bad = || format!("{s:?} is not an address, a range A-B or a block A/len");
@@ -578,5 +619,36 @@ impl NetworkDriver for BridgeDriver {
         netns::run(Some(&router), "unplugging a group", move |h| async move {
             link::delete(&h, &port).await
         })
+    }
+}
+
+#[cfg(test)]
+mod transit_tests {
+    #[test]
+    fn transit_blocks_avoid_the_hosts_routes() {
+        let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+        // (start, routes) → block
+        let cases = [
+            (0, vec![], "100.64.0.0/20"),
+            (1, vec![], "100.64.16.0/20"),
+            (1024, vec![], "100.64.0.0/20"),
+            (0, vec![net("100.64.0.4/31")], "100.64.16.0/20"),
+            (0, vec![net("100.64.0.0/16")], "100.65.0.0/20"),
+            (1023, vec![net("100.127.240.0/31")], "100.64.0.0/20"),
+            (
+                0,
+                vec![net("10.0.0.0/8"), net("192.168.1.0/24")],
+                "100.64.0.0/20",
+            ),
+        ];
+        for (start, routes, want) in cases {
+            assert_eq!(
+                super::free_transit(start, &routes),
+                Some(net(want)),
+                "{start} {routes:?}"
+            );
+        }
+        assert_eq!(super::free_transit(7, &[net("100.64.0.0/10")]), None);
+        assert_eq!(super::free_transit(7, &[net("96.0.0.0/4")]), None);
     }
 }

@@ -170,9 +170,11 @@ pub struct ServeArgs {
     /// The host interface qci puts bound EIPs on (without it, route the pool to this host)
     #[arg(long, value_name = "IFACE")]
     pub eip_interface: Option<String>,
-    /// A block for networks' uplinks and published groups' aliases, used inside this host only
-    #[arg(long, value_name = "CIDR", default_value = "100.127.0.0/16")]
-    pub transit_cidr: String,
+    /// A block for networks' uplinks and published groups' aliases, used inside this host
+    /// only [default: a /20 of 100.64.0.0/10 that no route of the host uses, picked at the
+    /// first start and kept in DATA_DIR/transit]
+    #[arg(long, value_name = "CIDR")]
+    pub transit_cidr: Option<String>,
     /// Treat this network namespace (a file such as /run/netns/NAME) as the host's network:
     /// uplinks, EIPs and NAT rules go there
     #[arg(long, value_name = "PATH")]

@@ -334,17 +334,48 @@ fn listen_for_exits(
 
 const DEFAULT_BASIC_SUBNET: &str = "172.30.0.0/16";
 
+/// The transit block: `--transit-cidr`, else the one this instance picked before (kept in
+/// `<data>/transit`), else 100.127.0.0/16 for an instance that has networks from before
+/// blocks were picked (its routers use it), else a new pick that no route of the host uses —
+/// so two instances on one host never share one.
+fn transit_block(args: &ServeArgs, layout: &qci_runtime::Layout) -> anyhow::Result<ipnet::Ipv4Net> {
+    let file = layout.data_dir.join("transit");
+    let parse = |s: &str, what: &str| -> anyhow::Result<ipnet::Ipv4Net> {
+        s.trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{what} {s:?} is not an IPv4 block"))
+    };
+    let kept = std::fs::read_to_string(&file).ok();
+    let transit = match (&args.transit_cidr, &kept) {
+        (Some(s), _) => parse(s, "--transit-cidr")?,
+        (None, Some(k)) => parse(k, &file.display().to_string())?,
+        (None, None) => {
+            let legacy = std::fs::read_dir(layout.run_dir.join("networks"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if legacy {
+                "100.127.0.0/16".parse()?
+            } else {
+                let seed = layout.cgroup_parent.clone();
+                qci_network::pick_transit(args.network_host_ns.as_deref(), &seed)
+                    .context("picking a transit block")?
+            }
+        }
+    };
+    if kept.as_deref().map(str::trim) != Some(transit.to_string().as_str()) {
+        std::fs::write(&file, format!("{transit}\n"))
+            .with_context(|| format!("writing {}", file.display()))?;
+        tracing::info!(%transit, "transit block");
+    }
+    Ok(transit)
+}
+
 /// The network settings from the flags: the driver's config and the basic network's block.
 fn network_config(
     args: &ServeArgs,
     layout: &qci_runtime::Layout,
 ) -> anyhow::Result<(qci_network::NetConfig, Option<ipnet::Ipv4Net>)> {
-    let transit: ipnet::Ipv4Net = args.transit_cidr.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--transit-cidr {:?} is not an IPv4 block",
-            args.transit_cidr
-        )
-    })?;
+    let transit = transit_block(args, layout)?;
     let mut eip_pool = Vec::new();
     for p in &args.eip_pool {
         eip_pool.extend(qci_network::parse_pool(p).map_err(|e| anyhow::anyhow!("--eip-pool {e}"))?);
