@@ -465,6 +465,37 @@ impl Runtime {
         }
     }
 
+    /// Removes everything of this instance on the machine (`qci system reset`): every
+    /// container killed and removed, every group's namespaces, volumes and cgroup, whatever
+    /// is still mounted under the data dir, and the parent cgroups. The data dir's files
+    /// stay: the caller removes them once nothing is mounted there.
+    pub async fn remove_everything(&self) -> Result<(), RuntimeError> {
+        let mut groups: std::collections::BTreeSet<String> = Default::default();
+        for (group, names) in self.all_containers() {
+            for name in names {
+                self.stop(&group, &name, Duration::ZERO).await?;
+                self.remove_container(&group, &name).await?;
+            }
+            groups.insert(group);
+        }
+        if let Ok(d) = std::fs::read_dir(self.layout.run_dir.join("sandboxes")) {
+            groups.extend(
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        for g in groups {
+            self.remove_group(&g).await?;
+        }
+        let mut left = mounts::mounts_under(&self.layout.data_dir);
+        left.sort();
+        for m in left.into_iter().rev() {
+            mounts::unmount_if_mounted(&m).map_err(io(format!("unmounting {}", m.display())))?;
+        }
+        cgroup::remove(&self.layout.cgroup_parent).map_err(io("removing the parent cgroups"))?;
+        Ok(())
+    }
+
     /// Removes what the group had beside its containers: namespaces, cgroup, logs.
     pub async fn remove_group(&self, group_id: &str) -> Result<(), RuntimeError> {
         self.remove_volumes(group_id)

@@ -77,6 +77,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// This machine's qci instance (as root, with `qci serve` stopped)
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Write the manual pages, qci.1 and one per subcommand (qci-create.1, ...), into DIR
     Man {
         #[arg(value_name = "DIR")]
@@ -255,6 +258,30 @@ pub struct OutputArgs {
     /// Print whole objects, names alone, or a wider table, instead of the table
     #[arg(short = 'o', long = "output")]
     pub output: Option<Output>,
+}
+
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Remove everything an instance made, as `podman system reset` does: every group and
+    /// its containers, disks, images, keys and the database, the networks, rules and
+    /// addresses on the host, mounts and cgroups. Asks first unless --force
+    Reset(ResetArgs),
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    /// The instance's data dir
+    #[arg(long, default_value = "/var/lib/qci", env = "QCI_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The network namespace the instance treated as the host's (its --network-host-ns)
+    #[arg(long, value_name = "PATH")]
+    pub network_host_ns: Option<PathBuf>,
+    /// The interface the instance put EIPs on (its --eip-interface)
+    #[arg(long, value_name = "IFACE")]
+    pub eip_interface: Option<String>,
+    /// Do not ask
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Args)]

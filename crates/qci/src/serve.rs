@@ -31,6 +31,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     private_dir(&args.data_dir)?;
+    let _instance = lock_instance(&args.data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "another qci serve is running with data dir {} (two would fight over its containers)",
+            args.data_dir.display()
+        )
+    })?;
     let layout = qci_runtime::Layout::new(&args.data_dir).context("data dir")?;
     let store = qci_store::Store::open(&layout.data_dir).context("opening the store")?;
     if !store.list_disks(None).context("reading disks")?.is_empty() {
@@ -421,4 +427,105 @@ fn network_config(
         }
     };
     Ok((cfg, basic))
+}
+
+/// Holds `<data>/instance.lock` for as long as the returned file lives: one `qci serve` (or
+/// `qci system reset`) per data dir. None when another holds it.
+fn lock_instance(dir: &Path) -> anyhow::Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    let path = dir.join("instance.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(anyhow::Error::new(e).context(format!("locking {}", path.display()))),
+    }
+}
+
+/// `qci system reset`: everything the instance at `--data-dir` made, gone from the machine.
+pub async fn reset(a: crate::cli::ResetArgs) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("qci system reset removes containers, mounts and networks: run it as root");
+    }
+    if !a.data_dir.join("qci.db").exists() && !a.data_dir.join("run").exists() {
+        bail!("{} holds no qci instance", a.data_dir.display());
+    }
+    let _instance = lock_instance(&a.data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "qci serve is running with data dir {}: stop it first",
+            a.data_dir.display()
+        )
+    })?;
+    if !a.force {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "qci system reset asks before removing everything: answer on a terminal, or pass --force"
+            );
+        }
+        print!(
+            "This removes every group, container, disk, image, key and network of the qci instance at {}.\nType yes to go on: ",
+            a.data_dir.display()
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            println!("nothing removed");
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+    }
+    let layout = qci_runtime::Layout::new(&a.data_dir).context("data dir")?;
+    // The EIP addresses the instance may have put on the host, from its own records.
+    let eip_pool: Vec<std::net::Ipv4Addr> = match qci_store::Store::open(&layout.data_dir) {
+        Ok(store) => store
+            .list_eips(None)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.address.parse().ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading the store: {e}; EIP addresses on the host stay");
+            vec![]
+        }
+    };
+    let exe = std::env::current_exe().context("finding the qci binary")?;
+    let runtime = qci_runtime::Runtime::new(layout.clone(), exe).context("the runtime")?;
+    runtime
+        .remove_everything()
+        .await
+        .context("removing containers, groups, mounts and cgroups")?;
+    let transit = std::fs::read_to_string(layout.data_dir.join("transit"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| "100.127.0.0/16".parse().expect("a block"));
+    let instance: String = layout
+        .cgroup_parent
+        .trim_start_matches("qci-")
+        .chars()
+        .take(4)
+        .collect();
+    let driver = qci_network::BridgeDriver::new(qci_network::NetConfig {
+        run_dir: layout.run_dir.join("networks"),
+        host_ns: a.network_host_ns.clone(),
+        transit,
+        eip_pool,
+        eip_interface: a.eip_interface.clone(),
+        instance,
+    })
+    .context("networking")?;
+    tokio::task::spawn_blocking(move || {
+        use qci_network::NetworkDriver;
+        driver.sync(&[], &[])
+    })
+    .await?
+    .context("removing networks, rules and addresses")?;
+    std::fs::remove_dir_all(&a.data_dir)
+        .with_context(|| format!("removing {}", a.data_dir.display()))?;
+    println!("removed the qci instance at {}", a.data_dir.display());
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -627,3 +627,123 @@ async fn a_stopped_server_leaves_the_host_as_it_found_it() {
         );
     }
 }
+
+/// `qci system reset` takes an instance off the machine: containers, disks and their loop
+/// devices, mounts, cgroups, routers, rules, EIP addresses, and the data dir. It refuses while
+/// `qci serve` runs, and asks first.
+#[tokio::test(flavor = "multi_thread")]
+async fn system_reset_removes_everything_an_instance_made() {
+    let topo = Topology::new();
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let host_ns = format!("/run/netns/{}", topo.host);
+    let mut s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--network-host-ns",
+            &host_ns,
+            "--eip-pool",
+            "192.0.2.120-192.0.2.129",
+            "--eip-interface",
+            "vh",
+            "--basic-subnet",
+            "172.28.0.0/24",
+        ],
+    )
+    .await;
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "v", "--cidr", "10.79.0.0/24"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.cli(&["disk", "create", "--name", "d", "--size", "64Mi"]);
+    assert!(ok, "{err}");
+    let spec = format!(
+        "name: full\ntermination_grace_period_seconds: 1\nnetwork: {{vpc: v, eip: auto}}\nvolumes: [{{name: d, disk: {{id: d}}}}]\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600'], ports: [{{port: 8080}}], volume_mounts: [{{name: d, mount_path: /d}}]}}]\n"
+    );
+    let (ok, _, err) = s.create("full", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.create(
+        "plain",
+        &format!("name: plain\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sleep, '3600']}}]\n"),
+        &["--wait"],
+    );
+    assert!(ok, "{err}");
+    let eip = s
+        .client
+        .get_group("full")
+        .await
+        .unwrap()
+        .status
+        .eip
+        .unwrap();
+    let data = s.data_dir.to_str().unwrap().to_string();
+    let reset = |s: &Server, extra: &[&str]| {
+        let mut c = s.command();
+        c.args([
+            "system",
+            "reset",
+            "--data-dir",
+            &data,
+            "--network-host-ns",
+            &host_ns,
+        ])
+        .args(["--eip-interface", "vh"])
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = reset(&s, &["--force"]);
+    assert!(!ok && err.contains("qci serve is running"), "{err}");
+    // (Nor does a second qci serve start on the same data dir.)
+    let second = s
+        .command()
+        .args(["serve", "--data-dir", &data, "--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another qci serve is running"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(s.terminate(), "{}", s.log());
+    let (ok, _, err) = reset(&s, &[]);
+    assert!(!ok && err.contains("--force"), "{err}");
+    assert_eq!(s.runc_ids().len(), 2, "refused resets must remove nothing");
+    let loops = std::process::Command::new("losetup")
+        .arg("-l")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&loops.stdout).contains(&data),
+        "the disk is not on a loop device: nothing to check"
+    );
+    assert!(
+        topo.in_host(&["ip", "-o", "addr", "show", "dev", "vh"])
+            .contains(&format!("{eip}/"))
+    );
+
+    let (ok, out, err) = reset(&s, &["--force"]);
+    assert!(ok, "{out}{err}");
+    assert!(!s.data_dir.exists(), "the data dir is still there");
+    assert!(s.runc_ids().is_empty());
+    assert!(s.mounts().is_empty(), "{:?}", s.mounts());
+    assert!(s.cgroup_parents().is_empty(), "{:?}", s.cgroup_parents());
+    let links = topo.in_host(&["ip", "-o", "link"]);
+    let tables = topo.in_host(&["nft", "list", "tables"]);
+    let routes = topo.in_host(&["ip", "route"]);
+    let addrs = topo.in_host(&["ip", "-o", "addr", "show", "dev", "vh"]);
+    assert!(!links.contains(": qn"), "{links}");
+    assert!(!tables.contains("qci"), "{tables}");
+    assert!(!routes.contains("dev qn"), "{routes}");
+    assert!(!addrs.contains(&format!("{eip}/")), "{addrs}");
+    let loops = std::process::Command::new("losetup")
+        .arg("-l")
+        .output()
+        .unwrap();
+    let loops = String::from_utf8_lossy(&loops.stdout);
+    assert!(!loops.contains(&data), "loop devices left: {loops}");
+}

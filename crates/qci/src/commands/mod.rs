@@ -29,6 +29,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             return identity::context(c);
         }
+        Command::System(_) => {
+            let Command::System(crate::cli::SystemCommand::Reset(a)) = cli.command else {
+                unreachable!()
+            };
+            return crate::serve::reset(a).await;
+        }
         // Both describe the command line itself: no server, no key.
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -61,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(_)
         | Command::Context(_)
         | Command::Completion { .. }
+        | Command::System(_)
         | Command::Man { .. } => unreachable!("handled above"),
         Command::Whoami => identity::whoami(&client).await,
         Command::Tenant(c) => tenant::run(&client, c).await,
