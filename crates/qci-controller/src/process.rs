@@ -28,6 +28,7 @@ pub fn container_config(
     spec: &ContainerSpec,
     image: &ImageConfig,
     hostname: &str,
+    group_ip: Option<&str>,
     shared_shm: bool,
     default_pids_limit: Option<i64>,
 ) -> Result<ContainerConfig, ConfigError> {
@@ -56,7 +57,18 @@ pub fn container_config(
         set(k, v);
     }
     for e in &spec.env {
-        set(&e.name, &e.value);
+        // The downward API: fields of the group, as it is now (validation allows these).
+        let value = match e
+            .value_from
+            .as_ref()
+            .map(|f| f.field_ref.field_path.as_str())
+        {
+            Some("metadata.name") => hostname,
+            Some("metadata.namespace") => "default",
+            Some("status.podIP") => group_ip.unwrap_or(""),
+            _ => e.value.as_str(),
+        };
+        set(&e.name, value);
     }
     let cwd = spec
         .working_dir
@@ -190,6 +202,7 @@ mod tests {
             env: vec![qci_spec::EnvVar {
                 name: "B".into(),
                 value: "spec".into(),
+                value_from: None,
             }],
             memory: Some(qci_spec::Quantity("64Mi".into())),
             ..ContainerSpec::new("c", "bb")
@@ -207,8 +220,39 @@ mod tests {
     }
 
     #[test]
+    fn the_downward_api_gives_the_groups_fields() {
+        let field = |name: &str, path: &str| qci_spec::EnvVar {
+            name: name.into(),
+            value: String::new(),
+            value_from: Some(qci_spec::EnvSource {
+                field_ref: qci_spec::FieldRef {
+                    field_path: path.into(),
+                },
+            }),
+        };
+        let s = ContainerSpec {
+            env: vec![
+                field("N", "metadata.name"),
+                field("NS", "metadata.namespace"),
+                field("IP", "status.podIP"),
+            ],
+            ..ContainerSpec::new("c", "bb")
+        };
+        let env = |ip| {
+            container_config(&s, &image(), "web", ip, false, None)
+                .unwrap()
+                .env
+        };
+        assert_eq!(
+            env(Some("10.0.0.5"))[4..],
+            ["N=web", "NS=default", "IP=10.0.0.5"]
+        );
+        assert_eq!(env(None)[6], "IP=");
+    }
+
+    #[test]
     fn docker_semantics() {
-        let c = container_config(&spec(None, None), &image(), "web", false, None).unwrap();
+        let c = container_config(&spec(None, None), &image(), "web", None, false, None).unwrap();
         assert_eq!(c.args, vec!["/entry", "--serve"]);
         assert_eq!(
             c.env,
@@ -218,13 +262,13 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("www"));
         assert_eq!(c.memory_bytes, Some(64 << 20));
         assert_eq!(
-            container_config(&spec(Some(&["sh"]), None), &image(), "w", false, None)
+            container_config(&spec(Some(&["sh"]), None), &image(), "w", None, false, None)
                 .unwrap()
                 .args,
             vec!["sh"]
         );
         assert_eq!(
-            container_config(&spec(None, Some(&["-v"])), &image(), "w", false, None)
+            container_config(&spec(None, Some(&["-v"])), &image(), "w", None, false, None)
                 .unwrap()
                 .args,
             vec!["/entry", "-v"]
@@ -234,6 +278,7 @@ mod tests {
                 &spec(Some(&["a"]), Some(&["b"])),
                 &image(),
                 "w",
+                None,
                 false,
                 None
             )
@@ -249,11 +294,18 @@ mod tests {
             cmd: vec!["sh".into()],
             ..Default::default()
         };
-        let c = container_config(&spec(None, None), &img, "w", false, None).unwrap();
+        let c = container_config(&spec(None, None), &img, "w", None, false, None).unwrap();
         assert_eq!(c.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!(c.cwd, "/");
         assert!(matches!(
-            container_config(&spec(None, None), &ImageConfig::default(), "w", false, None),
+            container_config(
+                &spec(None, None),
+                &ImageConfig::default(),
+                "w",
+                None,
+                false,
+                None
+            ),
             Err(ConfigError::NoCommand)
         ));
     }

@@ -723,6 +723,7 @@ impl Controller {
             c,
             &img.config,
             &g.name,
+            g.status.ip.as_deref(),
             g.spec.shm_size.is_some(),
             self.config.default_pids_limit,
         );

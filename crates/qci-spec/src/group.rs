@@ -236,7 +236,29 @@ pub struct EnvVar {
     pub name: String,
     #[serde(default)]
     pub value: String,
+    /// Instead of `value`, a field of the group given when the container starts (Kubernetes'
+    /// downward API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvSource>,
 }
+
+/// Where an environment variable's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSource {
+    pub field_ref: FieldRef,
+}
+
+/// A field of the group: `metadata.name` (its name), `metadata.namespace` (`default`), or
+/// `status.podIP` (its address in its network; empty without one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRef {
+    pub field_path: String,
+}
+
+/// The fields `value_from.field_ref.field_path` may name.
+pub const ENV_FIELDS: [&str; 3] = ["metadata.name", "metadata.namespace", "status.podIP"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

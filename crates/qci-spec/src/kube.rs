@@ -158,16 +158,10 @@ pub fn from_manifests(text: &str, lenient: bool) -> Result<Converted, Vec<FieldE
         ));
         return Err(c.errs);
     }
-    let (mut spec, disks) = c.pod(pods[0]);
+    let (spec, disks) = c.pod(pods[0]);
     if !c.errs.is_empty() {
         return Err(c.errs);
     }
-    let name = spec
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    fill_pod_name(&mut spec, &name);
     let spec = crate::parse_spec(&spec.to_string()).map_err(|e| e.fields())?;
     Ok(Converted {
         spec,
@@ -665,9 +659,14 @@ impl Ctx {
                 continue;
             };
             let name = o.get("name").cloned().unwrap_or(Value::Null);
-            if let Some(v) = o.get("value") {
-                out.push(json!({"name": name, "value": v}));
-            } else if let Some(from) = o.get("valueFrom") {
+            let value = o.get("value");
+            if let Some(from) = o.get("valueFrom") {
+                if value.is_some_and(|v| v != "") {
+                    self.errs.push(FieldError::new(
+                        ep.clone(),
+                        "give value or valueFrom, not both",
+                    ));
+                }
                 let fp = format!("{ep}.valueFrom");
                 if let Some(mut f) = self.obj(from, &fp) {
                     let value = if let Some(r) = f.get("configMapKeyRef") {
@@ -677,13 +676,15 @@ impl Ctx {
                     } else if let Some(r) = f.get("fieldRef") {
                         let fieldp = format!("{fp}.fieldRef");
                         match r.get("fieldPath").and_then(Value::as_str) {
-                            Some("metadata.name") => Some(Value::Null), // filled below
-                            Some("metadata.namespace") => Some(json!("default")),
+                            Some(p) if crate::group::ENV_FIELDS.contains(&p) => {
+                                Some(json!({"$fieldRef": p}))
+                            }
                             Some(other) => {
                                 self.unsupported(
                                     &format!("{fieldp}.fieldPath"),
                                     &format!(
-                                        "{other:?}: qci gives metadata.name and metadata.namespace"
+                                        "{other:?}: qci gives {}",
+                                        crate::group::ENV_FIELDS.join(", ")
                                     ),
                                 );
                                 None
@@ -695,15 +696,16 @@ impl Ctx {
                     };
                     self.done(f);
                     match value {
-                        Some(Value::Null) => {
-                            out.push(json!({"name": name, "value": {"$podName": true}}))
-                        }
+                        Some(Value::Object(m)) if m.contains_key("$fieldRef") => out.push(json!({
+                            "name": name,
+                            "value_from": {"field_ref": {"field_path": m["$fieldRef"]}},
+                        })),
                         Some(v) => out.push(json!({"name": name, "value": v})),
                         None => {}
                     }
                 }
             } else {
-                out.push(json!({"name": name, "value": ""}));
+                out.push(json!({"name": name, "value": value.cloned().unwrap_or(json!(""))}));
             }
             self.done(o);
         }
@@ -928,16 +930,6 @@ fn mode_of(v: &Value) -> Option<String> {
             u32::from_str_radix(s, 8).ok().map(|m| format!("{m:04o}"))
         }
         _ => None,
-    }
-}
-
-/// Fills `{"$podName": true}` env values (from `fieldRef: metadata.name`) with the Pod's name.
-fn fill_pod_name(v: &mut Value, name: &str) {
-    match v {
-        Value::Object(m) if m.get("$podName") == Some(&json!(true)) => *v = json!(name),
-        Value::Object(m) => m.values_mut().for_each(|x| fill_pod_name(x, name)),
-        Value::Array(a) => a.iter_mut().for_each(|x| fill_pod_name(x, name)),
-        _ => {}
     }
 }
 
@@ -1172,14 +1164,20 @@ spec:
         let env: Vec<(&str, &str)> = w
             .env
             .iter()
-            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .map(|e| {
+                let from = e
+                    .value_from
+                    .as_ref()
+                    .map(|f| f.field_ref.field_path.as_str());
+                (e.name.as_str(), from.unwrap_or(e.value.as_str()))
+            })
             .collect();
         assert_eq!(
             env,
             [
                 ("GREETING", "hello"),
                 ("PASSWORD", "s3cr3t"),
-                ("POD", "web"),
+                ("POD", "metadata.name"),
                 ("PLAIN", "1")
             ]
         );
@@ -1242,7 +1240,7 @@ spec:
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             (
-                "      env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n",
+                "      env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}]\n",
                 "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
             ),
             (

@@ -238,6 +238,24 @@ fn check_container(e: &mut Errors, path: &str, c: &ContainerSpec) {
         if v.value.contains('\0') {
             e.add(format!("{path}.env[{j}].value"), "must not contain NUL");
         }
+        if let Some(from) = &v.value_from {
+            if !v.value.is_empty() {
+                e.add(
+                    format!("{path}.env[{j}].value_from"),
+                    "give value or value_from, not both",
+                );
+            }
+            let fp = &from.field_ref.field_path;
+            if !crate::group::ENV_FIELDS.contains(&fp.as_str()) {
+                e.add(
+                    format!("{path}.env[{j}].value_from.field_ref.field_path"),
+                    format!(
+                        "{fp:?}: must be one of {}",
+                        crate::group::ENV_FIELDS.join(", ")
+                    ),
+                );
+            }
+        }
     }
     for (j, p) in c.ports.iter().enumerate() {
         if !(1..=65535).contains(&p.port) {
@@ -441,6 +459,20 @@ mod tests {
                 .is_empty()
         );
         assert!(errs("name: s\nshm_size: 64Mi\ncontainers: [{name: a, image: bb}]\n").is_empty());
+    }
+
+    #[test]
+    fn env_from_the_groups_fields() {
+        assert!(errs("name: w\ncontainers: [{name: a, image: bb, env: [{name: IP, value_from: {field_ref: {field_path: status.podIP}}}]}]\n").is_empty());
+        assert_eq!(
+            errs(
+                "name: w\ncontainers: [{name: a, image: bb, env: [{name: X, value: v, value_from: {field_ref: {field_path: status.hostIP}}}]}]\n"
+            ),
+            vec![
+                "containers[0].env[0].value_from: give value or value_from, not both",
+                "containers[0].env[0].value_from.field_ref.field_path: \"status.hostIP\": must be one of metadata.name, metadata.namespace, status.podIP",
+            ]
+        );
     }
 
     #[test]

@@ -164,6 +164,7 @@ spec:
         - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: site, key: GREETING}}}}}}
         - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
         - {{name: POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
       resources: {{limits: {{cpu: 500m, memory: 128Mi}}}}
       readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 1}}
       volumeMounts:
@@ -190,6 +191,13 @@ spec:
     assert_eq!(
         out,
         "hello s3cr3t kweb\n<h1>from a ConfigMap</h1>\nseeded\n"
+    );
+    let ip = g.status.ip.clone().expect("the group has an address");
+    let (ok, out, err) = exec("echo $IP; ip -o -4 addr show eth0");
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("{ip}\n")) && out.contains(&format!("inet {ip}/")),
+        "{ip}: {out}"
     );
     let disk = s.client.get_disk("kdata").await.unwrap();
     assert_eq!(disk.size, 64 << 20);
