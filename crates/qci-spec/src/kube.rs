@@ -217,6 +217,29 @@ impl Ctx {
         }
     }
 
+    /// A file mode; an error naming it when it is not one.
+    fn mode(&mut self, v: &Value, path: &str) -> Option<String> {
+        let m = mode_of(v);
+        if m.is_none() {
+            self.errs.push(FieldError::new(
+                path,
+                format!("{v}: not a file mode (such as 0644 or 420)"),
+            ));
+        }
+        m
+    }
+
+    /// A list of the manifest; an error naming it when it is something else.
+    fn list<'a>(&mut self, v: &'a Value, path: &str) -> &'a [Value] {
+        match v.as_array() {
+            Some(a) => a,
+            None => {
+                self.errs.push(FieldError::new(path, "must be a list"));
+                &[]
+            }
+        }
+    }
+
     /// Reports the keys of `o` nothing took.
     fn done(&mut self, o: Obj<'_>) {
         for k in o.map.keys() {
@@ -349,10 +372,9 @@ impl Ctx {
             ] {
                 if let Some(cs) = s.get(key) {
                     let path = format!("spec.{key}");
-                    let list: Vec<Value> = cs
-                        .as_array()
-                        .into_iter()
-                        .flatten()
+                    let list: Vec<Value> = self
+                        .list(cs, &path)
+                        .iter()
                         .enumerate()
                         .map(|(i, c)| self.container(c, &format!("{path}[{i}]"), &read_only_claims))
                         .collect();
@@ -396,7 +418,7 @@ impl Ctx {
         read_only_claims: &mut HashSet<String>,
     ) -> Vec<Value> {
         let mut out = Vec::new();
-        for (i, v) in vs.as_array().into_iter().flatten().enumerate() {
+        for (i, v) in self.list(vs, "spec.volumes").iter().enumerate() {
             let path = format!("spec.volumes[{i}]");
             let Some(mut o) = self.obj(v, &path) else {
                 continue;
@@ -500,7 +522,9 @@ impl Ctx {
 
     /// A ConfigMap's or Secret's entries as config files: all of them, or `items`.
     fn files(&mut self, c: &mut Obj<'_>, data: &BTreeMap<String, String>, p: &str) -> Vec<Value> {
-        let mode = c.get("defaultMode").and_then(mode_of);
+        let mode = c
+            .get("defaultMode")
+            .and_then(|m| self.mode(m, &format!("{p}.defaultMode")));
         let file = |path: &str, content: &str, mode: &Option<String>| {
             let mut f = json!({"path": path, "content": content});
             if let Some(m) = mode {
@@ -508,9 +532,10 @@ impl Ctx {
             }
             f
         };
-        match c.get("items").and_then(Value::as_array) {
+        match c.get("items") {
             None => data.iter().map(|(k, v)| file(k, v, &mode)).collect(),
             Some(items) => {
+                let items = self.list(items, &format!("{p}.items"));
                 let mut out = Vec::new();
                 for (i, it) in items.iter().enumerate() {
                     let ip = format!("{p}.items[{i}]");
@@ -519,7 +544,10 @@ impl Ctx {
                     };
                     let key = o.get("key").and_then(Value::as_str).unwrap_or("");
                     let path = o.get("path").and_then(Value::as_str).unwrap_or(key);
-                    let m = o.get("mode").and_then(mode_of).or(mode.clone());
+                    let m = o
+                        .get("mode")
+                        .and_then(|m| self.mode(m, &format!("{ip}.mode")))
+                        .or(mode.clone());
                     match data.get(key) {
                         Some(v) => out.push(file(path, v, &m)),
                         None => self.errs.push(FieldError::new(
@@ -558,7 +586,7 @@ impl Ctx {
         let mut port_names = BTreeMap::new();
         if let Some(ps) = o.get("ports") {
             let mut ports = Vec::new();
-            for (i, p) in ps.as_array().into_iter().flatten().enumerate() {
+            for (i, p) in self.list(ps, &format!("{path}.ports")).iter().enumerate() {
                 let pp = format!("{path}.ports[{i}]");
                 let Some(mut po) = self.obj(p, &pp) else {
                     continue;
@@ -612,7 +640,11 @@ impl Ctx {
         }
         if let Some(vm) = o.get("volumeMounts") {
             let mut mounts = Vec::new();
-            for (i, m) in vm.as_array().into_iter().flatten().enumerate() {
+            for (i, m) in self
+                .list(vm, &format!("{path}.volumeMounts"))
+                .iter()
+                .enumerate()
+            {
                 let mp = format!("{path}.volumeMounts[{i}]");
                 let Some(mut mo) = self.obj(m, &mp) else {
                     continue;
@@ -653,7 +685,7 @@ impl Ctx {
 
     fn env(&mut self, env: &Value, path: &str) -> Vec<Value> {
         let mut out = Vec::new();
-        for (i, e) in env.as_array().into_iter().flatten().enumerate() {
+        for (i, e) in self.list(env, path).iter().enumerate() {
             let ep = format!("{path}[{i}]");
             let Some(mut o) = self.obj(e, &ep) else {
                 continue;
@@ -851,7 +883,7 @@ impl Ctx {
 
     fn pull_secrets(&mut self, ps: &Value) -> Vec<Value> {
         let mut out = Vec::new();
-        for (i, s) in ps.as_array().into_iter().flatten().enumerate() {
+        for (i, s) in self.list(ps, "spec.imagePullSecrets").iter().enumerate() {
             let path = format!("spec.imagePullSecrets[{i}]");
             let name = s.get("name").and_then(Value::as_str).unwrap_or("");
             let Some((kind, data)) = self.secrets.get(name).cloned() else {
@@ -1238,6 +1270,7 @@ spec:
                 "spec.containers[0].resources.limits.nvidia.com/gpu",
             ),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
+            ("      env: {A: b}\n", "spec.containers[0].env"),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             (
                 "      env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}]\n",
@@ -1251,7 +1284,8 @@ spec:
         for (extra, path) in cases {
             let errs = from_manifests(&pod(extra), false).unwrap_err();
             assert!(errs.iter().any(|e| e.field == path), "{extra}: {errs:?}");
-            if !path.ends_with("configMapKeyRef") {
+            // (A missing key and a malformed list are errors even when lenient.)
+            if !path.ends_with("configMapKeyRef") && !path.ends_with(".env") {
                 let c =
                     from_manifests(&pod(extra), true).unwrap_or_else(|e| panic!("{extra}: {e:?}"));
                 assert!(
