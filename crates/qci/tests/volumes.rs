@@ -227,6 +227,26 @@ spec:
     assert!(!err.contains("warning"), "{err}");
     let again = s.client.get_group("kweb").await.unwrap();
     assert_eq!(again.spec, g.spec, "{yaml}");
+
+    // `update -f` takes the manifest too: a changed ConfigMap value reaches the container.
+    let changed = s.data_dir.join("changed.yaml");
+    std::fs::write(
+        &changed,
+        manifest.replace("GREETING: hello", "GREETING: bonjour"),
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["update", "kweb", "-f", changed.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut said = String::new();
+    for _ in 0..100 {
+        let (_, out, _) = exec("echo $GREETING");
+        said = out;
+        if said == "bonjour\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(said, "bonjour\n");
     let (ok, _, err) = s.cli(&["delete", "kweb", "--wait"]);
     assert!(ok, "{err}");
     let (ok, _, err) = s.create(
