@@ -86,12 +86,7 @@ pub async fn pull_image(State(s): State<AppState>, body: String) -> Result<Respo
             message: e.inner().to_string(),
         }])
     })?;
-    if let Err(m) = qci_spec::check_image_reference(&req.image) {
-        return Err(ApiError::Fields(vec![qci_spec::FieldError {
-            field: "image".into(),
-            message: m,
-        }]));
-    }
+    check_reference("image", &req.image)?;
     let errs = validate_credentials(&req.registry_credentials);
     if !errs.is_empty() {
         return Err(ApiError::Fields(errs));
@@ -147,6 +142,16 @@ pub async fn pull_image(State(s): State<AppState>, body: String) -> Result<Respo
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// An image reference given in `field`, checked.
+fn check_reference(field: &str, reference: &str) -> Result<(), ApiError> {
+    qci_spec::check_image_reference(reference).map_err(|message| {
+        ApiError::Fields(vec![qci_spec::FieldError {
+            field: field.into(),
+            message,
+        }])
+    })
+}
+
 /// A body that does not have the expected shape, as a field error.
 pub(crate) fn field_error(path: String, e: &dyn std::fmt::Display) -> ApiError {
     let field = if path == "." {
@@ -193,13 +198,8 @@ pub async fn load_image(
 ) -> Result<Json<ImageList>, ApiError> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    if let Some(t) = &q.tag
-        && let Err(m) = qci_spec::check_image_reference(t)
-    {
-        return Err(ApiError::Fields(vec![qci_spec::FieldError {
-            field: "tag".into(),
-            message: m,
-        }]));
+    if let Some(t) = &q.tag {
+        check_reference("tag", t)?;
     }
     let file = tempfile::NamedTempFile::new_in(s.images.scratch_dir())
         .map_err(|e| ApiError::Internal(format!("a file for the archive: {e}")))?;
@@ -302,19 +302,8 @@ pub async fn tag_image(
     State(s): State<AppState>,
     body: String,
 ) -> Result<Json<ImageInfo>, ApiError> {
-    let de = &mut serde_json::Deserializer::from_str(&body);
-    let req: TagRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-        ApiError::Fields(vec![qci_spec::FieldError {
-            field: e.path().to_string(),
-            message: e.inner().to_string(),
-        }])
-    })?;
-    if let Err(m) = qci_spec::check_image_reference(&req.target) {
-        return Err(ApiError::Fields(vec![qci_spec::FieldError {
-            field: "target".into(),
-            message: m,
-        }]));
-    }
+    let req: TagRequest = crate::disks::parse_body(&body)?;
+    check_reference("target", &req.target)?;
     let img = s
         .images
         .tag(&req.source, &req.target)

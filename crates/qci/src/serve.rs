@@ -376,6 +376,17 @@ fn transit_block(args: &ServeArgs, layout: &qci_runtime::Layout) -> anyhow::Resu
     Ok(transit)
 }
 
+/// Four hex digits naming the instance in host link and table names: the start of the data
+/// dir's hash, as in the cgroup parent's name.
+fn instance_name(layout: &qci_runtime::Layout) -> String {
+    layout
+        .cgroup_parent
+        .trim_start_matches("qci-")
+        .chars()
+        .take(4)
+        .collect()
+}
+
 /// The network settings from the flags: the driver's config and the basic network's block.
 fn network_config(
     args: &ServeArgs,
@@ -393,13 +404,7 @@ fn network_config(
     {
         bail!("--network-host-ns {}: no such file", ns.display());
     }
-    // The data dir's hash, as in the cgroup parent's name.
-    let instance: String = layout
-        .cgroup_parent
-        .trim_start_matches("qci-")
-        .chars()
-        .take(4)
-        .collect();
+    let instance = instance_name(layout);
     let cfg = qci_network::NetConfig {
         run_dir: layout.run_dir.join("networks"),
         host_ns: args.network_host_ns.clone(),
@@ -503,12 +508,7 @@ pub async fn reset(a: crate::cli::ResetArgs) -> anyhow::Result<std::process::Exi
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or_else(|| "100.127.0.0/16".parse().expect("a block"));
-    let instance: String = layout
-        .cgroup_parent
-        .trim_start_matches("qci-")
-        .chars()
-        .take(4)
-        .collect();
+    let instance = instance_name(&layout);
     let driver = qci_network::BridgeDriver::new(qci_network::NetConfig {
         run_dir: layout.run_dir.join("networks"),
         host_ns: a.network_host_ns.clone(),
