@@ -727,6 +727,12 @@ pub struct RunArgs {
     /// Working directory in the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
+    /// (Not yet: refused with what to do instead)
+    #[arg(short = 'i', long = "interactive", hide = true)]
+    pub interactive: bool,
+    /// (Not yet: refused with what to do instead)
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
     /// The image
     pub image: String,
     /// The command (the image's CMD is replaced) and its arguments, passed on exactly

@@ -21,6 +21,12 @@ use crate::cli::RunArgs;
 const NOT_RUN: u8 = 125;
 
 pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.interactive || a.tty {
+        bail!(
+            "qci run cannot attach to a container's first process yet (-i, -t): start it with \
+             qci run -d --name NAME IMAGE sleep 86400, then qci exec -it NAME -- sh"
+        );
+    }
     let name = match &a.name {
         Some(n) => n.clone(),
         None => default_name(&a.image),
