@@ -377,20 +377,26 @@ impl ImageStore {
         if found.is_empty() {
             return Err(bad(ArchiveError::Malformed("it holds no image".into())));
         }
-        if tag.is_some() && found.len() > 1 {
+        // One image under several names (a docker-archive's RepoTags) is still one image.
+        let distinct: std::collections::HashSet<&str> =
+            found.iter().map(|f| f.config.1.as_str()).collect();
+        if tag.is_some() && distinct.len() > 1 {
             return Err(bad(ArchiveError::Malformed(format!(
                 "it holds {} images; --tag names one",
-                found.len()
+                distinct.len()
             ))));
         }
         let mut loaded = Vec::new();
-        for f in found {
+        for f in found
+            .iter()
+            .take(if tag.is_some() { 1 } else { found.len() })
+        {
             let name = tag
                 .map(str::to_string)
                 .or(f.name.clone())
                 .ok_or(bad(ArchiveError::NoName))?;
             crate::validate_reference(&name)?;
-            loaded.push(self.import(&name, &f)?);
+            loaded.push(self.import(&name, f)?);
         }
         Ok(loaded)
     }

@@ -669,6 +669,8 @@ async fn image_archives_load_save_and_tag() {
         "copy",
         "--quiet",
         "--src-tls-verify=false",
+        "--additional-tag",
+        "local/bb:extra",
         &src,
         &format!("docker-archive:{}:local/bb:docker", docker_tar.display()),
     ]);
@@ -692,6 +694,18 @@ async fn image_archives_load_save_and_tag() {
         .unwrap()
         .to_string();
     assert!(docker_name.ends_with("local/bb:docker"), "{out}");
+    // Its second tag too; and under a name given here, one image however many tags.
+    assert!(out.contains("local/bb:extra"), "{out}");
+    let (ok, out, err) = s.cli(&[
+        "image",
+        "load",
+        "-i",
+        docker_tar.to_str().unwrap(),
+        "--tag",
+        "renamed/bb:1",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
     let out = s
         .command()
         .args(["image", "load", "--tag", "mine/bb:oci"])
