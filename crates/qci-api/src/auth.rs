@@ -53,8 +53,8 @@ pub fn need(method: &Method, route: &str) -> Need {
         _ if under("/v1/tenants") || under("/v1/keys") || under("/v1/audit") => Need::Admin,
         // One store for the whole machine: what other tenants pulled is not for tenants.
         _ if under("/v1/images") => Need::Admin,
-        // A GET that runs a command.
-        _ if route.ends_with("/exec") => Need::Write,
+        // A GET that runs a command, or types into one.
+        _ if route.ends_with("/exec") || route.ends_with("/attach") => Need::Write,
         _ if read => Need::Read,
         _ => Need::Write,
     }

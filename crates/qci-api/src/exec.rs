@@ -264,6 +264,133 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
     p.kill().await;
 }
 
+/// Connects to a running container's first process (one with `stdin` or `tty`), over a
+/// WebSocket with exec's framing: stdin (an empty frame ends it), resize, and the container's
+/// output as it comes (after a replay of its latest). Closing the WebSocket leaves the
+/// container running; when the container ends, the status frame gives its exit code.
+#[utoipa::path(get, path = "/v1/container-groups/{id}/containers/{name}/attach", tag = "container-groups",
+    params(("id" = String, Path, description = "Group id or name"), ("name" = String, Path, description = "Container")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 409, body = crate::ErrorBody)))]
+pub async fn attach(
+    State(s): State<AppState>,
+    scope: Scope,
+    Path((id, name)): Path<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let g = s.store.find_group(scope.owner(), &id)?;
+    let Some(spec) = g.spec.all_containers().find(|c| c.name == name) else {
+        return Err(ApiError::NotFound(format!(
+            "group {:?} has no container {name:?}",
+            g.name
+        )));
+    };
+    if !spec.stdin && !spec.tty {
+        return Err(ApiError::Conflict(format!(
+            "container {name:?} has neither stdin nor tty: nothing to attach to (qci exec runs a command in it)"
+        )));
+    }
+    let running = g
+        .status
+        .init_containers
+        .iter()
+        .chain(&g.status.containers)
+        .any(|c| c.name == name && c.state == ContainerState::Running);
+    if !running {
+        return Err(ApiError::Conflict(format!(
+            "container {name:?} is not running: only running containers can be attached to"
+        )));
+    }
+    let limit = s
+        .store
+        .tenant_quota(scope.owner())?
+        .and_then(|q| q.exec_sessions);
+    let slot = s
+        .exec_sessions
+        .take(scope.owner(), limit)
+        .map_err(|e| ApiError::Store(e.into()))?;
+    let runtime = s.runtime.clone();
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        match runtime.attach(&g.id, &name).await {
+            Ok(stream) => {
+                if attach_session(&mut socket, stream).await {
+                    // The container ended: its exit, as its monitor recorded it.
+                    let code = match runtime.observe(&g.id, &name).await {
+                        qci_runtime::Observed::Exited(r) => r.exit_code,
+                        _ => -1,
+                    };
+                    let _ = socket
+                        .send(frame(
+                            STATUS,
+                            &serde_json::json!({"exit_code": code}).to_string(),
+                        ))
+                        .await;
+                    let _ = socket.send(Message::Close(None)).await;
+                }
+            }
+            Err(e) => {
+                let _ = socket
+                    .send(frame(
+                        STATUS,
+                        &serde_json::json!({"error": e.to_string()}).to_string(),
+                    ))
+                    .await;
+            }
+        }
+        drop(slot);
+    }))
+}
+
+/// Forwards frames until the container's output ends (true) or the client goes (false).
+async fn attach_session(ws: &mut WebSocket, stream: tokio::net::UnixStream) -> bool {
+    use qci_runtime::attach as a;
+    let (mut rd, mut wr) = stream.into_split();
+    loop {
+        tokio::select! {
+            head = async {
+                let mut head = [0u8; 5];
+                rd.read_exact(&mut head).await.map(|_| head)
+            } => {
+                let Ok(head) = head else { return true };
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                let mut data = vec![0u8; len];
+                if rd.read_exact(&mut data).await.is_err() {
+                    return true;
+                }
+                let channel = if head[0] == a::STDERR { STDERR } else { STDOUT };
+                if ws.send(frame_bytes(channel, &data)).await.is_err() {
+                    return false;
+                }
+            }
+            msg = ws.recv() => {
+                let out = match msg {
+                    Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
+                        if b.len() == 1 {
+                            a::frame(a::STDIN_EOF, &[])
+                        } else {
+                            a::frame(a::STDIN, &b[1..])
+                        }
+                    }
+                    Some(Ok(Message::Binary(b))) if b.first() == Some(&RESIZE) => {
+                        match serde_json::from_slice::<Resize>(&b[1..]) {
+                            Ok(r) => {
+                                let mut p = r.rows.to_be_bytes().to_vec();
+                                p.extend_from_slice(&r.cols.to_be_bytes());
+                                a::frame(a::RESIZE, &p)
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                    _ => continue,
+                };
+                if wr.write_all(&out).await.is_err() {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 fn frame(channel: u8, text: &str) -> Message {
     frame_bytes(channel, text.as_bytes())
 }

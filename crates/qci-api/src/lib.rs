@@ -125,6 +125,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::usage))
         .routes(routes!(logs::get_logs))
         .routes(routes!(exec::exec))
+        .routes(routes!(exec::attach))
         .routes(routes!(metrics::group_metrics))
         .routes(routes!(images::list_images, images::remove_image))
         .routes(routes!(images::pull_image))

@@ -351,15 +351,8 @@ impl Client {
         container: &str,
         argv: &[String],
         io: ExecIo,
-        mut on_output: impl FnMut(u8, &[u8]),
+        mut on_output: impl FnMut(u8, &[u8]) + Send,
     ) -> Result<i32, ClientError> {
-        let ExecIo {
-            stdin,
-            tty,
-            mut resize,
-        } = io;
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
         let command = serde_json::to_string(argv).unwrap_or_default();
         let mut url = format!(
             "{}/v1/container-groups/{}/containers/{}/exec?command={}",
@@ -368,9 +361,45 @@ impl Client {
             encode(container),
             encode(&command)
         );
-        if let Some((rows, cols)) = tty {
+        if let Some((rows, cols)) = io.tty {
             url.push_str(&format!("&tty=true&rows={rows}&cols={cols}"));
         }
+        self.session(url, io, &mut on_output).await
+    }
+
+    /// Attaches to a running container's first process (one with `stdin` or `tty`): its
+    /// output goes to the callback (after a replay of its latest); `stdin` (if any) is sent,
+    /// then closed; `resize` sizes its terminal. Returns its exit code once it ends.
+    pub async fn attach(
+        &self,
+        id: &str,
+        container: &str,
+        io: ExecIo,
+        mut on_output: impl FnMut(u8, &[u8]) + Send,
+    ) -> Result<i32, ClientError> {
+        let url = format!(
+            "{}/v1/container-groups/{}/containers/{}/attach?",
+            self.base.replacen("http", "ws", 1),
+            encode(id),
+            encode(container),
+        );
+        self.session(url, io, &mut on_output).await
+    }
+
+    /// One exec or attach WebSocket session (`url` ends in a query, maybe empty).
+    async fn session(
+        &self,
+        mut url: String,
+        io: ExecIo,
+        on_output: &mut (dyn FnMut(u8, &[u8]) + Send),
+    ) -> Result<i32, ClientError> {
+        let ExecIo {
+            stdin,
+            tty: _,
+            mut resize,
+        } = io;
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
         if let Some(t) = &self.opts.tenant {
             url.push_str(&format!("&tenant={}", encode(t)));
         }

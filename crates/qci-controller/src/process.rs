@@ -76,6 +76,8 @@ pub fn container_config(
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".to_string());
     Ok(ContainerConfig {
+        tty: spec.tty,
+        stdin: spec.stdin,
         args,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cwd,

@@ -29,6 +29,10 @@ pub enum BundleError {
 /// What a container runs and with which limits, already merged from image and spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerConfig {
+    /// A terminal for the container's process (its output is the terminal's).
+    pub tty: bool,
+    /// Its standard input kept open for attach.
+    pub stdin: bool,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
@@ -155,7 +159,7 @@ pub fn build_spec(
         .map(|(_, hard)| hard.min(1 << 20))
         .unwrap_or(1024);
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(cfg.tty)
         .user(user.build()?)
         .args(cfg.args.clone())
         .env(cfg.env.clone())
@@ -294,6 +298,8 @@ mod tests {
     fn spec_has_limits_and_shared_namespaces() {
         let d = tempfile::tempdir().unwrap();
         let cfg = ContainerConfig {
+            tty: false,
+            stdin: false,
             args: vec!["sh".into()],
             env: vec!["A=1".into()],
             cwd: "/".into(),
@@ -344,6 +350,8 @@ mod tests {
 
     fn config(security: Security) -> ContainerConfig {
         ContainerConfig {
+            tty: false,
+            stdin: false,
             args: vec!["sh".into()],
             env: vec![],
             cwd: "/".into(),

@@ -155,6 +155,29 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Connects to the first process of container `name` of group `group_id`, which must
+    /// have `stdin` or `tty` and be running: frames as [`crate::attach`] describes them.
+    pub async fn attach(
+        &self,
+        group_id: &str,
+        name: &str,
+    ) -> Result<tokio::net::UnixStream, RuntimeError> {
+        let sock = self
+            .layout
+            .container_dir(&Layout::runc_id(group_id, name))
+            .join("attach.sock");
+        tokio::net::UnixStream::connect(&sock)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                context: format!(
+                    "attaching to container {name} (it must run, with stdin or tty set)"
+                ),
+                source,
+            })
+    }
+}
+
 impl ExecProcess {
     /// Sets the terminal's size (the command gets SIGWINCH); nothing without a terminal.
     pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {

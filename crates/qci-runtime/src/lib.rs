@@ -9,6 +9,7 @@
 //! - the state of a container is on disk (monitor files, runc state), never only in memory, so
 //!   a restarted `qci serve` rebuilds it by looking.
 
+pub mod attach;
 mod bundle;
 pub mod cgroup;
 mod disks;

@@ -41,6 +41,10 @@ pub struct MonitorArgs {
     pub notify: PathBuf,
     /// The log is rotated once past this many bytes.
     pub max_log_size: u64,
+    /// The container has a terminal (runc hands its master to the monitor).
+    pub tty: bool,
+    /// The container's standard input is kept open for attach.
+    pub stdin: bool,
 }
 
 impl MonitorArgs {
@@ -62,6 +66,8 @@ impl MonitorArgs {
                         "cgroup",
                         "notify",
                         "max-log-size",
+                        "tty",
+                        "stdin",
                     ]
                     .contains(f)
                 })
@@ -98,6 +104,8 @@ impl MonitorArgs {
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| format!("--max-log-size: {v:?} is not a number of bytes"))?,
             },
+            tty: found.get("tty").is_some_and(|v| *v == "true"),
+            stdin: found.get("stdin").is_some_and(|v| *v == "true"),
         })
     }
 
@@ -118,6 +126,10 @@ impl MonitorArgs {
             self.notify.display().to_string(),
             "--max-log-size".into(),
             self.max_log_size.to_string(),
+            "--tty".into(),
+            self.tty.to_string(),
+            "--stdin".into(),
+            self.stdin.to_string(),
         ]
     }
 }
@@ -296,16 +308,83 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     let runc = Runc::new(&args.runc_root);
     let pid_file = dir.join("pid");
     let runc_log = dir.join("runc.log");
-    let status = runc
-        .run_detached_command(&args.id, &args.bundle, &pid_file, &runc_log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .status();
-    let readers = [("stdout", out_r), ("stderr", err_r)].map(|(stream, fd)| {
-        let log = log.clone();
-        std::thread::spawn(move || copy_lines(fd, stream, &log))
-    });
+    // A terminal: runc hands its master over this socket (it waits there until taken).
+    let console_path = dir.join("console.sock");
+    let console = if args.tty {
+        let _ = std::fs::remove_file(&console_path);
+        match std::os::unix::net::UnixListener::bind(&console_path) {
+            Ok(l) => Some(l),
+            Err(e) => return fail(hs, format!("monitor: console socket: {e}")),
+        }
+    } else {
+        None
+    };
+    // Standard input kept open for attach, else /dev/null.
+    let (stdin_r, stdin_w) = if args.stdin && !args.tty {
+        match nix::unistd::pipe() {
+            Ok((r, w)) => (Some(r), Some(w)),
+            Err(e) => return fail(hs, format!("monitor: pipe: {e}")),
+        }
+    } else {
+        (None, None)
+    };
+    let mut cmd = runc.run_detached_command(
+        &args.id,
+        &args.bundle,
+        &pid_file,
+        &runc_log,
+        console.as_ref().map(|_| console_path.as_path()),
+    );
+    if args.tty {
+        // runc's own stdio: the container's is the terminal.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        drop((out_w, err_w));
+    } else {
+        cmd.stdin(stdin_r.map(Stdio::from).unwrap_or_else(Stdio::null))
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w));
+    }
+    let status = cmd.status();
+    drop(cmd);
+    let fanout = (args.stdin || args.tty).then(|| Arc::new(crate::attach::Fanout::default()));
+    let master = match (&console, &status) {
+        (Some(l), Ok(s)) if s.success() => match crate::attach::receive_console(l) {
+            Ok(m) => Some(m),
+            Err(e) => return fail(hs, format!("monitor: the container's terminal: {e}")),
+        },
+        _ => None,
+    };
+    let _ = std::fs::remove_file(&console_path);
+    let mut streams = vec![("stdout", out_r), ("stderr", err_r)];
+    if let Some(m) = &master {
+        match m.try_clone() {
+            Ok(m) => streams = vec![("stdout", m)],
+            Err(e) => return fail(hs, format!("monitor: the container's terminal: {e}")),
+        }
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|(stream, fd)| {
+            let log = log.clone();
+            let tee = fanout.clone();
+            std::thread::spawn(move || copy_lines(fd, stream, &log, tee.as_deref()))
+        })
+        .collect();
+    if let Some(f) = &fanout {
+        let input = match (master, stdin_w) {
+            (Some(m), _) => crate::attach::Input::Tty(File::from(m)),
+            (None, w) => crate::attach::Input::Pipe(w.map(File::from)),
+        };
+        if let Err(e) = crate::attach::serve(
+            &dir.join("attach.sock"),
+            f.clone(),
+            Arc::new(Mutex::new(input)),
+        ) {
+            say(&format!("attach socket: {e}"));
+        }
+    }
     match status {
         Ok(s) if s.success() => {}
         Ok(_) => {
@@ -368,6 +447,10 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     if let Err(e) = write_json_atomic(&dir.join("exit.json"), &rec) {
         say(&format!("writing exit.json: {e}"));
         return 1;
+    }
+    // Attached clients read the end now, and find the exit recorded.
+    if let Some(f) = &fanout {
+        f.close();
     }
     say(&format!(
         "container exited: code {exit_code}, signal {signal:?}, oom {oom_killed}"
@@ -474,7 +557,17 @@ const PIPE_SIZE: i32 = 1 << 20;
 /// What one read takes from the pipe (more than [`MAX_LINE`], which stays whole in it).
 const READ_SIZE: usize = 256 * 1024;
 
-fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
+fn copy_lines(
+    fd: OwnedFd,
+    stream: &str,
+    log: &Mutex<LogFile>,
+    tee: Option<&crate::attach::Fanout>,
+) {
+    let kind = if stream == "stderr" {
+        crate::attach::STDERR
+    } else {
+        crate::attach::STDOUT
+    };
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
     // (Refused above the machine's pipe-max-size: the default pipe then, nothing lost.)
     let _ = fcntl(&fd, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
@@ -526,6 +619,9 @@ fn copy_lines(fd: OwnedFd, stream: &str, log: &Mutex<LogFile>) {
             Err(_) => break,
         };
         let end = kept + n;
+        if let Some(t) = tee {
+            t.send(kind, &buf[kept..end]);
+        }
         let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
         let mut start = 0;
         // (The kept part has no newline: only the new bytes are searched.)
@@ -570,6 +666,8 @@ mod tests {
             cgroup: "/qci-x/cg-1/web".into(),
             notify: "/d/run/notify.sock".into(),
             max_log_size: 123,
+            tty: true,
+            stdin: false,
         };
         let os = |v: &[&str]| -> Vec<std::ffi::OsString> { v.iter().map(|s| s.into()).collect() };
         let written: Vec<std::ffi::OsString> = a.to_args().into_iter().map(Into::into).collect();
@@ -608,7 +706,7 @@ mod tests {
         let mut w = File::from(w);
         w.write_all(b"hello\nworld\nno newline").unwrap();
         drop(w);
-        copy_lines(r, "stdout", &log);
+        copy_lines(r, "stdout", &log, None);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -652,7 +750,7 @@ mod tests {
                     }
                 }
             });
-            copy_lines(r, "stdout", &log);
+            copy_lines(r, "stdout", &log, None);
             writer.join().unwrap();
             let text = std::fs::read_to_string(&path).unwrap();
             let got: Vec<(String, usize)> = text

@@ -82,6 +82,7 @@ impl Runc {
         bundle: &Path,
         pid_file: &Path,
         log: &Path,
+        console_socket: Option<&Path>,
     ) -> std::process::Command {
         let mut c = std::process::Command::new(&self.binary);
         c.arg("--root")
@@ -90,9 +91,12 @@ impl Runc {
             .arg(log)
             .arg("--log-format")
             .arg("json");
-        c.arg("run")
-            .arg("--detach")
-            .arg("--bundle")
+        c.arg("run").arg("--detach");
+        // A container with a terminal: runc sends the terminal's master over this socket.
+        if let Some(sock) = console_socket {
+            c.arg("--console-socket").arg(sock);
+        }
+        c.arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
             .arg(pid_file)

@@ -277,6 +277,8 @@ impl Runtime {
             cgroup,
             notify: self.layout.notify_socket(),
             max_log_size: req.config.max_log_size,
+            tty: req.config.tty,
+            stdin: req.config.stdin,
         })
     }
 

@@ -174,6 +174,14 @@ pub struct ContainerSpec {
     /// Who the container runs as and what it may do; fields set here win over the group's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<crate::SecurityContext>,
+    /// Keep the container's standard input open for `qci attach` (Kubernetes' `stdin`);
+    /// without it, it reads /dev/null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// Give the container a terminal (Kubernetes' `tty`): its output is the terminal's, one
+    /// stream, and `qci attach` can type into it and resize it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 /// The log size kept when a container sets none.
@@ -210,6 +218,8 @@ impl ContainerSpec {
             max_log_size: None,
             volume_mounts: vec![],
             security_context: None,
+            stdin: false,
+            tty: false,
         }
     }
 }

@@ -577,6 +577,8 @@ impl Ctx {
             // qci's own, which `-o k8s` writes: not Kubernetes fields.
             ("pidsLimit", "pids_limit"),
             ("maxLogSize", "max_log_size"),
+            ("stdin", "stdin"),
+            ("tty", "tty"),
         ] {
             if let Some(v) = o.get(k) {
                 out.insert(to.into(), v.clone());

@@ -52,6 +52,15 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run a command in a running container: prints its output, exits with its exit code
     Exec(ExecArgs),
+    /// Connect to a running container's first process (one with stdin or tty): its terminal
+    /// or standard input, and its output; exits with its exit code when it ends
+    Attach {
+        /// Group id or name
+        group: String,
+        /// The container (may be left out when the group has one)
+        #[arg(short = 'c', long = "container")]
+        container: Option<String>,
+    },
     /// Show what happened to a group (or to every group)
     Events(EventsArgs),
     /// Update a group in place from a spec file: only changed containers are recreated
@@ -727,11 +736,11 @@ pub struct RunArgs {
     /// Working directory in the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
-    /// (Not yet: refused with what to do instead)
-    #[arg(short = 'i', long = "interactive", hide = true)]
+    /// Keep the container's standard input open and pass this one's to it
+    #[arg(short = 'i', long = "interactive")]
     pub interactive: bool,
-    /// (Not yet: refused with what to do instead)
-    #[arg(short = 't', long = "tty", hide = true)]
+    /// Give the container a terminal, this one (raw mode, window size passed on)
+    #[arg(short = 't', long = "tty")]
     pub tty: bool,
     /// The image
     pub image: String,

@@ -319,9 +319,6 @@ async fn qci_run_behaves_like_docker_run() {
     assert!(err.contains("nosuchcmd"), "{err}");
     let (code, _, err) = run(&["--rm", &format!("{}/nothing:here", reg.host())]);
     assert_eq!(code, Some(125), "{err}");
-    let (code, _, err) = run(&["-it", &image, "sh"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("qci exec -it"), "{err}");
     let (code, _, err) = run(&["-p", "8080:80", &image]);
     assert_eq!(code, Some(1));
     assert!(err.contains("-p 8080:80"), "{err}");

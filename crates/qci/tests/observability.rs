@@ -471,3 +471,136 @@ async fn a_monitor_stays_within_its_memory_budget() {
         "the monitor holds {private} KiB of its own (PSS {pss}, RSS {rss}), over its budget of {MONITOR_PRIVATE_BUDGET_KIB} KiB"
     );
 }
+
+/// Attach to a container's first process: with a terminal (typed into, resized, its exit
+/// code at the end) and with standard input alone (`qci run -i`); refused for a container
+/// that has neither.
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_types_into_the_first_process() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let spec = format!(
+        "name: att\ntermination_grace_period_seconds: 1\nrestart_policy: Never\ncontainers:\n  - {{name: t, image: '{image}', command: [sh], stdin: true, tty: true}}\n  - {{name: plain, image: '{image}', command: [sleep, '600']}}\n  - {{name: i, image: '{image}', command: [sh, -c, 'read x; echo got $x; exit 6'], stdin: true}}\n"
+    );
+    let (ok, out, err) = s.create("att", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let e = s
+        .client
+        .attach(&id, "plain", Default::default(), |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("neither stdin nor tty"), "{e}");
+
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
+    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
+    size_tx.send((24, 80)).await.unwrap();
+    let io = qci_client::ExecIo {
+        stdin: Some(in_rx),
+        tty: Some((24, 80)),
+        resize: Some(size_rx),
+    };
+    let client = s.client.clone();
+    let gid = id.clone();
+    let session = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let code = client
+            .attach(&gid, "t", io, |_, d| seen.extend_from_slice(d))
+            .await;
+        (code, String::from_utf8_lossy(&seen).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    in_tx.send(b"tty; stty size\n".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    size_tx.send((40, 120)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_tx
+        .send(b"stty size; echo done-$((40+2)); exit 7\n".to_vec())
+        .await
+        .unwrap();
+    let (code, text) = tokio::time::timeout(Duration::from_secs(20), session)
+        .await
+        .expect("the attach session did not end")
+        .unwrap();
+    assert_eq!(code.unwrap(), 7, "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("24 80") && text.contains("40 120"), "{text}");
+    assert!(text.contains("done-42"), "{text}");
+    // What went through the terminal is in the log too.
+    assert!(s.logs(&id, "t").await.contains("done-42"));
+
+    // qci attach: standard input to a container that keeps it open, its exit code.
+    let out = s
+        .command()
+        .args(["attach", "att", "-c", "i"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"yo\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got yo\n");
+
+    // qci run -i: standard input to the first process, its output back, its exit code.
+    let out = s
+        .command()
+        .args([
+            "run",
+            "-i",
+            "--rm",
+            &image,
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 4",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"hello\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
+    // qci run -t: the container's terminal.
+    let out = s
+        .command()
+        .args(["run", "-t", "--rm", &image, "sh", "-c", "tty; exit 5"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/0"),
+        "{out:?}"
+    );
+    assert_eq!(
+        s.client.list_groups().await.unwrap().len(),
+        1,
+        "--rm left a group"
+    );
+}

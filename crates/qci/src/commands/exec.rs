@@ -8,26 +8,58 @@ use qci_client::Client;
 
 use crate::cli::ExecArgs;
 
+/// The container named, or the group's only one.
+fn container_of(g: &qci_spec::ContainerGroup, named: Option<String>) -> anyhow::Result<String> {
+    if let Some(c) = named {
+        return Ok(c);
+    }
+    match g.spec.containers.as_slice() {
+        [only] => Ok(only.name.clone()),
+        many => bail!(
+            "group {} has {} containers; name one with -c ({})",
+            g.name,
+            many.len(),
+            many.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `qci attach GROUP [-c NAME]`: the container's terminal (or standard input) and output.
+pub async fn attach(
+    client: &Client,
+    group: &str,
+    named: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let g = client.get_group(group).await?;
+    let container = container_of(&g, named)?;
+    let spec = g.spec.all_containers().find(|c| c.name == container);
+    let (stdin, tty) = spec.map(|c| (c.stdin, c.tty)).unwrap_or_default();
+    let (io, raw) = session_io(stdin, tty);
+    let code = client.attach(&g.id, &container, io, print_output).await;
+    drop(raw);
+    Ok(ExitCode::from(u8::try_from(code?).unwrap_or(255)))
+}
+
 pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let container = match a.container {
         Some(c) => c,
-        None => {
-            let g = client.get_group(&a.group).await?;
-            match g.spec.containers.as_slice() {
-                [only] => only.name.clone(),
-                many => bail!(
-                    "group {} has {} containers; name one with -c ({})",
-                    g.name,
-                    many.len(),
-                    many.iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
+        None => container_of(&client.get_group(&a.group).await?, None)?,
     };
-    let stdin = a.stdin.then(|| {
+    let (io, _raw) = session_io(a.stdin, a.tty);
+    let code = client
+        .exec(&a.group, &container, &a.command, io, print_output)
+        .await?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)))
+}
+
+/// What a session (exec, attach) takes from here: standard input when `stdin`; with `tty`,
+/// this terminal's size (sent first, then at every change) and raw mode for as long as the
+/// returned guard lives.
+pub(super) fn session_io(stdin: bool, tty: bool) -> (qci_client::ExecIo, Option<terminal::Raw>) {
+    let stdin = stdin.then(|| {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 16384];
@@ -44,44 +76,43 @@ pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<ExitCode> {
         stdin,
         ..Default::default()
     };
-    let _raw = if a.tty {
-        let size = terminal::size().unwrap_or((24, 80));
-        io.tty = Some(size);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        io.resize = Some(rx);
-        tokio::spawn(async move {
-            let Ok(mut winch) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-            else {
+    if !tty {
+        return (io, None);
+    }
+    let size = terminal::size().unwrap_or((24, 80));
+    io.tty = Some(size);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let _ = tx.try_send(size);
+    io.resize = Some(rx);
+    tokio::spawn(async move {
+        let Ok(mut winch) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            if let Some(s) = terminal::size()
+                && tx.send(s).await.is_err()
+            {
                 return;
-            };
-            while winch.recv().await.is_some() {
-                if let Some(s) = terminal::size()
-                    && tx.send(s).await.is_err()
-                {
-                    return;
-                }
             }
-        });
-        terminal::Raw::enter()
-    } else {
-        None
-    };
-    let code = client
-        .exec(&a.group, &container, &a.command, io, |channel, data| {
-            if channel == 2 {
-                let _ = std::io::stderr().write_all(data);
-            } else {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(data);
-                let _ = out.flush();
-            }
-        })
-        .await?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)))
+        }
+    });
+    (io, terminal::Raw::enter())
 }
 
-mod terminal {
+/// A session's output: channel 2 to standard error, the rest to standard output.
+pub(super) fn print_output(channel: u8, data: &[u8]) {
+    if channel == 2 {
+        let _ = std::io::stderr().write_all(data);
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(data);
+        let _ = out.flush();
+    }
+}
+
+pub(super) mod terminal {
     //! The local terminal: its size, and raw mode for the length of a session (restored on
     //! drop, whatever happens).
     use std::os::fd::AsFd;

@@ -84,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => logs::logs(&client, a).await,
         Command::Delete(a) => delete::delete(&client, a).await,
         Command::Exec(a) => exec::exec(&client, a).await,
+        Command::Attach { group, container } => exec::attach(&client, &group, container).await,
         Command::Run(a) => run::run(&client, *a).await,
         Command::Update(a) => create::update(&client, a).await,
         Command::Restart(a) => {

@@ -21,12 +21,6 @@ use crate::cli::RunArgs;
 const NOT_RUN: u8 = 125;
 
 pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
-    if a.interactive || a.tty {
-        bail!(
-            "qci run cannot attach to a container's first process yet (-i, -t): start it with \
-             qci run -d --name NAME IMAGE sleep 86400, then qci exec -it NAME -- sh"
-        );
-    }
     let name = match &a.name {
         Some(n) => n.clone(),
         None => default_name(&a.image),
@@ -48,7 +42,7 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = tokio::select! {
-        r = foreground(client, &g.id, &name) => r,
+        r = foreground(client, &g.id, &name, a.interactive, a.tty) => r,
         _ = tokio::signal::ctrl_c() => {
             if !a.rm {
                 eprintln!("qci: group {name} keeps running; `qci delete {name}` stops it");
@@ -64,7 +58,13 @@ pub async fn run(client: &Client, a: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Waits for the container to start, prints its output until it ends, and gives its exit
 /// code.
-async fn foreground(client: &Client, id: &str, container: &str) -> anyhow::Result<ExitCode> {
+async fn foreground(
+    client: &Client,
+    id: &str,
+    container: &str,
+    stdin: bool,
+    tty: bool,
+) -> anyhow::Result<ExitCode> {
     // Started (or already over), or stuck: an image that cannot be pulled, a command that
     // cannot run.
     loop {
@@ -82,6 +82,26 @@ async fn foreground(client: &Client, id: &str, container: &str) -> anyhow::Resul
         ) || g.status.phase.is_final()
         {
             break;
+        }
+    }
+    // Attached: this terminal or standard input is the container's, and its output comes
+    // as it is written. (A container that already ended has only its log to show.)
+    if (stdin || tty)
+        && own(&client.get_group(id).await?, container).map(|c| c.state)
+            == Some(ContainerState::Running)
+    {
+        let (io, raw) = super::exec::session_io(stdin, tty);
+        match client
+            .attach(id, container, io, super::exec::print_output)
+            .await
+        {
+            Ok(code) => {
+                drop(raw);
+                return Ok(exit_code(code));
+            }
+            // It ended between the look and the attach.
+            Err(ClientError::Api { status: 409, .. }) => drop(raw),
+            Err(e) => return Err(e.into()),
         }
     }
     // Its stdout here to stdout, its stderr to stderr.
@@ -217,6 +237,12 @@ fn spec(
     local_env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Value> {
     let mut c = json!({"name": name, "image": a.image});
+    if a.interactive {
+        c["stdin"] = json!(true);
+    }
+    if a.tty {
+        c["tty"] = json!(true);
+    }
     if let Some(e) = &a.entrypoint {
         c["command"] = json!([e]);
     }
