@@ -423,8 +423,9 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         tenant: key.tenant,
         role: key.role,
     };
-    let audited =
-        !(req.method() == Method::GET || req.method() == Method::HEAD) || route.ends_with("/exec");
+    let audited = !(req.method() == Method::GET || req.method() == Method::HEAD)
+        || route.ends_with("/exec")
+        || route.ends_with("/attach");
     let audit = audited.then(|| audit_facts(&req, &caller));
     // A write the key's role does not allow is refused, and recorded like any other.
     let resp = if allows(caller.role, need) {

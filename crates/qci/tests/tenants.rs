@@ -59,7 +59,7 @@ async fn call(
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
-    if path_and_query.contains("/exec") {
+    if path_and_query.contains("/exec") || path_and_query.contains("/attach") {
         req = req
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
@@ -217,7 +217,8 @@ async fn every_path_is_scoped_to_its_tenant_and_role() {
     for (method, path) in &ops {
         let url = fill(path);
         let b = body(method, path);
-        let reads = *method == Method::GET && !path.ends_with("/exec");
+        let reads =
+            *method == Method::GET && !path.ends_with("/exec") && !path.ends_with("/attach");
         let admin_only = ["/v1/keys", "/v1/audit", "/v1/images"]
             .iter()
             .any(|p| path.starts_with(p))
