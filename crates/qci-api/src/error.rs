@@ -52,6 +52,9 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after: u64 },
     #[error("{0}")]
     Internal(String),
+    /// The image store's: an archive refused, an image not there.
+    #[error(transparent)]
+    Image(#[from] qci_image::ImageError),
 }
 
 impl IntoResponse for ApiError {
@@ -109,7 +112,17 @@ impl IntoResponse for ApiError {
                     message.clone(),
                 )],
             ),
-            ApiError::Store(_) | ApiError::Internal(_) => {
+            ApiError::Image(qci_image::ImageError::NotPresent(_)) => {
+                (StatusCode::NOT_FOUND, "NotFound", vec![])
+            }
+            // What a caller sent: an archive, a name, a layer or config inside it.
+            ApiError::Image(
+                qci_image::ImageError::Archive(_)
+                | qci_image::ImageError::BadReference { .. }
+                | qci_image::ImageError::Config { .. }
+                | qci_image::ImageError::Layer { .. },
+            ) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
+            ApiError::Store(_) | ApiError::Internal(_) | ApiError::Image(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![])
             }
         };

@@ -62,13 +62,31 @@ pub async fn exec(
             "command must be a non-empty list of strings without NUL".into(),
         ));
     }
+    running(&g, &name)?;
+    let slot = session_slot(&s, &scope)?;
+    let tty = q.tty.then(|| (q.rows.unwrap_or(24), q.cols.unwrap_or(80)));
+    let runtime = s.runtime.clone();
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        match runtime.exec(&g.id, &name, &argv, tty) {
+            Ok(p) => session(socket, p).await,
+            Err(e) => send_error(&mut socket, e.to_string()).await,
+        }
+        drop(slot);
+    }))
+}
+
+/// The spec of container `name` of `g`, if it exists and runs (else 404 or 409).
+fn running<'a>(
+    g: &'a qci_spec::ContainerGroup,
+    name: &str,
+) -> Result<&'a qci_spec::ContainerSpec, ApiError> {
     let st = g
         .status
         .init_containers
         .iter()
         .chain(&g.status.containers)
         .find(|c| c.name == name);
-    let Some(st) = st.filter(|_| g.spec.all_containers().any(|c| c.name == name)) else {
+    let (Some(st), Some(spec)) = (st, g.spec.all_containers().find(|c| c.name == name)) else {
         return Err(ApiError::NotFound(format!(
             "group {:?} has no container {name:?}",
             g.name
@@ -80,31 +98,26 @@ pub async fn exec(
             st.state
         )));
     }
-    // Held for the session's life: the tenant's `exec_sessions` quota counts it.
+    Ok(spec)
+}
+
+/// A place among the tenant's open sessions (its `exec_sessions` quota counts exec and
+/// attach alike), held for the session's life.
+fn session_slot(s: &AppState, scope: &Scope) -> Result<crate::auth::ExecSlot, ApiError> {
     let limit = s
         .store
         .tenant_quota(scope.owner())?
         .and_then(|q| q.exec_sessions);
-    let slot = s
-        .exec_sessions
+    s.exec_sessions
         .take(scope.owner(), limit)
-        .map_err(|e| ApiError::Store(e.into()))?;
-    let tty = q.tty.then(|| (q.rows.unwrap_or(24), q.cols.unwrap_or(80)));
-    let runtime = s.runtime.clone();
-    Ok(ws.on_upgrade(move |mut socket| async move {
-        match runtime.exec(&g.id, &name, &argv, tty) {
-            Ok(p) => session(socket, p).await,
-            Err(e) => {
-                let _ = socket
-                    .send(frame(
-                        STATUS,
-                        &serde_json::json!({"error": e.to_string()}).to_string(),
-                    ))
-                    .await;
-            }
-        }
-        drop(slot);
-    }))
+        .map_err(|e| ApiError::Store(e.into()))
+}
+
+/// The session could not start: why, as its status frame.
+async fn send_error(socket: &mut WebSocket, e: String) {
+    let _ = socket
+        .send(frame(STATUS, &serde_json::json!({"error": e}).to_string()))
+        .await;
 }
 
 #[derive(Deserialize)]
@@ -278,36 +291,13 @@ pub async fn attach(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let g = s.store.find_group(scope.owner(), &id)?;
-    let Some(spec) = g.spec.all_containers().find(|c| c.name == name) else {
-        return Err(ApiError::NotFound(format!(
-            "group {:?} has no container {name:?}",
-            g.name
-        )));
-    };
+    let spec = running(&g, &name)?;
     if !spec.stdin && !spec.tty {
         return Err(ApiError::Conflict(format!(
             "container {name:?} has neither stdin nor tty: nothing to attach to (qci exec runs a command in it)"
         )));
     }
-    let running = g
-        .status
-        .init_containers
-        .iter()
-        .chain(&g.status.containers)
-        .any(|c| c.name == name && c.state == ContainerState::Running);
-    if !running {
-        return Err(ApiError::Conflict(format!(
-            "container {name:?} is not running: only running containers can be attached to"
-        )));
-    }
-    let limit = s
-        .store
-        .tenant_quota(scope.owner())?
-        .and_then(|q| q.exec_sessions);
-    let slot = s
-        .exec_sessions
-        .take(scope.owner(), limit)
-        .map_err(|e| ApiError::Store(e.into()))?;
+    let slot = session_slot(&s, &scope)?;
     let runtime = s.runtime.clone();
     Ok(ws.on_upgrade(move |mut socket| async move {
         match runtime.attach(&g.id, &name).await {
@@ -327,14 +317,7 @@ pub async fn attach(
                     let _ = socket.send(Message::Close(None)).await;
                 }
             }
-            Err(e) => {
-                let _ = socket
-                    .send(frame(
-                        STATUS,
-                        &serde_json::json!({"error": e.to_string()}).to_string(),
-                    ))
-                    .await;
-            }
+            Err(e) => send_error(&mut socket, e.to_string()).await,
         }
         drop(slot);
     }))

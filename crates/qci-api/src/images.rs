@@ -225,19 +225,7 @@ pub async fn load_image(
         .await
         .map_err(|e| ApiError::Internal(format!("writing the archive: {e}")))?;
     drop(out);
-    let loaded = s
-        .images
-        .load_archive(file.path(), q.tag.as_deref())
-        .await
-        .map_err(|e| match e {
-            qci_image::ImageError::Archive(_)
-            | qci_image::ImageError::BadReference { .. }
-            | qci_image::ImageError::Config { .. }
-            | qci_image::ImageError::Layer { .. } => {
-                ApiError::BadRequest(format!("image archive: {e}"))
-            }
-            e => ApiError::Internal(e.to_string()),
-        })?;
+    let loaded = s.images.load_archive(file.path(), q.tag.as_deref()).await?;
     (s.on_change)();
     Ok(Json(ImageList {
         items: loaded.iter().map(info).collect(),
@@ -254,15 +242,7 @@ pub async fn save_image(
 ) -> Result<Response, ApiError> {
     let file = tempfile::NamedTempFile::new_in(s.images.scratch_dir())
         .map_err(|e| ApiError::Internal(format!("a file for the archive: {e}")))?;
-    s.images
-        .save_archive(&q.reference, file.path())
-        .await
-        .map_err(|e| match e {
-            qci_image::ImageError::NotPresent(m) => {
-                ApiError::NotFound(format!("image {m} is not in the store"))
-            }
-            e => ApiError::Internal(e.to_string()),
-        })?;
+    s.images.save_archive(&q.reference, file.path()).await?;
     // Open, then let the name go: the file lives while the answer reads it.
     let f = tokio::fs::File::open(file.path())
         .await
@@ -304,16 +284,7 @@ pub async fn tag_image(
 ) -> Result<Json<ImageInfo>, ApiError> {
     let req: TagRequest = crate::disks::parse_body(&body)?;
     check_reference("target", &req.target)?;
-    let img = s
-        .images
-        .tag(&req.source, &req.target)
-        .await
-        .map_err(|e| match e {
-            qci_image::ImageError::NotPresent(m) => {
-                ApiError::NotFound(format!("image {m} is not in the store"))
-            }
-            e => ApiError::Internal(e.to_string()),
-        })?;
+    let img = s.images.tag(&req.source, &req.target).await?;
     (s.on_change)();
     Ok(Json(info(&img)))
 }

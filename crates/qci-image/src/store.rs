@@ -38,7 +38,7 @@ pub enum ImageError {
     /// An archive that cannot be loaded, and why.
     #[error("{0}")]
     Archive(#[from] crate::archive::ArchiveError),
-    #[error("image {0} is not in the image store")]
+    #[error("image {0} is not in the store")]
     NotPresent(String),
 }
 

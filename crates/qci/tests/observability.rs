@@ -531,19 +531,9 @@ async fn attach_types_into_the_first_process() {
     assert!(s.logs(&id, "t").await.contains("done-42"));
 
     // qci attach: standard input to a container that keeps it open, its exit code.
-    let out = s
-        .command()
-        .args(["attach", "att", "-c", "i"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"yo\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let mut attach = s.command();
+    attach.args(["attach", "att", "-c", "i"]);
+    let out = with_stdin(attach, b"yo\n");
     assert_eq!(
         out.status.code(),
         Some(6),
@@ -553,27 +543,17 @@ async fn attach_types_into_the_first_process() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got yo\n");
 
     // qci run -i: standard input to the first process, its output back, its exit code.
-    let out = s
-        .command()
-        .args([
-            "run",
-            "-i",
-            "--rm",
-            &image,
-            "sh",
-            "-c",
-            "read x; echo got $x; exit 4",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"hello\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let mut run = s.command();
+    run.args([
+        "run",
+        "-i",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 4",
+    ]);
+    let out = with_stdin(run, b"hello\n");
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -603,4 +583,17 @@ async fn attach_types_into_the_first_process() {
         1,
         "--rm left a group"
     );
+}
+
+/// Runs `cmd` with `input` on its standard input; what it printed and how it ended.
+fn with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut c = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("qci");
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
 }
