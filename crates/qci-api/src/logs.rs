@@ -154,7 +154,9 @@ pub async fn get_logs(
             .body(Body::from(head))
             .map_err(|e| ApiError::Internal(e.to_string()));
     }
+    let changes = s.store.watch_changes();
     let state = Follow {
+        changes,
         s,
         group_id: g.id.clone(),
         names,
@@ -165,6 +167,7 @@ pub async fn get_logs(
         stream: q.stream,
         first: Some(head),
         done: false,
+        checked: None,
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {
@@ -174,10 +177,20 @@ pub async fn get_logs(
             if st.done {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            // Decide whether this is the last read before reading, so nothing written just
-            // before the end is missed.
-            st.done = st.finished();
+            // New output is looked for every 50 ms (a stat of each file when there is none);
+            // whether the end came is read from the store only when the store changed (a
+            // container's exit is recorded there), or once a second.
+            let changed = tokio::select! {
+                c = st.changes.changed() => c.is_ok(),
+                _ = tokio::time::sleep(Duration::from_millis(50)) => false,
+            };
+            if changed || st.checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                st.changes.borrow_and_update();
+                st.checked = Some(std::time::Instant::now());
+                // Decide whether this is the last read before reading, so nothing written
+                // just before the end is missed.
+                st.done = st.finished();
+            }
             let chunk = st.read_new();
             if !chunk.is_empty() {
                 return Some((Ok(chunk), st));
@@ -190,6 +203,11 @@ pub async fn get_logs(
 }
 
 struct Follow {
+    /// Marked when the store changes (a status written: perhaps the end).
+    changes: tokio::sync::watch::Receiver<u64>,
+    /// When the end was last looked for (None: not yet, so at once: the group may have
+    /// ended before the answer began).
+    checked: Option<std::time::Instant>,
     s: AppState,
     group_id: String,
     names: Vec<String>,
@@ -229,9 +247,14 @@ impl Follow {
     fn read_new(&mut self) -> String {
         let mut lines = Vec::new();
         for (i, p) in self.paths.iter().enumerate() {
+            let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             // Rotated since the last read: the current file started over.
-            if std::fs::metadata(p).is_ok_and(|m| m.len() < self.offsets[i]) {
+            if len < self.offsets[i] {
                 self.offsets[i] = 0;
+            }
+            // Nothing new: no need to open it.
+            if len == self.offsets[i] {
+                continue;
             }
             if let Ok((l, off)) = read_from(p, self.offsets[i]) {
                 self.offsets[i] = off;
