@@ -196,7 +196,8 @@ async fn remove(client: &Client, id: &str) -> anyhow::Result<()> {
             Ok(_) if start.elapsed() > Duration::from_secs(120) => {
                 bail!("group {id} is still being deleted after 120s")
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            // (Deletion is a few passes of the controller: asked often, it is seen soon.)
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
