@@ -184,7 +184,11 @@ pub async fn get_logs(
                 c = st.changes.changed() => c.is_ok(),
                 _ = tokio::time::sleep(Duration::from_millis(50)) => false,
             };
-            if changed || st.checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            if changed
+                || st
+                    .checked
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
                 st.changes.borrow_and_update();
                 st.checked = Some(std::time::Instant::now());
                 // Decide whether this is the last read before reading, so nothing written
