@@ -430,49 +430,11 @@ impl Ctx {
                 .to_string();
             let mut vol = json!({"name": name});
             if let Some(cm) = o.get("configMap") {
-                let p = format!("{path}.configMap");
-                if let Some(mut c) = self.obj(cm, &p) {
-                    let src = c
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let data = self.config_maps.get(&src).cloned();
-                    let files = match data {
-                        Some(d) => self.files(&mut c, &d, &p),
-                        None => {
-                            self.errs.push(FieldError::new(
-                                format!("{p}.name"),
-                                format!("no ConfigMap {src:?} in the manifest"),
-                            ));
-                            vec![]
-                        }
-                    };
-                    c.get("optional");
-                    self.done(c);
+                if let Some(files) = self.data_volume(cm, &format!("{path}.configMap"), false) {
                     vol["config_file"] = json!({"files": files});
                 }
             } else if let Some(sec) = o.get("secret") {
-                let p = format!("{path}.secret");
-                if let Some(mut c) = self.obj(sec, &p) {
-                    let src = c
-                        .get("secretName")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let data = self.secrets.get(&src).map(|(_, d)| d.clone());
-                    let files = match data {
-                        Some(d) => self.files(&mut c, &d, &p),
-                        None => {
-                            self.errs.push(FieldError::new(
-                                format!("{p}.secretName"),
-                                format!("no Secret {src:?} in the manifest"),
-                            ));
-                            vec![]
-                        }
-                    };
-                    c.get("optional");
-                    self.done(c);
+                if let Some(files) = self.data_volume(sec, &format!("{path}.secret"), true) {
                     vol["config_file"] = json!({"files": files});
                 }
             } else if let Some(ed) = o.get("emptyDir") {
@@ -518,6 +480,36 @@ impl Ctx {
             out.push(vol);
         }
         out
+    }
+
+    /// A `configMap` (or, with `secret`, a `secret`) volume: the files of the ConfigMap or
+    /// Secret of the manifest it names.
+    fn data_volume(&mut self, v: &Value, p: &str, secret: bool) -> Option<Vec<Value>> {
+        let mut c = self.obj(v, p)?;
+        let (key, kind) = if secret {
+            ("secretName", "Secret")
+        } else {
+            ("name", "ConfigMap")
+        };
+        let src = c.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let data = if secret {
+            self.secrets.get(&src).map(|(_, d)| d.clone())
+        } else {
+            self.config_maps.get(&src).cloned()
+        };
+        let files = match data {
+            Some(d) => self.files(&mut c, &d, p),
+            None => {
+                self.errs.push(FieldError::new(
+                    format!("{p}.{key}"),
+                    format!("no {kind} {src:?} in the manifest"),
+                ));
+                vec![]
+            }
+        };
+        c.get("optional");
+        self.done(c);
+        Some(files)
     }
 
     /// A ConfigMap's or Secret's entries as config files: all of them, or `items`.
@@ -1273,6 +1265,10 @@ spec:
             ),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
             ("      env: {A: b}\n", "spec.containers[0].env"),
+            (
+                "  volumes: [{name: s, secret: {secretName: nowhere}}]\n",
+                "spec.volumes[0].secret.secretName",
+            ),
             ("  dnsPolicy: None\n", "spec.dnsPolicy"),
             (
                 "      env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}]\n",
@@ -1287,7 +1283,10 @@ spec:
             let errs = from_manifests(&pod(extra), false).unwrap_err();
             assert!(errs.iter().any(|e| e.field == path), "{extra}: {errs:?}");
             // (A missing key and a malformed list are errors even when lenient.)
-            if !path.ends_with("configMapKeyRef") && !path.ends_with(".env") {
+            if !path.ends_with("configMapKeyRef")
+                && !path.ends_with(".env")
+                && !path.ends_with("secretName")
+            {
                 let c =
                     from_manifests(&pod(extra), true).unwrap_or_else(|e| panic!("{extra}: {e:?}"));
                 assert!(

@@ -479,6 +479,29 @@ mod tests {
             json!(["ls", "-la", "--color"])
         );
         assert_eq!(spec(&a, "x", |_| None).unwrap()["restart_policy"], "Never");
+        // The rest of the flags.
+        let a = args(&[
+            "--vpc",
+            "v",
+            "--entrypoint",
+            "/bin/sh",
+            "-it",
+            "img",
+            "-c",
+            "x",
+        ]);
+        let got = spec(&a, "x", |_| None).unwrap();
+        assert_eq!(got["network"], json!({"vpc": "v"}));
+        let c = &got["containers"][0];
+        assert_eq!(
+            (&c["command"], &c["args"], &c["stdin"], &c["tty"]),
+            (
+                &json!(["/bin/sh"]),
+                &json!(["-c", "x"]),
+                &json!(true),
+                &json!(true)
+            )
+        );
     }
 
     #[test]
