@@ -46,6 +46,12 @@ pub fn need(method: &Method, route: &str) -> Need {
     let under = |prefix: &str| route == prefix || route.starts_with(&format!("{prefix}/"));
     match route {
         "/v1/openapi.json" | "/healthz" => Need::Public,
+        // Signing in is how a browser gets a session; the handler checks the key it is given
+        // (with the same limit on failures).
+        "/v1/sessions" if method == Method::POST => Need::Public,
+        "/v1/sessions/current" => Need::AnyKey,
+        // The console's pages and assets: public files; everything they show comes from /v1.
+        _ if !under("/v1") && route != "/metrics" && read => Need::Public,
         "/metrics" => Need::Metrics,
         "/v1/version" | "/v1/whoami" => Need::AnyKey,
         // Anyone may read their own tenant (its quota and use); the handler scopes it.
@@ -238,14 +244,14 @@ const MAX_TRACKED: usize = 10_000;
 
 impl FailureLimiter {
     /// Seconds to wait, when `ip` is over its budget.
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+    pub(crate) fn blocked(&self, ip: IpAddr) -> Option<u64> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let (start, n) = seen.get(&ip)?;
         let left = FAILURE_WINDOW.checked_sub(start.elapsed())?;
         (*n >= MAX_FAILURES).then(|| left.as_secs().max(1))
     }
 
-    fn failed(&self, ip: IpAddr) {
+    pub(crate) fn failed(&self, ip: IpAddr) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_TRACKED {
             seen.retain(|_, (start, _)| start.elapsed() < FAILURE_WINDOW);
@@ -348,6 +354,116 @@ fn bearer(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(token.to_string()))
 }
 
+/// The cookie that carries a console session (see `sessions.rs`).
+pub const SESSION_COOKIE: &str = "qci_session";
+
+/// The value of the session cookie, if the request has one. (Parsed here rather than with a
+/// cookie crate: one name, looked up in `name=value; name=value` pairs, is all the API reads.)
+pub(crate) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The source address of a request (unspecified when the server was not told it).
+pub(crate) fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+/// Why a key that was presented does not work, for the 401 (and the log).
+pub(crate) fn key_refusal(check: &KeyCheck, ip: IpAddr) -> String {
+    match check {
+        KeyCheck::Expired(k) => {
+            tracing::warn!(source = %ip, key = %k.id, "authentication failed: the key expired");
+            format!(
+                "the key {} expired at {}",
+                k.id,
+                k.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+            )
+        }
+        KeyCheck::Revoked(k) => {
+            tracing::warn!(source = %ip, key = %k.id, "authentication failed: the key was revoked");
+            format!("the key {} was revoked", k.id)
+        }
+        _ => {
+            tracing::warn!(source = %ip, "authentication failed: not a key of this server");
+            "the key is not valid for this server".to_string()
+        }
+    }
+}
+
+/// A 401 for a console session that does not work: it also clears the cookie, so the browser
+/// stops sending it.
+fn session_refused(s: &AppState, message: String) -> Response {
+    let mut resp = ApiError::Unauthorized {
+        message,
+        invalid_token: true,
+    }
+    .into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, crate::sessions::clear_cookie(s));
+    resp
+}
+
+/// The key behind a console session, or the answer refusing it. A session authenticates
+/// only requests a page of this server made: a write or a WebSocket must carry an `Origin`
+/// (the browser guard has already checked that it is this server's own).
+fn session_key(
+    s: &AppState,
+    req: &Request,
+    token: &str,
+    ip: IpAddr,
+) -> Result<qci_spec::ApiKey, Response> {
+    use qci_store::SessionCheck;
+    let check = s
+        .store
+        .check_session(token)
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let key = match check {
+        SessionCheck::Valid(k, _) => k,
+        SessionCheck::Invalid => {
+            s.failures.failed(ip);
+            tracing::warn!(source = %ip, "authentication failed: not a session of this server");
+            return Err(session_refused(s, "the console session is not valid (signed out, or made by another server); sign in again".into()));
+        }
+        SessionCheck::Expired => {
+            return Err(session_refused(
+                s,
+                "the console session has ended; sign in again".into(),
+            ));
+        }
+        SessionCheck::KeyRevoked(k) => {
+            return Err(session_refused(
+                s,
+                format!("the key {} this session was opened with was revoked", k.id),
+            ));
+        }
+        SessionCheck::KeyExpired(k) => {
+            return Err(session_refused(
+                s,
+                format!("the key {} this session was opened with expired", k.id),
+            ));
+        }
+    };
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.headers().contains_key(header::UPGRADE);
+    if writes && !req.headers().contains_key(header::ORIGIN) {
+        return Err(ApiError::Forbidden(
+            "a console session may change things only from the console's own pages (the request has no Origin); send the key as `Authorization: Bearer KEY` instead".into(),
+        )
+        .into_response());
+    }
+    Ok(key)
+}
+
 /// The middleware: authenticates, applies the route's [`Need`], and audits what changes things.
 pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let route = req
@@ -359,11 +475,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
     if need == Need::Public {
         return next.run(req).await;
     }
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let ip = client_ip(req.extensions());
     if let Some(wait) = s.failures.blocked(ip) {
         return ApiError::TooManyRequests {
             message: format!("too many failed authentications from {ip}; try again in {wait} s"),
@@ -371,51 +483,40 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
         .into_response();
     }
-    let token = match bearer(&req) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            return ApiError::Unauthorized {
-                message: "this API needs a key: send `Authorization: Bearer KEY` (qci login, or QCI_TOKEN)".into(),
-                invalid_token: false,
+    let key = match bearer(&req) {
+        Ok(Some(token)) => {
+            let check = match s.store.check_key(&token) {
+                Ok(c) => c,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            match check {
+                KeyCheck::Valid(k) => k,
+                other => {
+                    s.failures.failed(ip);
+                    return ApiError::Unauthorized {
+                        message: key_refusal(&other, ip),
+                        invalid_token: true,
+                    }
+                    .into_response();
+                }
             }
-            .into_response();
         }
+        Ok(None) => match session_cookie(req.headers()) {
+            Some(token) => match session_key(&s, &req, &token, ip) {
+                Ok(k) => k,
+                Err(resp) => return resp,
+            },
+            None => {
+                return ApiError::Unauthorized {
+                    message: "this API needs a key: send `Authorization: Bearer KEY` (qci login, or QCI_TOKEN), or sign in to the console".into(),
+                    invalid_token: false,
+                }
+                .into_response();
+            }
+        },
         Err(e) => {
             s.failures.failed(ip);
             return e.into_response();
-        }
-    };
-    let check = match s.store.check_key(&token) {
-        Ok(c) => c,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let key = match check {
-        KeyCheck::Valid(k) => k,
-        other => {
-            s.failures.failed(ip);
-            let message = match &other {
-                KeyCheck::Expired(k) => {
-                    tracing::warn!(source = %ip, key = %k.id, "authentication failed: the key expired");
-                    format!(
-                        "the key {} expired at {}",
-                        k.id,
-                        k.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()
-                    )
-                }
-                KeyCheck::Revoked(k) => {
-                    tracing::warn!(source = %ip, key = %k.id, "authentication failed: the key was revoked");
-                    format!("the key {} was revoked", k.id)
-                }
-                _ => {
-                    tracing::warn!(source = %ip, "authentication failed: not a key of this server");
-                    "the key is not valid for this server".to_string()
-                }
-            };
-            return ApiError::Unauthorized {
-                message,
-                invalid_token: true,
-            }
-            .into_response();
         }
     };
     let caller = Caller {
@@ -519,7 +620,14 @@ mod tests {
             (&get, "/v1/images", Admin),
             (&post, "/v1/images/pull", Admin),
             (&get, "/v1/imagesx", Read),
-            (&get, "/nowhere", Read),
+            (&get, "/v1/nowhere", Read),
+            (&post, "/v1/sessions", Public),
+            (&delete, "/v1/sessions/current", AnyKey),
+            (&get, "/v1/sessions", Read),
+            // The console's pages and assets are public; writes outside /v1 are not.
+            (&get, "/", Public),
+            (&get, "/groups/web", Public),
+            (&get, "/console/app.js", Public),
             (&post, "/nowhere", Write),
         ];
         for (m, route, want) in table {
@@ -534,6 +642,33 @@ mod tests {
         for (role, want) in roles {
             let got = [Public, AnyKey, Read, Write, Admin, Metrics].map(|n| allows(role, n));
             assert_eq!(got, want, "{role}");
+        }
+    }
+
+    #[test]
+    fn the_session_cookie() {
+        let headers = |values: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append(header::COOKIE, v.parse().unwrap());
+            }
+            h
+        };
+        let table: [(&[&str], Option<&str>); 7] = [
+            (&[], None),
+            (&["qci_session=qcs_a"], Some("qcs_a")),
+            (&["theme=dark; qci_session=qcs_b; x=y"], Some("qcs_b")),
+            (&["theme=dark", "qci_session=\"qcs_c\""], Some("qcs_c")),
+            (&["qci_session="], None),
+            (&["not_qci_session=qcs_d"], None),
+            (&["qci_session_other=qcs_e"], None),
+        ];
+        for (values, want) in table {
+            assert_eq!(
+                session_cookie(&headers(values)).as_deref(),
+                want,
+                "{values:?}"
+            );
         }
     }
 

@@ -66,36 +66,200 @@ pub struct EventList {
     pub items: Vec<Event>,
 }
 
-/// Lists the container groups, oldest first.
-#[utoipa::path(get, path = "/v1/container-groups", tag = "container-groups",
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Keep the response open as server-sent events: first an `upsert` event per group (data:
+    /// the group), then `synced`; afterwards an `upsert` for each group that changes or appears
+    /// and a `delete` (data: `{"id": ...}`) for each that is gone.
+    #[serde(default)]
+    watch: bool,
+}
+
+/// Lists the container groups, oldest first; with `watch=true`, as a live stream.
+#[utoipa::path(get, path = "/v1/container-groups", tag = "container-groups", params(ListQuery),
     responses((status = 200, body = GroupList)))]
 pub async fn list_groups(
     State(s): State<AppState>,
     scope: ListScope,
-) -> Result<Json<GroupList>, ApiError> {
-    Ok(Json(GroupList {
-        items: s
-            .store
-            .list_groups(scope.filter())?
-            .into_iter()
-            .map(ContainerGroup::masked)
-            .collect(),
-    }))
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let filter = scope.filter().map(str::to_string);
+    if !q.watch {
+        return Ok(Json(GroupList {
+            items: s
+                .store
+                .list_groups(filter.as_deref())?
+                .into_iter()
+                .map(ContainerGroup::masked)
+                .collect(),
+        })
+        .into_response());
+    }
+    Ok(axum::response::sse::Sse::new(watch_groups(s, filter))
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+type SseItem = Result<axum::response::sse::Event, std::convert::Infallible>;
+
+/// What changed between two listings (id → the group's JSON), as (event, data): upserts in
+/// list order, then deletions.
+fn list_diff(
+    before: &std::collections::HashMap<String, String>,
+    now: &[(String, String)],
+) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = now
+        .iter()
+        .filter(|(id, json)| before.get(id) != Some(json))
+        .map(|(_, json)| ("upsert", json.clone()))
+        .collect();
+    let mut gone: Vec<&String> = before
+        .keys()
+        .filter(|id| !now.iter().any(|(n, _)| n == *id))
+        .collect();
+    gone.sort();
+    out.extend(
+        gone.into_iter()
+            .map(|id| ("delete", serde_json::json!({ "id": id }).to_string())),
+    );
+    out
+}
+
+/// The stream behind `?watch=true`: woken by the store's changes (coalesced over 200 ms, and
+/// every 5 s all the same), each wake-up sends only what differs from what was sent.
+fn watch_groups(s: AppState, filter: Option<String>) -> impl futures_util::Stream<Item = SseItem> {
+    let changes = s.store.watch_changes();
+    let sent = std::collections::HashMap::<String, String>::new();
+    futures_util::stream::unfold(
+        (s, filter, sent, changes, true),
+        |(s, filter, mut sent, mut changes, first)| async move {
+            if !first {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            changes.borrow_and_update();
+            let groups = s.store.list_groups(filter.as_deref()).ok()?;
+            let now: Vec<(String, String)> = groups
+                .into_iter()
+                .map(|g| {
+                    let json = serde_json::to_string(&g.clone().masked()).unwrap_or_default();
+                    (g.id, json)
+                })
+                .collect();
+            let mut events = list_diff(&sent, &now);
+            if first {
+                events.push(("synced", "{}".to_string()));
+            }
+            sent = now.into_iter().collect();
+            Some((events, (s, filter, sent, changes, false)))
+        },
+    )
+    .flat_map(|events| {
+        futures_util::stream::iter(
+            events.into_iter().map(|(kind, data)| {
+                Ok(axum::response::sse::Event::default().event(kind).data(data))
+            }),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_list_sends_only_what_changed() {
+        let before: std::collections::HashMap<String, String> =
+            [("a", "1"), ("b", "1"), ("c", "1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let now = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let table: [(&str, Vec<(String, String)>, Vec<(&str, &str)>); 4] = [
+            (
+                "nothing changed",
+                now(&[("a", "1"), ("b", "1"), ("c", "1")]),
+                vec![],
+            ),
+            (
+                "one changed",
+                now(&[("a", "1"), ("b", "2"), ("c", "1")]),
+                vec![("upsert", "2")],
+            ),
+            (
+                "one new, two gone",
+                now(&[("a", "1"), ("d", "1")]),
+                vec![
+                    ("upsert", "1"),
+                    ("delete", r#"{"id":"b"}"#),
+                    ("delete", r#"{"id":"c"}"#),
+                ],
+            ),
+            (
+                "all gone",
+                now(&[]),
+                vec![
+                    ("delete", r#"{"id":"a"}"#),
+                    ("delete", r#"{"id":"b"}"#),
+                    ("delete", r#"{"id":"c"}"#),
+                ],
+            ),
+        ];
+        for (what, now, want) in table {
+            let got = list_diff(&before, &now);
+            let got: Vec<(&str, &str)> = got.iter().map(|(k, d)| (*k, d.as_str())).collect();
+            assert_eq!(got, want, "{what}");
+        }
+        // The first listing sends every group.
+        assert_eq!(list_diff(&Default::default(), &now(&[("a", "1")])).len(), 1);
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteQuery {
+    /// Check everything a real request would (the spec, the operator's policy, disks,
+    /// addresses, quotas, the name) and answer what it would do, changing nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The answer to a dry run: the group as it would be, and for an update what happens to its
+/// containers.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DryRun {
+    /// The group as it would be (its normalised size and price in `resources`).
+    pub group: ContainerGroup,
+    /// For an update: which work containers would be recreated, added, removed or kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<qci_spec::UpdatePlan>,
 }
 
 /// Creates a container group. The body is the spec, in JSON or YAML; it is validated before
-/// anything is stored, and every error names the field that is wrong.
+/// anything is stored, and every error names the field that is wrong. With `dry_run=true`,
+/// everything is checked and nothing stored: the answer (200) is the group as it would be.
 #[utoipa::path(post, path = "/v1/container-groups", tag = "container-groups",
+    params(WriteQuery),
     request_body(content = GroupSpec, content_type = "application/json", description = "The spec (JSON, or YAML as application/yaml)"),
     responses(
         (status = 201, description = "Accepted; the group will be started", body = ContainerGroup),
+        (status = 200, description = "dry_run: what would be made", body = DryRun),
         (status = 400, description = "The spec is invalid", body = ErrorBody),
         (status = 409, description = "A group of that name exists", body = ErrorBody)))]
 pub async fn create_group(
     State(s): State<AppState>,
     scope: Scope,
+    axum::extract::Query(q): axum::extract::Query<WriteQuery>,
     body: Result<bytes::Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<ContainerGroup>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let spec = spec_from(body).await?;
     if spec
         .registry_credentials
@@ -115,12 +279,20 @@ pub async fn create_group(
         .specs
         .size_checked(&spec)
         .map_err(|e| ApiError::Fields(vec![e]))?;
+    if q.dry_run {
+        let g = s.store.try_create_group(scope.owner(), &spec, &resources)?;
+        return Ok(Json(DryRun {
+            group: g.masked(),
+            update: None,
+        })
+        .into_response());
+    }
     let g = s
         .store
         .create_sized_group(scope.owner(), &spec, &resources)?;
     tracing::info!(group = %g.id, name = %g.name, "created");
     (s.on_group_change)(&g.id);
-    Ok((StatusCode::CREATED, Json(g.masked())))
+    Ok((StatusCode::CREATED, Json(g.masked())).into_response())
 }
 
 /// What the server's operator allows in security contexts.
@@ -187,17 +359,20 @@ pub async fn get_group(
 /// first, then only the containers whose spec changed are recreated; the others keep running
 /// (same PID). If the new images cannot be pulled, the old containers keep running and the
 /// status says why. The name cannot change; a credential's password may be given as the mask
-/// to keep the stored one.
+/// to keep the stored one. With `dry_run=true`, everything is checked and nothing changed: the
+/// answer says which containers the update would recreate.
 #[utoipa::path(put, path = "/v1/container-groups/{id}", tag = "container-groups",
-    params(("id" = String, Path, description = "Group id or name")),
+    params(("id" = String, Path, description = "Group id or name"), WriteQuery),
     request_body(content = GroupSpec, content_type = "application/json"),
-    responses((status = 200, body = ContainerGroup), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The group (with dry_run: a DryRun)", body = ContainerGroup), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_group(
     State(s): State<AppState>,
     scope: Scope,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<WriteQuery>,
     body: Result<bytes::Bytes, BytesRejection>,
-) -> Result<Json<ContainerGroup>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let g = s.store.find_group(scope.owner(), &id)?;
     let spec = spec_from(body).await?;
     let field = |field: &str, message: String| {
@@ -224,10 +399,19 @@ pub async fn update_group(
         .specs
         .size_checked(&spec)
         .map_err(|e| ApiError::Fields(vec![e]))?;
+    if q.dry_run {
+        let plan = g.spec.update_plan(&spec);
+        let g = s.store.try_update_group(&g.id, &spec, &resources)?;
+        return Ok(Json(DryRun {
+            group: g.masked(),
+            update: Some(plan),
+        })
+        .into_response());
+    }
     let g = s.store.update_group(&g.id, &spec, &resources)?;
     tracing::info!(group = %g.id, "updated");
     (s.on_group_change)(&g.id);
-    Ok(Json(g.masked()))
+    Ok(Json(g.masked()).into_response())
 }
 
 /// Deletes a container group: its containers are stopped (SIGTERM, then SIGKILL after the

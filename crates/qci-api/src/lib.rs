@@ -15,6 +15,7 @@ mod images;
 mod logs;
 pub mod metrics;
 mod networks;
+mod sessions;
 mod tenants;
 
 use std::sync::Arc;
@@ -164,6 +165,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::revoke_key))
         .routes(routes!(tenants::audit))
         .routes(routes!(tenants::whoami))
+        .routes(routes!(sessions::sign_in))
+        .routes(routes!(sessions::sign_out))
         .routes(routes!(version))
 }
 

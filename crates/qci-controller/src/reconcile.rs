@@ -34,36 +34,11 @@ struct PullFailure {
 /// Wait before trying again an update that could not get its images.
 const UPDATE_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
-/// What a container is made from: its spec and the group settings that shape it. A container
+/// The hash of what a container is made from ([`qci_spec::GroupSpec::container_identity`]): a container
 /// whose recorded fingerprint differs is out of date.
 fn fingerprint(g: &ContainerGroup, c: &ContainerSpec) -> String {
     use sha2::Digest;
-    // A config-file volume mounted whole is updated in place, so its content is not part of
-    // the container; mounted by sub_path it is (a file bind does not follow updates, so the
-    // container is made again with the new content).
-    let volumes: Vec<serde_json::Value> = g
-        .spec
-        .volumes
-        .iter()
-        .filter(|v| c.volume_mounts.iter().any(|m| m.name == v.name))
-        .map(|v| {
-            let by_sub_path = c
-                .volume_mounts
-                .iter()
-                .any(|m| m.name == v.name && m.sub_path.is_some());
-            if v.config_file.is_some() && !by_sub_path {
-                serde_json::json!({"name": v.name, "config_file": "in place"})
-            } else {
-                serde_json::json!(v)
-            }
-        })
-        .collect();
-    let mut what =
-        serde_json::json!({"container": c, "shm": g.spec.shm_size.is_some(), "volumes": volumes});
-    // (Only when set, so groups made before security contexts existed keep their fingerprint.)
-    if let Some(sc) = &g.spec.security_context {
-        what["security_context"] = serde_json::json!(sc);
-    }
+    let what = g.spec.container_identity(c);
     hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
 }
 

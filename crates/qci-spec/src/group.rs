@@ -108,6 +108,73 @@ impl GroupSpec {
     pub fn all_containers(&self) -> impl Iterator<Item = &ContainerSpec> {
         self.init_containers.iter().chain(self.containers.iter())
     }
+
+    /// What work container `c` is made from: its spec and the group settings that shape it.
+    /// The controller records its hash in each container's bundle; an update recreates the
+    /// containers whose identity changed and leaves the others running.
+    pub fn container_identity(&self, c: &ContainerSpec) -> serde_json::Value {
+        // A config-file volume mounted whole is updated in place, so its content is not part of
+        // the container; mounted by sub_path it is (a file bind does not follow updates, so the
+        // container is made again with the new content).
+        let volumes: Vec<serde_json::Value> = self
+            .volumes
+            .iter()
+            .filter(|v| c.volume_mounts.iter().any(|m| m.name == v.name))
+            .map(|v| {
+                let by_sub_path = c
+                    .volume_mounts
+                    .iter()
+                    .any(|m| m.name == v.name && m.sub_path.is_some());
+                if v.config_file.is_some() && !by_sub_path {
+                    serde_json::json!({"name": v.name, "config_file": "in place"})
+                } else {
+                    serde_json::json!(v)
+                }
+            })
+            .collect();
+        let mut what =
+            serde_json::json!({"container": c, "shm": self.shm_size.is_some(), "volumes": volumes});
+        // (Only when set, so groups made before security contexts existed keep their identity.)
+        if let Some(sc) = &self.security_context {
+            what["security_context"] = serde_json::json!(sc);
+        }
+        what
+    }
+
+    /// What an update from this spec to `new` does to the work containers (init containers
+    /// are not run again by an update).
+    pub fn update_plan(&self, new: &GroupSpec) -> UpdatePlan {
+        let mut plan = UpdatePlan::default();
+        for c in &new.containers {
+            match self.containers.iter().find(|o| o.name == c.name) {
+                None => plan.added.push(c.name.clone()),
+                Some(o) if self.container_identity(o) != new.container_identity(c) => {
+                    plan.recreated.push(c.name.clone())
+                }
+                Some(_) => plan.kept.push(c.name.clone()),
+            }
+        }
+        plan.removed = self
+            .containers
+            .iter()
+            .filter(|o| !new.containers.iter().any(|c| c.name == o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        plan
+    }
+}
+
+/// Which work containers an update makes again, starts, stops or leaves running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdatePlan {
+    /// Stopped and made again from the new spec.
+    pub recreated: Vec<String>,
+    /// New containers, started.
+    pub added: Vec<String>,
+    /// Containers no longer in the spec, stopped and removed.
+    pub removed: Vec<String>,
+    /// Left running as they are (same process).
+    pub kept: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -396,6 +463,71 @@ pub fn image_registry(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_an_update_recreates() {
+        let base = r#"
+name: g
+volumes:
+- {name: conf, config_file: {files: [{path: a.conf, content: "one"}]}}
+containers:
+- {name: web, image: nginx, env: [{name: A, value: "1"}], volume_mounts: [{name: conf, mount_path: /etc/app}]}
+- {name: side, image: busybox, volume_mounts: [{name: conf, mount_path: /etc/x.conf, sub_path: a.conf}]}
+- {name: idle, image: busybox}
+"#;
+        let spec = |edit: &dyn Fn(&str) -> String| -> GroupSpec {
+            crate::parse_spec(&edit(base)).unwrap()
+        };
+        let old = spec(&|s| s.to_string());
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let table: [(&str, &dyn Fn(&str) -> String, UpdatePlan); 4] = [
+            (
+                "nothing changed",
+                &|s| s.to_string(),
+                UpdatePlan {
+                    kept: names(&["web", "side", "idle"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "one env var",
+                &|s| s.replace(r#"value: "1""#, r#"value: "2""#),
+                UpdatePlan {
+                    recreated: names(&["web"]),
+                    kept: names(&["side", "idle"]),
+                    ..Default::default()
+                },
+            ),
+            // A whole-directory config file is updated in place; a sub_path one is not.
+            (
+                "config file content",
+                &|s| s.replace(r#"content: "one""#, r#"content: "two""#),
+                UpdatePlan {
+                    recreated: names(&["side"]),
+                    kept: names(&["web", "idle"]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "one added, one removed",
+                &|s| {
+                    s.replace(
+                        "- {name: idle, image: busybox}",
+                        "- {name: new, image: busybox}",
+                    )
+                },
+                UpdatePlan {
+                    added: names(&["new"]),
+                    removed: names(&["idle"]),
+                    kept: names(&["web", "side"]),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (what, edit, want) in table {
+            assert_eq!(old.update_plan(&spec(edit)), want, "{what}");
+        }
+    }
 
     #[test]
     fn when_waiting_for_running_ends() {

@@ -29,8 +29,8 @@ pub use disk::{
 pub use group::{
     ContainerGroup, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, ENV_FIELDS, EnvSource,
     EnvVar, FieldRef, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK, PortSpec, Protocol, PullPolicy,
-    RegistryCredential, RestartPolicy, WaitFor, WaitOutcome, default_pull_policy, image_registry,
-    normalize_registry,
+    RegistryCredential, RestartPolicy, UpdatePlan, WaitFor, WaitOutcome, default_pull_policy,
+    image_registry, normalize_registry,
 };
 pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
 pub use image_cache::{

@@ -24,6 +24,27 @@ impl Store {
         spec: &GroupSpec,
         resources: &GroupResources,
     ) -> Result<ContainerGroup> {
+        self.insert_group(owner, spec, resources, true)
+    }
+
+    /// Everything [`Store::create_sized_group`] checks (the name, disks, addresses, quotas),
+    /// in the same transaction, rolled back: the group as it would be, nothing stored.
+    pub fn try_create_group(
+        &self,
+        owner: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+    ) -> Result<ContainerGroup> {
+        self.insert_group(owner, spec, resources, false)
+    }
+
+    fn insert_group(
+        &self,
+        owner: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+        commit: bool,
+    ) -> Result<ContainerGroup> {
         let mut spec = spec.clone();
         for c in &mut spec.registry_credentials {
             if !Sealer::is_sealed(&c.password) {
@@ -64,7 +85,9 @@ impl Store {
             ..Default::default()
         };
         tenants::enforce_after(&tx, owner, &asked)?;
-        tx.commit()?;
+        if commit {
+            tx.commit()?;
+        }
         Ok(ContainerGroup {
             id,
             name: spec.name.clone(),
@@ -159,6 +182,26 @@ impl Store {
         spec: &GroupSpec,
         resources: &GroupResources,
     ) -> Result<ContainerGroup> {
+        self.replace_spec(id, spec, resources, true)
+    }
+
+    /// Everything [`Store::update_group`] checks, rolled back: the group as it would be.
+    pub fn try_update_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+    ) -> Result<ContainerGroup> {
+        self.replace_spec(id, spec, resources, false)
+    }
+
+    fn replace_spec(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        resources: &GroupResources,
+        commit: bool,
+    ) -> Result<ContainerGroup> {
         let old = self
             .get_group(id)?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
@@ -191,6 +234,9 @@ impl Store {
             ..Default::default()
         };
         tenants::enforce_after(&tx, &old.owner, &growth)?;
+        if !commit {
+            return updated(&tx, n, id);
+        }
         tx.commit()?;
         let g = updated(&conn, n, id);
         drop(conn);

@@ -64,7 +64,7 @@ pub enum KeyCheck {
     Revoked(ApiKey),
 }
 
-fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -72,22 +72,38 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 /// Equal without an early exit, so the time taken tells nothing of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The public id of a well-formed token.
+/// The public id of a well-formed key.
 fn token_id(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    parse_token(TOKEN_PREFIX, token)
+}
+
+/// The public id of a well-formed `<prefix><id>_<secret>` token (a key's or a session's).
+pub(crate) fn parse_token<'a>(prefix: &str, token: &'a str) -> Option<&'a str> {
+    let rest = token.strip_prefix(prefix)?;
     let (id, secret) = rest.split_once('_')?;
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     (hex(id, ID_LEN) && hex(secret, SECRET_LEN)).then_some(id)
 }
 
-const KEY_COLUMNS: &str =
+/// A new `<prefix><id>_<secret>` token: (id, token).
+pub(crate) fn new_token(prefix: &str) -> Result<(String, String)> {
+    let mut raw = [0u8; ID_LEN / 2 + SECRET_LEN / 2];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| SecretError::Random)?;
+    let id = hex::encode(&raw[..ID_LEN / 2]);
+    let token = format!("{prefix}{id}_{}", hex::encode(&raw[ID_LEN / 2..]));
+    Ok((id, token))
+}
+
+pub(crate) const KEY_COLUMNS: &str =
     "id, name, tenant, role, created_at, expires_at, revoked_at, last_used_at, hash";
 
-fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiKey, String)> {
+pub(crate) fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiKey, String)> {
     let role: String = r.get(3)?;
     let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
         Ok(r.get::<_, Option<String>>(i)?.as_deref().map(parse_time))
@@ -108,7 +124,7 @@ fn read_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiKey, String)> {
 }
 
 /// `k-0123456789ab` or `0123456789ab` → the row id.
-fn row_id(id: &str) -> &str {
+pub(crate) fn row_id(id: &str) -> &str {
     id.strip_prefix("k-").unwrap_or(id)
 }
 
@@ -122,11 +138,7 @@ impl Store {
         name: Option<&str>,
         lifetime: Option<chrono::Duration>,
     ) -> Result<CreatedKey> {
-        let rng = SystemRandom::new();
-        let mut raw = [0u8; ID_LEN / 2 + SECRET_LEN / 2];
-        rng.fill(&mut raw).map_err(|_| SecretError::Random)?;
-        let id = hex::encode(&raw[..ID_LEN / 2]);
-        let secret = format!("{TOKEN_PREFIX}{id}_{}", hex::encode(&raw[ID_LEN / 2..]));
+        let (id, secret) = new_token(TOKEN_PREFIX)?;
         let name = name
             .map(str::to_string)
             .unwrap_or_else(|| format!("k-{id}"));

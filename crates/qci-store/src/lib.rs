@@ -23,6 +23,7 @@ mod keys;
 mod metrics;
 mod networks;
 mod secrets;
+mod sessions;
 mod tenants;
 mod usage;
 pub use audit::AuditEntry;
@@ -31,6 +32,7 @@ pub use keys::{KeyCheck, LOCAL_ADMIN_KEY};
 pub use metrics::RawSample;
 pub use networks::{BASIC_NETWORK, GroupNetwork, NetConfig, NetworkRecord};
 pub use secrets::{Sealer, SecretError};
+pub use sessions::{SESSION_LIFETIME, SessionCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -255,6 +257,18 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE disks ADD COLUMN made_size INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE disks ADD COLUMN message TEXT;
         UPDATE disks SET made_size = size;",
+        ),
+        // Console sign-ins: a session stands for the key it was opened with, until it ends,
+        // the key stops working, or it is closed.
+        M::up(
+            "CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_by_key ON sessions (key_id);",
         ),
     ])
 }
