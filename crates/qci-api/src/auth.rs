@@ -421,35 +421,33 @@ fn session_key(
     req: &Request,
     token: &str,
     ip: IpAddr,
-) -> Result<qci_spec::ApiKey, Response> {
+) -> Result<qci_spec::ApiKey, Box<Response>> {
     use qci_store::SessionCheck;
     let check = s
         .store
         .check_session(token)
-        .map_err(|e| ApiError::from(e).into_response())?;
+        .map_err(|e| Box::new(ApiError::from(e).into_response()))?;
+    let refused = |message: String| Err(Box::new(session_refused(s, message)));
     let key = match check {
         SessionCheck::Valid(k, _) => k,
         SessionCheck::Invalid => {
             s.failures.failed(ip);
             tracing::warn!(source = %ip, "authentication failed: not a session of this server");
-            return Err(session_refused(s, "the console session is not valid (signed out, or made by another server); sign in again".into()));
+            return refused("the console session is not valid (signed out, or made by another server); sign in again".into());
         }
         SessionCheck::Expired => {
-            return Err(session_refused(
-                s,
-                "the console session has ended; sign in again".into(),
-            ));
+            return refused("the console session has ended; sign in again".into());
         }
         SessionCheck::KeyRevoked(k) => {
-            return Err(session_refused(
-                s,
-                format!("the key {} this session was opened with was revoked", k.id),
+            return refused(format!(
+                "the key {} this session was opened with was revoked",
+                k.id
             ));
         }
         SessionCheck::KeyExpired(k) => {
-            return Err(session_refused(
-                s,
-                format!("the key {} this session was opened with expired", k.id),
+            return refused(format!(
+                "the key {} this session was opened with expired",
+                k.id
             ));
         }
     };
@@ -459,7 +457,8 @@ fn session_key(
         return Err(ApiError::Forbidden(
             "a console session may change things only from the console's own pages (the request has no Origin); send the key as `Authorization: Bearer KEY` instead".into(),
         )
-        .into_response());
+        .into_response()
+        .into());
     }
     Ok(key)
 }
@@ -504,7 +503,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         Ok(None) => match session_cookie(req.headers()) {
             Some(token) => match session_key(&s, &req, &token, ip) {
                 Ok(k) => k,
-                Err(resp) => return resp,
+                Err(resp) => return *resp,
             },
             None => {
                 return ApiError::Unauthorized {

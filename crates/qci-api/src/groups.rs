@@ -182,7 +182,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        let table: [(&str, Vec<(String, String)>, Vec<(&str, &str)>); 4] = [
+        type Case<'a> = (&'a str, Vec<(String, String)>, Vec<(&'a str, &'a str)>);
+        let table: [Case; 4] = [
             (
                 "nothing changed",
                 now(&[("a", "1"), ("b", "1"), ("c", "1")]),

@@ -480,7 +480,8 @@ containers:
         };
         let old = spec(&|s| s.to_string());
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let table: [(&str, &dyn Fn(&str) -> String, UpdatePlan); 4] = [
+        type Edit<'a> = &'a dyn Fn(&str) -> String;
+        let table: [(&str, Edit, UpdatePlan); 4] = [
             (
                 "nothing changed",
                 &|s| s.to_string(),
