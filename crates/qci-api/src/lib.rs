@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod browser;
 mod caches;
+mod console;
 mod disks;
 mod error;
 mod exec;
@@ -186,6 +187,12 @@ pub fn router(state: AppState) -> axum::Router {
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        // The console: its page for any other address, its files under /console/, compressed.
+        .fallback_service(
+            axum::routing::any(console::page)
+                .layer(tower_http::compression::CompressionLayer::new())
+                .with_state(()),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -1,0 +1,678 @@
+//! End-to-end: the web console in a real browser — Debian's `chromium`, driven through
+//! `chromedriver` (WebDriver, the fantoccini crate) — against a real `qci serve` running real
+//! containers. A person's path through it: sign in, create a two-container group with the
+//! wizard, watch it become Running without reloading, read its logs, type in its terminal, see
+//! its memory chart, update one env var (only that container is recreated), delete it; a
+//! viewer sees no buttons it cannot use; the page works at 360 px. Screenshots of each step go
+//! to `target/console-screenshots/`. Sessions themselves (cookie attributes, sign-out,
+//! revocation, writes without an Origin) are checked over plain HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use qci_spec::{ContainerState, GroupPhase, KeySpec, Role};
+use qci_testkit::{Registry, Server, push_busybox};
+
+const QCI: &str = env!("CARGO_BIN_EXE_qci");
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless chromium under chromedriver, closed (with its driver) when dropped.
+struct Browser {
+    c: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    shots: PathBuf,
+    step: usize,
+}
+
+impl Browser {
+    async fn start(width: u32, height: u32) -> Browser {
+        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: install it with `apt-get install {package}` (or run ./scripts/test.sh)"
+            );
+        }
+        let port = qci_testkit::free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let profile = tempfile::tempdir().expect("a browser profile dir");
+        // As root, without a display, and never reaching out to the network (this machine's
+        // is closed; the console needs nothing but the server on loopback).
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        let c = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("chromedriver on {url} did not start a browser: {e}"),
+            }
+        };
+        let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+        std::fs::create_dir_all(&shots).expect("screenshot dir");
+        Browser {
+            c,
+            driver,
+            _profile: profile,
+            shots,
+            step: 0,
+        }
+    }
+
+    /// Keeps a screenshot of this step (`target/console-screenshots/NN-name.png`).
+    async fn shot(&mut self, name: &str) {
+        self.step += 1;
+        let png = self.c.screenshot().await.expect("screenshot");
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.step)), png)
+            .expect("writing a screenshot");
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.c
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script {script:?}: {e}"))
+    }
+
+    /// Waits (30 s at most) until `script` answers true; panics with `what` and the page text.
+    async fn until(&mut self, what: &str, script: &str) {
+        let start = Instant::now();
+        loop {
+            if self.js(script).await == serde_json::Value::Bool(true) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(45) {
+                self.shot(&format!("FAILED-{}", what.replace(' ', "-")))
+                    .await;
+                let text = self.js("return document.body.innerText").await;
+                panic!("timed out waiting for {what}; the page says:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no element {selector:?}: {e}"))
+    }
+
+    async fn click(&self, selector: &str) {
+        self.css(selector)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {selector:?}: {e}"));
+    }
+
+    /// Clicks the button (or link) whose text is `label`.
+    async fn press(&self, label: &str) {
+        let xpath = format!(
+            "//*[(self::button or self::a) and normalize-space(.)='{label}' and not(@disabled)]"
+        );
+        self.c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no button {label:?}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("pressing {label:?}: {e}"));
+    }
+
+    async fn type_in(&self, selector: &str, text: &str) {
+        let el = self.css(selector).await;
+        el.clear().await.expect("clear");
+        el.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {selector:?}: {e}"));
+    }
+
+    async fn sign_in(&mut self, base: &str, key: &str, who: &str) {
+        self.c.goto(base).await.expect("open the console");
+        self.until(
+            "the sign-in form",
+            "return !!document.querySelector('#login-key')",
+        )
+        .await;
+        self.type_in("#login-key", key).await;
+        self.press("Sign in").await;
+        self.until(
+            "the signed-in header",
+            &format!("return (document.querySelector('#whoami')?.textContent || '') === {who:?}"),
+        )
+        .await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.c.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn key(s: &Server, role: Role) -> String {
+    s.client
+        .create_key(&KeySpec {
+            tenant: "default".into(),
+            role,
+            name: None,
+            expires_in: None,
+        })
+        .await
+        .expect("key")
+        .secret
+}
+
+fn pid_of(g: &qci_spec::ContainerGroup, name: &str) -> Option<u32> {
+    g.status
+        .containers
+        .iter()
+        .find(|c| c.name == name && c.state == ContainerState::Running)
+        .and_then(|c| c.pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_runs_a_group_from_the_console() {
+    let registry = Registry::start();
+    let image = push_busybox(&registry.host(), "console/busybox", "latest").await;
+    let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "1"]).await;
+    let member = key(&s, Role::Member).await;
+    let viewer = key(&s, Role::Viewer).await;
+    let mut b = Browser::start(1280, 900).await;
+
+    // Signing in: the key goes in once and is not kept in the page.
+    b.c.goto(&s.url).await.expect("open");
+    b.until("the sign-in page", "return location.pathname === '/login'")
+        .await;
+    b.shot("sign-in").await;
+    b.sign_in(&s.url, &member, "default · member").await;
+    let page = b.js("return document.documentElement.outerHTML").await;
+    assert!(
+        !page.to_string().contains(&member),
+        "the key stays in the page"
+    );
+    let cookie_visible = b.js("return document.cookie").await;
+    assert_eq!(
+        cookie_visible, "",
+        "the session cookie is readable by scripts"
+    );
+    b.until(
+        "the empty list",
+        "return !!document.querySelector('table[aria-label=\"Container groups\"]')",
+    )
+    .await;
+    b.shot("empty-list").await;
+
+    // The wizard, step 1: two containers, a port and an env var.
+    b.press("Create group").await;
+    b.until(
+        "the wizard",
+        "return !!document.querySelector('[name=c0-image]')",
+    )
+    .await;
+    b.type_in("[name=c0-name]", "web").await;
+    b.type_in("[name=c0-image]", &image).await;
+    b.type_in(
+        "[name=c0-command]",
+        "sh\n-c\necho started-$GREETING; cat /etc/app/app.conf; exec httpd -f -p 8080 -h /",
+    )
+    .await;
+    b.type_in("[name=c0-env]", "GREETING=one").await;
+    b.type_in("[name=c0-ports]", "8080").await;
+    b.press("Add container").await;
+    b.type_in("[name=c1-name]", "side").await;
+    b.type_in("[name=c1-image]", &image).await;
+    b.type_in("[name=c1-command]", "sh\n-c\necho side-up; exec sleep 3600")
+        .await;
+    b.shot("wizard-containers").await;
+    // A wrong field is named by the server and shown at the field.
+    b.type_in("[name=c1-ports]", "99999").await;
+    b.press("Next").await;
+    b.until(
+        "the port's error at its field",
+        "return [...document.querySelectorAll('.field-error')].some(e => e.textContent.startsWith('containers[1].ports'))",
+    )
+    .await;
+    b.shot("wizard-field-error").await;
+    b.type_in("[name=c1-ports]", "").await;
+    b.press("Next").await;
+
+    // Step 2: a config file, mounted into web.
+    b.until("the storage step", "return !!document.querySelector('[aria-current=step]') && document.querySelector('[aria-current=step]').textContent.includes('Storage')")
+        .await;
+    b.press("Add volume").await;
+    b.type_in("[name=v0-f0-content]", "answer=42").await;
+    b.press("Add mount to web").await;
+    b.type_in("[name=web-m0-path]", "/etc/app").await;
+    b.shot("wizard-storage").await;
+    b.press("Next").await;
+    // Step 3: the basic network; step 4: the name.
+    b.until(
+        "the network step",
+        "return !!document.querySelector('[name=net-mode]')",
+    )
+    .await;
+    b.press("Next").await;
+    b.until(
+        "the basics step",
+        "return !!document.querySelector('[name=group-name]')",
+    )
+    .await;
+    b.type_in("[name=group-name]", "console-demo").await;
+    b.press("Next").await;
+    // Review: the YAML, the command, the size and price.
+    b.until(
+        "the review's size",
+        "return (document.querySelector('#review-size')?.textContent || '').includes('vCPU')",
+    )
+    .await;
+    let yaml = b
+        .js("return document.querySelector('#spec-yaml').value")
+        .await;
+    let yaml = yaml.as_str().unwrap_or_default().to_string();
+    for want in [
+        "name: console-demo",
+        "name: web",
+        "name: side",
+        "port: 8080",
+        "GREETING",
+        "answer=42",
+        "mount_path: /etc/app",
+    ] {
+        assert!(
+            yaml.contains(want),
+            "{want} missing from the review's YAML:\n{yaml}"
+        );
+    }
+    let cmd = b
+        .js("return document.querySelector('#create-command').textContent")
+        .await;
+    assert!(
+        cmd.as_str().unwrap_or_default().starts_with("qci create"),
+        "{cmd}"
+    );
+    b.shot("wizard-review").await;
+    b.press("Create").await;
+
+    // The list shows it Running, with no page load in between.
+    b.until("the list", "return location.pathname === '/groups'")
+        .await;
+    b.js("window.__sameDocument = true; return true").await;
+    b.until(
+        "console-demo Running in the list",
+        "const r = document.querySelector('tr[data-name=\"console-demo\"]'); return !!r && r.dataset.phase === 'Running' && r.textContent.includes('2/2')",
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.__sameDocument === true").await,
+        true,
+        "the list reloaded"
+    );
+    b.shot("list-running").await;
+    let g = s.client.get_group("console-demo").await.expect("the group");
+    assert_eq!(g.spec.containers[0].ports[0].port, 8080);
+    assert_eq!(g.spec.containers[0].env[0].value, "one");
+    assert_eq!(g.spec.volumes.len(), 1);
+
+    // Logs: a line the container printed (the env var, the config file).
+    b.click("tr[data-name=\"console-demo\"] a").await;
+    b.until(
+        "the overview",
+        "return location.pathname === '/groups/console-demo'",
+    )
+    .await;
+    b.until(
+        "both containers running in the overview",
+        "return document.querySelectorAll('tr[data-container] .phase.running').length === 2",
+    )
+    .await;
+    b.shot("overview").await;
+    b.click("#tab-logs").await;
+    b.until(
+        "the log lines",
+        "const t = document.querySelector('pre.logs')?.textContent || ''; return t.includes('started-one') && t.includes('answer=42')",
+    )
+    .await;
+    b.shot("logs").await;
+
+    // The terminal: a command typed, its output seen.
+    b.click("#tab-terminal").await;
+    b.until(
+        "the terminal connected",
+        "return (document.querySelector('[aria-live=polite]')?.textContent || '').startsWith('connected') || [...document.querySelectorAll('span')].some(s => s.textContent === 'connected to web')",
+    )
+    .await;
+    b.until(
+        "a prompt",
+        "return (document.querySelector('.xterm-rows')?.textContent || '').includes('#')",
+    )
+    .await;
+    let input = b.css(".xterm-helper-textarea").await;
+    input
+        .send_keys("echo hi-from-console\n")
+        .await
+        .expect("typing in the terminal");
+    b.until(
+        "the command's output",
+        "return [...document.querySelectorAll('.xterm-rows > div')].some(r => r.textContent.trim() === 'hi-from-console')",
+    )
+    .await;
+    b.shot("terminal").await;
+
+    // Monitoring: the memory chart has readings.
+    b.click("#tab-monitoring").await;
+    b.until(
+        "a memory reading",
+        "const c = document.querySelector('#chart-memory'); return !!c && Number(c.dataset.points) >= 1 && !!c.querySelector('canvas')",
+    )
+    .await;
+    b.shot("monitoring").await;
+
+    // Update one env var: the review says only web is recreated, and so it is.
+    let before = s.client.get_group("console-demo").await.expect("group");
+    let (web_pid, side_pid) = (pid_of(&before, "web"), pid_of(&before, "side"));
+    assert!(web_pid.is_some() && side_pid.is_some(), "{before:?}");
+    b.click("#tab-yaml").await;
+    b.until(
+        "the spec",
+        "return (document.querySelector('textarea')?.value || '').includes('GREETING')",
+    )
+    .await;
+    b.js("const t = document.querySelector('textarea'); t.value = t.value.replace('value: one', 'value: two'); t.dispatchEvent(new Event('input')); return true")
+        .await;
+    b.press("Review update").await;
+    b.until(
+        "the update's plan",
+        "const p = document.querySelector('#update-plan')?.textContent || ''; return p.includes('Recreated: web') && p.includes('Kept running: side')",
+    )
+    .await;
+    b.shot("update-review").await;
+    b.press("Apply update").await;
+    let after = s
+        .wait_group("console-demo", "web recreated", |g| {
+            g.status.phase == GroupPhase::Running
+                && pid_of(g, "web").is_some_and(|p| Some(p) != web_pid)
+        })
+        .await;
+    assert_eq!(pid_of(&after, "side"), side_pid, "side was recreated too");
+    assert_eq!(after.spec.containers[0].env[0].value, "two");
+    assert!(s.logs(&after.id, "web").await.contains("started-two"));
+
+    // A viewer sees the group but no button that changes anything.
+    b.press("Sign out").await;
+    b.until("the sign-in page", "return location.pathname === '/login'")
+        .await;
+    b.sign_in(&s.url, &viewer, "default · viewer").await;
+    b.until(
+        "the list for the viewer",
+        "return !!document.querySelector('tr[data-name=\"console-demo\"]')",
+    )
+    .await;
+    let writes = b
+        .js("return [...document.querySelectorAll('button, a.button')].map(e => e.textContent).filter(t => /Create|Delete|Restart|Update|Apply/.test(t))")
+        .await;
+    assert_eq!(
+        writes,
+        serde_json::json!([]),
+        "a viewer is offered {writes}"
+    );
+    b.click("tr[data-name=\"console-demo\"] a").await;
+    b.until(
+        "the viewer's overview",
+        "return !!document.querySelector('#tab-logs')",
+    )
+    .await;
+    let tabs = b
+        .js("return [...document.querySelectorAll('[role=tab]')].map(t => t.textContent)")
+        .await;
+    assert!(
+        !tabs.to_string().contains("Terminal"),
+        "a viewer gets a terminal: {tabs}"
+    );
+    b.press("Sign out").await;
+
+    // At 360 px wide: nothing sticks out of the page but the table's own scroller.
+    b.c.set_window_size(360, 760).await.expect("narrow window");
+    b.sign_in(&s.url, &member, "default · member").await;
+    b.until(
+        "the narrow list",
+        "return !!document.querySelector('tr[data-name=\"console-demo\"]')",
+    )
+    .await;
+    let overflow = b
+        .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(999) <= 0,
+        "the page is wider than 360 px by {overflow}"
+    );
+    b.shot("narrow-list").await;
+    b.c.set_window_size(1280, 900).await.expect("wide window");
+
+    // Delete from the list, with confirmation; the row goes without a reload.
+    b.js("window.__sameDocument = true; return true").await;
+    b.click("tr[data-name=\"console-demo\"] input[type=checkbox]")
+        .await;
+    b.press("Delete selected").await;
+    b.until(
+        "the confirmation",
+        "return !!document.querySelector('dialog[open]')",
+    )
+    .await;
+    b.shot("delete-confirm").await;
+    b.click("dialog[open] button.danger").await;
+    b.until(
+        "the row gone",
+        "return !document.querySelector('tr[data-name=\"console-demo\"]')",
+    )
+    .await;
+    assert_eq!(b.js("return window.__sameDocument === true").await, true);
+    b.shot("deleted").await;
+    assert!(s.client.get_group("console-demo").await.is_err());
+    b.close().await;
+    drop(registry);
+}
+
+/// The list page's weight, compressed: the page, its style and the modules it loads.
+#[tokio::test]
+async fn the_list_page_is_light() {
+    let s = Server::start(Path::new(QCI)).await;
+    let http = reqwest::Client::new();
+    let mut total = 0;
+    for path in [
+        "/groups",
+        "/console/style.css",
+        "/console/app.js",
+        "/console/ui.js",
+        "/console/list.js",
+    ] {
+        let resp = http
+            .get(format!("{}{path}", s.url))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(
+            resp.headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some("gzip"),
+            "{path} is not compressed"
+        );
+        assert!(resp.headers().contains_key("etag"), "{path}");
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        total += resp.bytes().await.expect("body").len();
+    }
+    assert!(
+        total < 150 << 10,
+        "the list page weighs {total} bytes compressed"
+    );
+    // Every console address is the page; unknown API routes stay the API's 404.
+    let page = http
+        .get(format!("{}/groups/x/logs", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().starts_with("<!doctype html>"));
+    let api = http
+        .get(format!("{}/v1/nothing-here", s.url))
+        .bearer_auth(s.admin_key().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+    let missing = http
+        .get(format!("{}/console/nope.js", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+/// Sessions over plain HTTP: what the cookie says, what it may do, and when it stops.
+#[tokio::test]
+async fn console_sessions() {
+    let s = Server::start(Path::new(QCI)).await;
+    let member = key(&s, Role::Member).await;
+    let http = reqwest::Client::new();
+    let origin = s.url.clone();
+    let sign_in = |k: &str| {
+        http.post(format!("{}/v1/sessions", s.url))
+            .header("origin", &origin)
+            .json(&serde_json::json!({ "key": k }))
+            .send()
+    };
+    // A wrong key: 401, no cookie.
+    let bad = sign_in(
+        "qci_000000000000_0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 401);
+    assert!(bad.headers().get("set-cookie").is_none());
+    let ok = sign_in(&member).await.unwrap();
+    assert_eq!(ok.status(), 201);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    for want in ["qci_session=qcs_", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(want), "{want} missing from {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "Secure on plain HTTP: {cookie}");
+    assert!(!cookie.contains(&member));
+    let info: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(
+        (info["tenant"].as_str(), info["role"].as_str()),
+        (Some("default"), Some("member"))
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let with = |m: reqwest::Method, path: &str| {
+        http.request(m, format!("{}{path}", s.url))
+            .header("cookie", &session)
+    };
+    // Reads work; a write works from the console's origin, not without an Origin, not from another.
+    assert_eq!(
+        with(reqwest::Method::GET, "/v1/whoami")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let spec =
+        r#"{"name": "s1", "containers": [{"name": "c", "image": "127.0.0.1:1/none:latest"}]}"#;
+    let post = |origin: Option<&str>| {
+        let mut r = with(reqwest::Method::POST, "/v1/container-groups?dry_run=true")
+            .header("content-type", "application/json")
+            .body(spec);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    assert_eq!(post(Some(&origin)).await.unwrap().status(), 200);
+    assert_eq!(post(None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some("http://evil.example")).await.unwrap().status(),
+        403
+    );
+    // A dry run stored nothing.
+    assert!(s.client.list_groups().await.unwrap().is_empty());
+    // Signing out ends it (and clears the cookie).
+    let out = with(reqwest::Method::DELETE, "/v1/sessions/current")
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = with(reqwest::Method::GET, "/v1/whoami")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+    // Revoking the key ends its sessions at once.
+    let again = sign_in(&member).await.unwrap();
+    let session = again.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let id = format!("k-{}", &member[4..16]);
+    s.client.revoke_key(&id).await.expect("revoke");
+    let r = http
+        .get(format!("{}/v1/whoami", s.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("revoked"));
+}
