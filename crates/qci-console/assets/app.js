@@ -1,7 +1,7 @@
 // The console's shell: who is signed in, the header, and the router (one page, addresses kept
 // in the history so reloads and shared links work). Views live in their own modules, loaded
 // when first needed, so the group list stays small.
-import { api, h, fill, whenSignedOut, showErrors, canWrite } from '/console/ui.js';
+import { api, h, fill, whenSignedOut, showErrors, canWrite, toast } from '/console/ui.js';
 
 const main = document.getElementById('main');
 const top = document.getElementById('top');
@@ -104,21 +104,26 @@ function loginView() {
   key.focus();
 }
 
+let renders = 0;
 async function render() {
+  // A newer navigation wins: a render still waiting for the API when another starts stops.
+  const mine = ++renders;
   if (cleanup) { try { cleanup(); } catch { /* view already gone */ } cleanup = null; }
   applyTheme();
   if (location.pathname === '/login') { me = null; header(); loginView(); return; }
   if (!me) {
-    try { me = await api('GET', '/v1/whoami'); } catch {
-      navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+    try { me = await api('GET', '/v1/whoami', undefined, { quiet: true }); } catch {
+      if (mine === renders) navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
       return;
     }
   }
+  if (mine !== renders) return;
   header();
   const r = route(location.pathname);
   if (!r) { fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '/groups' }, 'Container groups'))); return; }
   const [mod, fn, params] = r;
   const m = await views[mod]();
+  if (mine !== renders) return;
   fill(main);
   cleanup = m[fn](main, params, { me, navigate }) || null;
   main.focus({ preventScroll: true });
@@ -138,4 +143,7 @@ document.addEventListener('click', (e) => {
   if (url.pathname + url.search !== location.pathname + location.search) navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', render);
+// Nothing fails silently: an error no view caught is shown to the person who met it.
+window.addEventListener('error', (e) => toast(`Console error: ${e.message}`, true));
+window.addEventListener('unhandledrejection', (e) => toast(`Console error: ${e.reason?.message || e.reason}`, true));
 render();

@@ -1,7 +1,7 @@
 // A group's page: overview and actions, events (live), logs (follow, previous, download),
 // a terminal (xterm.js over the exec WebSocket), monitoring charts (uPlot), and its spec as
 // YAML with a reviewed update.
-import { api, h, fill, age, size, price, phase, time, bytes, toast, confirmDialog, canWrite, download } from '/console/ui.js';
+import { norm, api, h, fill, age, size, price, phase, time, bytes, toast, confirmDialog, canWrite, download } from '/console/ui.js';
 import { toYaml } from '/console/wizard.js';
 
 const TABS = [['overview', 'Overview'], ['events', 'Events'], ['logs', 'Logs'], ['terminal', 'Terminal'], ['monitoring', 'Monitoring'], ['yaml', 'YAML']];
@@ -30,7 +30,7 @@ export function groupView(main, { name, tab }, { me, navigate }) {
   // The group, kept current from the live list.
   const es = new EventSource('/v1/container-groups?watch=true');
   es.addEventListener('upsert', (e) => {
-    const x = JSON.parse(e.data);
+    const x = norm(JSON.parse(e.data));
     if (x.name !== name) return;
     const first = !g;
     g = x;
@@ -91,7 +91,7 @@ function overview(panel, g0, { write, navigate, name }) {
     const kv = [
       ['Phase', phase(g.status.phase)], ['Message', g.status.message || '—'],
       ['Health', g.status.phase === 'Running' ? phase(g.status.health || 'checking') : '—'],
-      ['Size', `${size(r)} (asked ${r.requested_cpu ?? '?'} vCPU · ${bytes(r.requested_memory_bytes)})`], ['Price', price(r)],
+      ['Size', `${size(r)}${r.requested_cpu ? ` (asked ${r.requested_cpu} vCPU · ${bytes(r.requested_memory_bytes)})` : ' (the smallest size: the spec asks for none)'}`], ['Price', price(r)],
       ['IP', g.status.ip || '—'], ['EIP', g.status.eip || '—'],
       ['Network', net.vpc ? `VPC ${net.vpc}` : (net.mode || 'basic')], ['Firewall', net.firewall || '—'],
       ['Restart policy', g.spec.restart_policy || 'Always'], ['Shared memory', g.spec.shm_size || 'default'],
@@ -247,6 +247,8 @@ function monitoring(panel, g) {
     css('/console/vendor/uplot/uPlot.min.css');
     await loadScript('/console/vendor/uplot/uPlot.iife.min.js');
     const { items } = await api('GET', `/v1/container-groups/${encodeURIComponent(g.id)}/metrics?since=${range.value}`);
+    const now = Date.now() / 1000;
+    const span = range.value === '24h' ? 86400 : 3600;
     const names = [...new Set(items.map((s) => s.container))];
     const times = [...new Set(items.map((s) => Math.floor(new Date(s.time).getTime() / 1000)))].sort((a, b) => a - b);
     const at = new Map(times.map((t, i) => [t, i]));
@@ -263,6 +265,10 @@ function monitoring(panel, g) {
     plots.forEach((p) => p.destroy());
     plots = [];
     charts.replaceChildren();
+    // The theme's own colours for axes and grid (light or dark).
+    const style = getComputedStyle(document.documentElement);
+    const ink = style.getPropertyValue('--muted').trim();
+    const rule = style.getPropertyValue('--line').trim();
     const colors = ['#1f6feb', '#1a7f37', '#bf3989', '#9a6700', '#cf222e', '#8250df'];
     const width = Math.max(280, Math.min(charts.clientWidth || panel.clientWidth || 800, 1200));
     const chart = (id, title, ys, labels, fmt) => {
@@ -274,8 +280,10 @@ function monitoring(panel, g) {
       if (!times.length) { box.append(h('p', { class: 'muted' }, 'No readings yet.')); return; }
       plots.push(new window.uPlot({
         width: width - 40, height: 180,
+        // The whole window asked for, so a few readings are not stretched across it.
+        scales: { x: { time: true, range: () => [now - span, now] } },
         series: [{}, ...labels.map((l, i) => ({ label: l, stroke: colors[i % colors.length], width: 2, value: (u, v) => fmt(v), spanGaps: true }))],
-        axes: [{}, { values: (u, vs) => vs.map(fmt), size: 70 }],
+        axes: [{ stroke: ink, grid: { stroke: rule }, ticks: { stroke: rule } }, { values: (u, vs) => vs.map(fmt), size: 70, stroke: ink, grid: { stroke: rule }, ticks: { stroke: rule } }],
       }, [times, ...ys], box));
     };
     const fmtCores = (v) => (v == null ? '—' : `${v.toFixed(3)} cores`);

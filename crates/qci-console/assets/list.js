@@ -1,6 +1,6 @@
 // The group list: live (server-sent events, one row changed in place), filtered by name and
 // phase, with bulk delete.
-import { api, h, fill, age, size, price, phase, toast, confirmDialog, canWrite } from '/console/ui.js';
+import { norm, api, h, fill, age, size, price, phase, toast, confirmDialog, canWrite } from '/console/ui.js';
 
 const PHASES = ['Pending', 'Running', 'Updating', 'Restarting', 'Succeeded', 'Failed', 'Deleting'];
 
@@ -33,8 +33,8 @@ export function listView(main, _params, { me }) {
     h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'Container groups' },
       h('thead', {}, h('tr', {},
         write ? h('th', {}, all) : null,
-        h('th', {}, 'Name'), h('th', {}, 'Phase'), h('th', {}, 'Health'), h('th', { class: 'num' }, 'Ready'),
-        h('th', {}, 'IP / EIP'), h('th', { class: 'hide-narrow' }, 'Size'), h('th', { class: 'num hide-narrow' }, 'Price'),
+        h('th', {}, 'Name'), h('th', {}, 'Phase'), h('th', { class: 'hide-narrow' }, 'Health'), h('th', { class: 'num' }, 'Ready'),
+        h('th', { class: 'hide-narrow' }, 'IP / EIP'), h('th', { class: 'hide-narrow' }, 'Size'), h('th', { class: 'num hide-narrow' }, 'Price'),
         h('th', { class: 'num hide-narrow' }, 'Restarts'), h('th', { class: 'num' }, 'Age'))),
       body)),
     empty);
@@ -44,7 +44,7 @@ export function listView(main, _params, { me }) {
     let r = rows.get(g.id);
     if (!r) {
       r = { tr: h('tr', { dataset: { id: g.id } }), check: h('input', { type: 'checkbox', 'aria-label': `Select ${g.name}`, onchange: selectionChanged }),
-        name: cell(), phase: cell(), health: cell(), ready: cell('num'), ip: cell(), size: cell('hide-narrow'), price: cell('num hide-narrow'), restarts: cell('num hide-narrow'), age: cell('num') };
+        name: cell(), phase: cell(), health: cell('hide-narrow'), ready: cell('num'), ip: cell('hide-narrow'), size: cell('hide-narrow'), price: cell('num hide-narrow'), restarts: cell('num hide-narrow'), age: cell('num') };
       r.tr.append(...[write ? h('td', {}, r.check) : null, r.name, r.phase, r.health, r.ready, r.ip, r.size, r.price, r.restarts, r.age].filter(Boolean));
       rows.set(g.id, r);
       // Oldest first, as the API lists them.
@@ -98,7 +98,7 @@ export function listView(main, _params, { me }) {
   // Each (re)connection starts with every group, then `synced`: rows not seen since are gone.
   let seen = new Set();
   es.onopen = () => { seen = new Set(); };
-  es.addEventListener('upsert', (e) => { const g = JSON.parse(e.data); seen.add(g.id); groups.set(g.id, g); row(g); applyFilter(); });
+  es.addEventListener('upsert', (e) => { const g = norm(JSON.parse(e.data)); seen.add(g.id); groups.set(g.id, g); row(g); applyFilter(); });
   es.addEventListener('delete', (e) => {
     const { id } = JSON.parse(e.data);
     groups.delete(id);

@@ -16,7 +16,7 @@ let onSignedOut = () => {};
 export function whenSignedOut(f) { onSignedOut = f; }
 
 /** Calls the API with the session cookie; JSON in and out; throws ApiError. */
-export async function api(method, path, body, { raw = false, type } = {}) {
+export async function api(method, path, body, { raw = false, type, quiet = false } = {}) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['Content-Type'] = type || 'application/json';
@@ -27,7 +27,7 @@ export async function api(method, path, body, { raw = false, type } = {}) {
     let err = null;
     try { err = await resp.json(); } catch { /* not JSON */ }
     const e = new ApiError(resp.status, err);
-    if (resp.status === 401 && path !== '/v1/sessions') onSignedOut(e);
+    if (resp.status === 401 && !quiet && path !== '/v1/sessions') onSignedOut(e);
     throw e;
   }
   if (raw) return resp;
@@ -174,4 +174,14 @@ export function download(name, text) {
   document.body.append(a);
   a.click();
   setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+/** A group as the API sends it, with the lists it leaves out when empty filled in. */
+export function norm(g) {
+  const sp = g.spec;
+  for (const k of ['init_containers', 'containers', 'volumes', 'registry_credentials']) sp[k] = sp[k] || [];
+  for (const c of [...sp.init_containers, ...sp.containers]) for (const k of ['env', 'ports', 'volume_mounts']) c[k] = c[k] || [];
+  g.status.containers = g.status.containers || [];
+  g.status.init_containers = g.status.init_containers || [];
+  return g;
 }

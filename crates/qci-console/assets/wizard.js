@@ -132,12 +132,17 @@ export function wizardView(main, _p, { navigate }) {
     api('GET', path).then((r) => { lists[k] = r.items || []; if (step === 1 || step === 2 || step === 3) render(); }).catch(() => {});
   }
 
-  const bind = (obj, key, input, ev = 'input') => { input.addEventListener(ev, () => { obj[key] = input.type === 'checkbox' ? input.checked : input.value; }); return input; };
+  const bind = (obj, key, input) => {
+    const read = () => { obj[key] = input.type === 'checkbox' ? input.checked : input.value; };
+    input.addEventListener('input', read);
+    input.addEventListener('change', read);
+    return input;
+  };
   const text = (obj, key, attrs = {}) => bind(obj, key, h('input', { value: obj[key], ...attrs }));
   const area = (obj, key, attrs = {}) => bind(obj, key, h('textarea', { rows: 3, spellcheck: 'false', ...attrs }, obj[key]));
   const select = (obj, key, options, attrs = {}, rerender = false) => {
     const s = h('select', attrs, options.map(([v, l]) => h('option', { value: v, selected: obj[key] === v }, l)));
-    bind(obj, key, s, 'change');
+    bind(obj, key, s);
     if (rerender) s.addEventListener('change', render);
     return s;
   };
@@ -284,7 +289,7 @@ export function wizardView(main, _p, { navigate }) {
         if (step === STEPS.length - 1) {
           try {
             const d = await api('POST', '/v1/container-groups?dry_run=true', preview.yamlText.value, { type: 'application/yaml' });
-            fill(preview.sz, `${size(d.group.resources)}, ${price(d.group.resources)} (asked ${d.group.resources.requested_cpu} vCPU)`);
+            fill(preview.sz, `${size(d.group.resources)}, ${price(d.group.resources)}${d.group.resources.requested_cpu ? ` (asked ${d.group.resources.requested_cpu} vCPU)` : ''}`);
           } catch (e) { showErrors(form, errors, e); }
         }
       } else {

@@ -139,10 +139,10 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {selector:?}: {e}"));
     }
 
-    /// Clicks the button (or link) whose text is `label`.
+    /// Clicks the button (or a link drawn as one) whose text is `label`.
     async fn press(&self, label: &str) {
         let xpath = format!(
-            "//*[(self::button or self::a) and normalize-space(.)='{label}' and not(@disabled)]"
+            "//button[normalize-space(.)='{label}' and not(@disabled)] | //a[contains(@class, 'button') and normalize-space(.)='{label}']"
         );
         self.c
             .wait()
@@ -250,7 +250,7 @@ async fn a_person_runs_a_group_from_the_console() {
     b.type_in("[name=c0-image]", &image).await;
     b.type_in(
         "[name=c0-command]",
-        "sh\n-c\necho started-$GREETING; cat /etc/app/app.conf; exec httpd -f -p 8080 -h /",
+        "sh\n-c\necho started-$GREETING; cat /etc/app/app.conf; echo; exec httpd -f -p 8080 -h /",
     )
     .await;
     b.type_in("[name=c0-env]", "GREETING=one").await;
@@ -345,6 +345,14 @@ async fn a_person_runs_a_group_from_the_console() {
         "the list reloaded"
     );
     b.shot("list-running").await;
+    // The dark theme, picked by hand (kept in the browser).
+    b.js("const t = document.querySelector('select[aria-label=Theme]'); t.value = 'dark'; t.dispatchEvent(new Event('change')); return true")
+        .await;
+    b.until("the dark theme", "return getComputedStyle(document.body).backgroundColor !== getComputedStyle(document.documentElement).color && document.documentElement.dataset.theme === 'dark'")
+        .await;
+    b.shot("list-dark").await;
+    b.js("const t = document.querySelector('select[aria-label=Theme]'); t.value = 'auto'; t.dispatchEvent(new Event('change')); return true")
+        .await;
     let g = s.client.get_group("console-demo").await.expect("the group");
     assert_eq!(g.spec.containers[0].ports[0].port, 8080);
     assert_eq!(g.spec.containers[0].env[0].value, "one");
@@ -422,6 +430,8 @@ async fn a_person_runs_a_group_from_the_console() {
         "const p = document.querySelector('#update-plan')?.textContent || ''; return p.includes('Recreated: web') && p.includes('Kept running: side')",
     )
     .await;
+    b.js("document.querySelector('#update-plan').scrollIntoView(); return true")
+        .await;
     b.shot("update-review").await;
     b.press("Apply update").await;
     let after = s
