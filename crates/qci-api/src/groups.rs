@@ -69,9 +69,9 @@ pub struct EventList {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Keep the response open as server-sent events: first an `upsert` event per group (data:
-    /// the group), then `synced`; afterwards an `upsert` for each group that changes or appears
-    /// and a `delete` (data: `{"id": ...}`) for each that is gone.
+    /// Keep the response open as server-sent events: first a `snapshot` (data: the list, as
+    /// without `watch`), then an `upsert` (data: the group) for each group that changes or
+    /// appears and a `delete` (data: `{"id": ...}`) for each that is gone.
     #[serde(default)]
     watch: bool,
 }
@@ -149,10 +149,19 @@ fn watch_groups(s: AppState, filter: Option<String>) -> impl futures_util::Strea
                     (g.id, json)
                 })
                 .collect();
-            let mut events = list_diff(&sent, &now);
-            if first {
-                events.push(("synced", "{}".to_string()));
-            }
+            // The first answer is the whole list in one event (one parse, one render).
+            let events = if first {
+                let body = format!(
+                    "{{\"items\":[{}]}}",
+                    now.iter()
+                        .map(|(_, j)| j.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                vec![("snapshot", body)]
+            } else {
+                list_diff(&sent, &now)
+            };
             sent = now.into_iter().collect();
             Some((events, (s, filter, sent, changes, false)))
         },

@@ -111,6 +111,9 @@ async function render() {
   if (cleanup) { try { cleanup(); } catch { /* view already gone */ } cleanup = null; }
   applyTheme();
   if (location.pathname === '/login') { me = null; header(); loginView(); return; }
+  const r = route(location.pathname);
+  // The view's module loads while who is signed in is asked, not after.
+  const loading = r ? views[r[0]]() : null;
   if (!me) {
     try { me = await api('GET', '/v1/whoami', undefined, { quiet: true }); } catch {
       if (mine === renders) navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
@@ -119,10 +122,9 @@ async function render() {
   }
   if (mine !== renders) return;
   header();
-  const r = route(location.pathname);
   if (!r) { fill(main, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '/groups' }, 'Container groups'))); return; }
-  const [mod, fn, params] = r;
-  const m = await views[mod]();
+  const [, fn, params] = r;
+  const m = await loading;
   if (mine !== renders) return;
   fill(main);
   cleanup = m[fn](main, params, { me, navigate }) || null;

@@ -29,18 +29,21 @@ export function groupView(main, { name, tab }, { me, navigate }) {
   let onGroup = () => {};
   // The group, kept current from the live list.
   const es = new EventSource('/v1/container-groups?watch=true');
-  es.addEventListener('upsert', (e) => {
-    const x = norm(JSON.parse(e.data));
+  const seen = (x) => {
     if (x.name !== name) return;
     const first = !g;
     g = x;
     fill(badge, phase(g.status.phase));
     if (first) start(); else onGroup(g);
+  };
+  es.addEventListener('snapshot', (e) => {
+    const x = JSON.parse(e.data).items.map(norm).find((i) => i.name === name);
+    if (x) seen(x); else if (!g) fill(panel, h('p', { class: 'error' }, `No container group named ${name}.`));
   });
+  es.addEventListener('upsert', (e) => seen(norm(JSON.parse(e.data))));
   es.addEventListener('delete', (e) => {
     if (g && JSON.parse(e.data).id === g.id) { fill(badge, phase('Deleting', 'Deleted')); toast(`${name} was deleted`); }
   });
-  es.addEventListener('synced', () => { if (!g) fill(panel, h('p', { class: 'error' }, `No container group named ${name}.`)); });
 
   function start() {
     const views = { overview, events, logs, terminal, monitoring, yaml };

@@ -6,14 +6,18 @@
 //! - [`Server`]: `qci serve` on a temp data dir and a free port, killed and cleaned up on drop
 //!   (every runc container, mount and cgroup of that instance).
 //!
+//! - [`Browser`]: Debian's chromium under chromedriver, for the console.
+//!
 //! A missing prerequisite panics with what to install; nothing is skipped.
 
 pub mod bench;
+mod browser;
 pub mod image;
 mod registry;
 mod server;
 mod token;
 
+pub use browser::Browser;
 pub use image::{
     Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
     push_index, tar_of,
