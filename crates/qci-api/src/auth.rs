@@ -97,11 +97,37 @@ pub struct Caller {
     /// The key's own tenant.
     pub tenant: String,
     pub role: Role,
+    /// The console session the request came through, if it did (its public id).
+    pub session: Option<String>,
 }
+
+/// How often a request that lasts checks that its credential still works.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Why this caller's key (or session) stopped working, if it did: a revoked key, an
+    /// expired one, a signed-out session. A store error counts as still working (the next
+    /// check will tell).
+    pub fn ended(&self, store: &qci_store::Store) -> Option<String> {
+        store
+            .credential_ended(&self.key_id, self.session.as_deref())
+            .unwrap_or(None)
+    }
+
+    /// Resolves, with the reason, once this caller's credential stops working (checked every
+    /// [`RECHECK`]): what a terminal or a watch races against, so revoking a key or signing
+    /// out closes what it had open.
+    pub async fn until_ended(&self, store: &qci_store::Store) -> String {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            if let Some(why) = self.ended(store) {
+                return why;
+            }
+        }
     }
 }
 
@@ -421,7 +447,7 @@ fn session_key(
     req: &Request,
     token: &str,
     ip: IpAddr,
-) -> Result<qci_spec::ApiKey, Box<Response>> {
+) -> Result<(qci_spec::ApiKey, String), Box<Response>> {
     use qci_store::SessionCheck;
     let check = s
         .store
@@ -429,7 +455,7 @@ fn session_key(
         .map_err(|e| Box::new(ApiError::from(e).into_response()))?;
     let refused = |message: String| Err(Box::new(session_refused(s, message)));
     let key = match check {
-        SessionCheck::Valid(k, _) => k,
+        SessionCheck::Valid(k, _, id) => (k, id),
         SessionCheck::Invalid => {
             s.failures.failed(ip);
             tracing::warn!(source = %ip, "authentication failed: not a session of this server");
@@ -482,14 +508,14 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
         .into_response();
     }
-    let key = match bearer(&req) {
+    let (key, session) = match bearer(&req) {
         Ok(Some(token)) => {
             let check = match s.store.check_key(&token) {
                 Ok(c) => c,
                 Err(e) => return ApiError::from(e).into_response(),
             };
             match check {
-                KeyCheck::Valid(k) => k,
+                KeyCheck::Valid(k) => (k, None),
                 other => {
                     s.failures.failed(ip);
                     return ApiError::Unauthorized {
@@ -502,7 +528,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         }
         Ok(None) => match session_cookie(req.headers()) {
             Some(token) => match session_key(&s, &req, &token, ip) {
-                Ok(k) => k,
+                Ok((k, id)) => (k, Some(id)),
                 Err(resp) => return *resp,
             },
             None => {
@@ -522,6 +548,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         key_id: key.id,
         tenant: key.tenant,
         role: key.role,
+        session,
     };
     let audited = !(req.method() == Method::GET || req.method() == Method::HEAD)
         || route.ends_with("/exec")

@@ -66,9 +66,10 @@ pub async fn exec(
     let slot = session_slot(&s, &scope)?;
     let tty = q.tty.then(|| (q.rows.unwrap_or(24), q.cols.unwrap_or(80)));
     let runtime = s.runtime.clone();
+    let (caller, store) = (scope.caller, s.store.clone());
     Ok(ws.on_upgrade(move |mut socket| async move {
         match runtime.exec(&g.id, &name, &argv, tty) {
-            Ok(p) => session(socket, p).await,
+            Ok(p) => session(socket, p, caller.until_ended(&store)).await,
             Err(e) => send_error(&mut socket, e.to_string()).await,
         }
         drop(slot);
@@ -186,8 +187,15 @@ impl Held {
 }
 
 /// Forwards frames between the WebSocket and the command until it ends (then its status is
-/// the last frame) or the client goes (then nothing of the command may stay: it is killed).
-async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
+/// the last frame), the client goes, or `ended` answers (the caller's key was revoked or their
+/// session signed out: an error frame says so); in the last two nothing of the command may
+/// stay: it is killed.
+async fn session(
+    mut ws: WebSocket,
+    mut p: qci_runtime::ExecProcess,
+    ended: impl std::future::Future<Output = String>,
+) {
+    tokio::pin!(ended);
     let mut held = Held {
         started: false,
         frames: Vec::new(),
@@ -222,6 +230,10 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         _ => {}
                     },
+                    why = &mut ended => {
+                        let _ = ws.send(frame(STATUS, &serde_json::json!({"error": why}).to_string())).await;
+                        break;
+                    }
                     exit = p.wait() => {
                         // Whatever the terminal still holds, then the status.
                         while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(100), reader.read(&mut buf)).await {
@@ -265,6 +277,10 @@ async fn session(mut ws: WebSocket, mut p: qci_runtime::ExecProcess) {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         _ => {}
                     },
+                    why = &mut ended => {
+                        let _ = ws.send(frame(STATUS, &serde_json::json!({"error": why}).to_string())).await;
+                        break;
+                    }
                     exit = p.wait(), if !out_open && !err_open => {
                         held.finish(&mut ws, exit, STDERR, "\n").await;
                         return;
@@ -299,10 +315,19 @@ pub async fn attach(
     }
     let slot = session_slot(&s, &scope)?;
     let runtime = s.runtime.clone();
+    let (caller, store) = (scope.caller, s.store.clone());
     Ok(ws.on_upgrade(move |mut socket| async move {
         match runtime.attach(&g.id, &name).await {
             Ok(stream) => {
-                if attach_session(&mut socket, stream).await {
+                // A revoked key or a signed-out session detaches (the container runs on).
+                let ended = tokio::select! {
+                    ended = attach_session(&mut socket, stream) => ended,
+                    why = caller.until_ended(&store) => {
+                        send_error(&mut socket, why).await;
+                        false
+                    }
+                };
+                if ended {
                     // The container ended: its exit, as its monitor recorded it.
                     let code = match runtime.observe(&g.id, &name).await {
                         qci_runtime::Observed::Exited(r) => r.exit_code,

@@ -9,7 +9,7 @@ use qci_spec::{ContainerGroup, Event, GroupSpec, parse_spec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{ListScope, Scope};
+use crate::auth::{Caller, ListScope, Scope};
 use crate::{ApiError, AppState, ErrorBody};
 
 /// The largest group spec accepted: config files hold up to 1 MiB, which JSON escaping can
@@ -97,9 +97,11 @@ pub async fn list_groups(
         })
         .into_response());
     }
-    Ok(axum::response::sse::Sse::new(watch_groups(s, filter))
-        .keep_alive(axum::response::sse::KeepAlive::default())
-        .into_response())
+    Ok(
+        axum::response::sse::Sse::new(watch_groups(s, filter, scope.caller))
+            .keep_alive(axum::response::sse::KeepAlive::default())
+            .into_response(),
+    )
 }
 
 type SseItem = Result<axum::response::sse::Event, std::convert::Infallible>;
@@ -128,17 +130,25 @@ fn list_diff(
 }
 
 /// The stream behind `?watch=true`: woken by the store's changes (coalesced over 200 ms, and
-/// every 5 s all the same), each wake-up sends only what differs from what was sent.
-fn watch_groups(s: AppState, filter: Option<String>) -> impl futures_util::Stream<Item = SseItem> {
+/// every 5 s all the same), each wake-up sends only what differs from what was sent. It ends
+/// when the caller's key or session stops working (see [`Caller::ended`]).
+fn watch_groups(
+    s: AppState,
+    filter: Option<String>,
+    caller: Caller,
+) -> impl futures_util::Stream<Item = SseItem> {
     let changes = s.store.watch_changes();
     let sent = std::collections::HashMap::<String, String>::new();
     futures_util::stream::unfold(
-        (s, filter, sent, changes, true),
-        |(s, filter, mut sent, mut changes, first)| async move {
+        (s, filter, sent, changes, true, caller),
+        |(s, filter, mut sent, mut changes, first, caller)| async move {
             if !first {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
                     .await;
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if caller.ended(&s.store).is_some() {
+                    return None;
+                }
             }
             changes.borrow_and_update();
             let groups = s.store.list_groups(filter.as_deref()).ok()?;
@@ -163,7 +173,7 @@ fn watch_groups(s: AppState, filter: Option<String>) -> impl futures_util::Strea
                 list_diff(&sent, &now)
             };
             sent = now.into_iter().collect();
-            Some((events, (s, filter, sent, changes, false)))
+            Some((events, (s, filter, sent, changes, false, caller)))
         },
     )
     .flat_map(|events| {
@@ -497,21 +507,26 @@ pub async fn list_events(
     }
     // Woken by the store when a group or an event changes (and every 5 s all the same).
     let changes = s.store.watch_changes();
+    let caller = scope.caller;
     let stream = futures_util::stream::unfold(
-        (s, gid, 0i64, true, changes),
-        |(s, gid, seq, first, mut changes)| async move {
+        (s, gid, 0i64, true, changes, caller),
+        |(s, gid, seq, first, mut changes, caller)| async move {
             loop {
                 if !first {
                     let _ =
                         tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
                             .await;
+                    // A revoked key or a signed-out session ends the stream.
+                    if caller.ended(&s.store).is_some() {
+                        return None;
+                    }
                 }
                 // (Marked seen before the read: a change after it wakes the next wait.)
                 changes.borrow_and_update();
                 let batch = s.store.events_since(None, Some(&gid), seq, 1000).ok()?;
                 if batch.is_empty() {
                     if first {
-                        return Some((Vec::new(), (s, gid, seq, false, changes)));
+                        return Some((Vec::new(), (s, gid, seq, false, changes, caller)));
                     }
                     // The group is gone and nothing more will come.
                     if matches!(s.store.get_group(&gid), Ok(None)) {
@@ -526,7 +541,7 @@ pub async fn list_events(
                         .filter_map(|e| axum::response::sse::Event::default().json_data(e).ok())
                         .map(Ok)
                         .collect();
-                return Some((events, (s, gid, last, false, changes)));
+                return Some((events, (s, gid, last, false, changes, caller)));
             }
         },
     )

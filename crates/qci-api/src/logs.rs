@@ -168,6 +168,8 @@ pub async fn get_logs(
         first: Some(head),
         done: false,
         checked: None,
+        caller: scope.caller,
+        caller_checked: std::time::Instant::now(),
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {
@@ -176,6 +178,13 @@ pub async fn get_logs(
         loop {
             if st.done {
                 return None;
+            }
+            // A follow ends when the key (or console session) it was opened with stops working.
+            if st.caller_checked.elapsed() >= Duration::from_secs(2) {
+                st.caller_checked = std::time::Instant::now();
+                if st.caller.ended(&st.s.store).is_some() {
+                    return None;
+                }
             }
             // New output is looked for every 50 ms (a stat of each file when there is none);
             // whether the end came is read from the store only when the store changed (a
@@ -212,6 +221,9 @@ struct Follow {
     /// When the end was last looked for (None: not yet, so at once: the group may have
     /// ended before the answer began).
     checked: Option<std::time::Instant>,
+    /// Who follows, and when their credential was last found working.
+    caller: crate::auth::Caller,
+    caller_checked: std::time::Instant,
     s: AppState,
     group_id: String,
     names: Vec<String>,

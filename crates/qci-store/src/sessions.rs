@@ -22,8 +22,8 @@ pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::hours(12);
 /// What a presented session token turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCheck {
-    /// Its key, and when the session ends.
-    Valid(ApiKey, DateTime<Utc>),
+    /// Its key, when the session ends, and the session's public id.
+    Valid(ApiKey, DateTime<Utc>, String),
     /// Not a session of this server (malformed, unknown, wrong secret, or signed out).
     Invalid,
     /// The session's time is up.
@@ -99,7 +99,46 @@ impl Store {
         if key.expires_at.is_some_and(|e| e <= now) {
             return Ok(SessionCheck::KeyExpired(key));
         }
-        Ok(SessionCheck::Valid(key, expires))
+        Ok(SessionCheck::Valid(key, expires, id.to_string()))
+    }
+
+    /// Why the credential `key_id` (with the session `session_id`, if it came through one) no
+    /// longer works, or `None` while it does. For requests that last (watches, log follows,
+    /// terminals): they end when this answers.
+    pub fn credential_ended(
+        &self,
+        key_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        let conn = self.conn();
+        let key = conn
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
+            .query_row(params![row_id(key_id)], read_key)
+            .optional()?;
+        let now = Utc::now();
+        let Some((key, _)) = key else {
+            return Ok(Some(format!("the key {key_id} was deleted")));
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Some(format!("the key {key_id} was revoked")));
+        }
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Ok(Some(format!("the key {key_id} expired")));
+        }
+        if let Some(id) = session_id {
+            let expires: Option<String> = conn
+                .prepare_cached("SELECT expires_at FROM sessions WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?;
+            match expires {
+                None => return Ok(Some("the console session was signed out".into())),
+                Some(e) if parse_time(&e) <= now => {
+                    return Ok(Some("the console session has ended".into()));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Closes the session `token` (sign-out); a token that is no session is ignored.
@@ -134,7 +173,7 @@ mod tests {
             "{left}"
         );
         assert!(
-            matches!(s.check_session(&token).unwrap(), SessionCheck::Valid(v, _) if v.id == k.key.id)
+            matches!(s.check_session(&token).unwrap(), SessionCheck::Valid(v, _, _) if v.id == k.key.id)
         );
         // A key is no session, nor a session one character off; the row holds no token.
         let mut wrong = token.clone();
@@ -153,7 +192,24 @@ mod tests {
         s.end_session(&token).unwrap();
         assert_eq!(s.check_session(&token).unwrap(), SessionCheck::Invalid);
         s.end_session("garbage").unwrap();
+        let id = |t: &str| t[4..16].to_string();
+        assert_eq!(
+            s.credential_ended(&k.key.id, Some(&id(&other))).unwrap(),
+            None
+        );
+        assert!(
+            s.credential_ended(&k.key.id, Some(&id(&token)))
+                .unwrap()
+                .unwrap()
+                .contains("signed out")
+        );
         s.revoke_key(&k.key.id).unwrap();
+        assert!(
+            s.credential_ended(&k.key.id, None)
+                .unwrap()
+                .unwrap()
+                .contains("revoked")
+        );
         assert!(matches!(
             s.check_session(&other).unwrap(),
             SessionCheck::KeyRevoked(_)

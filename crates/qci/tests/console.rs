@@ -272,6 +272,47 @@ async fn a_person_runs_a_group_from_the_console() {
     assert_eq!(after.spec.containers[0].env[0].value, "two");
     assert!(s.logs(&after.id, "web").await.contains("started-two"));
 
+    // A terminal open on a key that is then revoked is closed, and its command killed.
+    let doomed = key(&s, Role::Member).await;
+    let client = s.client_with(Some(&doomed));
+    let gid = after.id.clone();
+    let exec = tokio::spawn(async move {
+        client
+            .exec(
+                &gid,
+                "side",
+                &["sleep".into(), "300".into()],
+                Default::default(),
+                |_, _| {},
+            )
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    s.client
+        .revoke_key(&format!("k-{}", &doomed[4..16]))
+        .await
+        .expect("revoke");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), exec)
+        .await
+        .expect("the exec outlived its revoked key")
+        .expect("join");
+    let e = r.expect_err("the exec ended without an error");
+    assert!(e.to_string().contains("revoked"), "{e}");
+    let running_sleep = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|d| std::fs::read(d.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00300\x00"))
+    };
+    let start = std::time::Instant::now();
+    while running_sleep() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the revoked key's command runs on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // A viewer sees the group but no button that changes anything.
     b.press("Sign out").await;
     b.until("the sign-in page", "return location.pathname === '/login'")
@@ -476,7 +517,18 @@ async fn console_sessions() {
     );
     // A dry run stored nothing.
     assert!(s.client.list_groups().await.unwrap().is_empty());
-    // Signing out ends it (and clears the cookie).
+    // A live list is open on the session; signing out ends it (and clears the cookie), and
+    // the open list with it.
+    let mut watch = with(reqwest::Method::GET, "/v1/container-groups?watch=true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let first = watch.chunk().await.unwrap().unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&first).contains("event: snapshot"),
+        "{first:?}"
+    );
     let out = with(reqwest::Method::DELETE, "/v1/sessions/current")
         .header("origin", &origin)
         .send()
@@ -494,6 +546,11 @@ async fn console_sessions() {
         .await
         .unwrap();
     assert_eq!(after.status(), 401);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while let Ok(Some(_)) = watch.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live list outlived its session");
     // Revoking the key ends its sessions at once.
     let again = sign_in(&member).await.unwrap();
     let session = again.headers()["set-cookie"]
