@@ -17,11 +17,10 @@ const KINDS = {
     title: 'Disks', path: '/v1/disks', hint: 'Disks are made beforehand and attached to one group at a time (volumes[].disk.id); their data outlives the group.',
     columns: [['Name', (d) => d.name], ['Phase', (d) => phase(d.phase)], ['Size', (d) => bytes(d.size)], ['Type', (d) => d.disk_type], ['Used by', (d) => d.group_id ? h('span', {}, d.group_name || d.group_id) : '—'], ['Age', (d) => age(d.created_at)]],
     create: [['name', 'Name'], ['size', 'Size', '10Gi'], ['disk_type', 'Type', 'standard']],
-    actions: [{ label: 'Resize', run: async (d) => {
-      const size = prompt(`New size of ${d.name} (larger than ${bytes(d.size)}), e.g. 20Gi`);
-      if (!size) return false;
-      await api('POST', `/v1/disks/${enc(d.id)}/resize`, { size });
-      return true;
+    actions: [{ label: 'Resize', run: (d, reload, area) => {
+      inlineForm(area, `Resize ${d.name} (now ${bytes(d.size)}; only larger)`, [['size', 'New size', '20Gi']],
+        (v) => api('POST', `/v1/disks/${enc(d.id)}/resize`, v), reload);
+      return false;
     } }, del((d) => `/v1/disks/${enc(d.id)}`)],
   },
   'image-caches': {
@@ -34,7 +33,8 @@ const KINDS = {
   },
   vpcs: {
     title: 'VPCs', path: '/v1/vpcs', hint: 'A private address block of your own; groups join it with network.vpc.',
-    columns: [['Name', (v) => v.name], ['Block', (v) => v.cidr], ['Firewall', (v) => v.firewall || '—'], ['Age', (v) => age(v.created_at)]],
+    columns: [['Name', (v) => v.name], ['Block', (v) => v.cidr], ['Firewall', (v, names) => (v.firewall ? names.get(v.firewall) || v.firewall : '—')], ['Age', (v) => age(v.created_at)]],
+    names: '/v1/firewalls',
     create: [['name', 'Name'], ['cidr', 'Block (CIDR)', '10.10.0.0/24'], ['firewall', 'Firewall (optional)']],
     actions: [del((v) => `/v1/vpcs/${enc(v.id)}`)],
   },
@@ -42,11 +42,10 @@ const KINDS = {
     title: 'EIPs', path: '/v1/eips', hint: 'Public addresses from the operator\'s pool: bound to a group (network.eip) they publish its ports; bound to a VPC they give its groups outbound access.',
     columns: [['Name', (e) => e.name], ['Address', (e) => e.address], ['Bound to', (e) => e.bound_to ? `${e.bound_to.kind} ${e.bound_to.name}` : '—'], ['Auto', (e) => (e.auto ? 'yes' : '')], ['Age', (e) => age(e.created_at)]],
     create: [['name', 'Name (optional)'], ['address', 'Address (optional: any free one)']],
-    actions: [{ label: 'Bind to VPC', run: async (e) => {
-      const vpc = prompt(`Bind ${e.name} to which VPC (name or id)?`);
-      if (!vpc) return false;
-      await api('POST', `/v1/eips/${enc(e.id)}/bind`, { vpc });
-      return true;
+    actions: [{ label: 'Bind to VPC', run: (e, reload, area) => {
+      inlineForm(area, `Bind ${e.name} to a VPC (its groups get outbound access through it)`, [['vpc', 'VPC (name or id)']],
+        (v) => api('POST', `/v1/eips/${enc(e.id)}/bind`, v), reload);
+      return false;
     } }, { label: 'Unbind', run: async (e) => { await api('POST', `/v1/eips/${enc(e.id)}/unbind`); return true; } }, del((e) => `/v1/eips/${enc(e.id)}`)],
   },
   firewalls: {
@@ -79,7 +78,7 @@ const KINDS = {
     actions: [del((t) => `/v1/tenants/${enc(t.name)}`)],
   },
   keys: {
-    title: 'API keys', path: '/v1/keys', admin: true, hint: 'A key acts in its tenant with its role: admin, member (create and change), viewer (read), metrics (/metrics).',
+    title: 'API keys', path: '/v1/keys?all_tenants=true', createPath: '/v1/keys', admin: true, hint: 'A key acts in its tenant with its role: admin, member (create and change), viewer (read), metrics (/metrics).',
     columns: [['Name', (k) => k.name], ['Id', (k) => k.id], ['Tenant', (k) => k.tenant], ['Role', (k) => k.role], ['Expires', (k) => (k.expires_at ? time(k.expires_at) : 'never')], ['Last used', (k) => (k.last_used_at ? `${age(k.last_used_at)} ago` : '—')], ['State', (k) => (k.revoked_at ? phase('Failed', 'revoked') : phase('Running', 'active'))]],
     create: [['tenant', 'Tenant', 'default'], ['role', 'Role', '', ['member', 'viewer', 'admin', 'metrics']], ['name', 'Name (optional)'], ['expires_in', 'Expires in (optional)', '30d']],
     shown: (r) => h('div', { class: 'card', role: 'alert' }, h('strong', {}, 'The new key (shown once; keep it now): '), h('code', { id: 'new-key' }, r.secret)),
@@ -105,7 +104,9 @@ export function resourceView(main, { kind }, { me }) {
   async function reload() {
     try {
       const { items } = await api('GET', k.path);
-      fill(body, items.map((x) => h('tr', {}, k.columns.map(([, f]) => h('td', {}, f(x))), write ? h('td', {}, h('div', { class: 'row' }, k.actions.map((a) => h('button', {
+      // Objects a column names by id (a VPC's firewall), shown by name.
+      const names = new Map(k.names ? (await api('GET', k.names)).items.map((o) => [o.id, o.name]) : []);
+      fill(body, items.map((x) => h('tr', {}, k.columns.map(([, f]) => h('td', {}, f(x, names))), write ? h('td', {}, h('div', { class: 'row' }, k.actions.map((a) => h('button', {
         class: a.danger ? 'danger' : null, 'aria-label': `${a.label} ${x.name || x.reference || x.id}`,
         onclick: async () => { try { if (await a.run(x, reload, area)) { toast(`${a.label}: ${x.name || x.reference || x.id}`); reload(); } } catch (e) { toast(e.message, true); } },
       }, a.label)))) : null)));
@@ -143,11 +144,30 @@ function createForm(k, reload, status) {
       form.reset();
       for (const key of Object.keys(v)) delete v[key];
       fill(status, k.shown ? k.shown(r) : null);
-      toast('Created');
+      toast(`Created ${body.name || body.image || ''}`.trim());
       reload();
     } catch (err) { showErrors(form, errors, err); }
   });
   return form;
+}
+
+/** A small form in `area` for one action on one row; the server's field errors at the fields. */
+function inlineForm(area, title, fields, submit, reload) {
+  const v = {};
+  const errors = h('div');
+  const form = h('form', { class: 'card', 'aria-label': title }, h('h2', { style: 'margin-top:0' }, title),
+    h('div', { class: 'grid' }, fields.map(([name, label, placeholder]) => {
+      const input = h('input', { 'data-field': name, name, placeholder: placeholder || null, autocomplete: 'off' });
+      input.addEventListener('input', () => { v[name] = input.value; });
+      return field(label, input);
+    })), errors,
+    h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Apply'), h('button', { type: 'button', onclick: () => area.replaceChildren() }, 'Cancel')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try { await submit(v); toast(title.split(' (')[0]); area.replaceChildren(); reload(); } catch (err) { showErrors(form, errors, err); }
+  });
+  fill(area, form);
+  form.querySelector('input')?.focus();
 }
 
 function rulesEditor(area, f, reload) {

@@ -299,10 +299,9 @@ async fn a_person_runs_a_group_from_the_console() {
     let e = r.expect_err("the exec ended without an error");
     assert!(e.to_string().contains("revoked"), "{e}");
     let running_sleep = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .any(|d| std::fs::read(d.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00300\x00"))
+        std::fs::read_dir("/proc").unwrap().flatten().any(|d| {
+            std::fs::read(d.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00300\x00")
+        })
     };
     let start = std::time::Instant::now();
     while running_sleep() {
@@ -570,4 +569,190 @@ async fn console_sessions() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("revoked"));
+}
+
+/// The other pages, as an admin: each creates, shows and removes through the API, and an error
+/// the API gives is shown where it belongs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_pages_work() {
+    let registry = Registry::start();
+    let image = push_busybox(&registry.host(), "pages/busybox", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let admin = s.admin_key().expect("the admin key");
+    let mut b = Browser::start(1280, 900).await;
+    b.sign_in(&s.url, &admin, "default · admin").await;
+    let row = |name: &str| {
+        format!(
+            "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes({name:?}))"
+        )
+    };
+
+    // Disks: a bad size is named at its field; a good one is made, resized, deleted.
+    b.click("nav a[href='/disks']").await;
+    b.until(
+        "the disks page",
+        "return !!document.querySelector('[data-field=size]')",
+    )
+    .await;
+    b.type_in("[data-field=name]", "data1").await;
+    b.type_in("[data-field=size]", "lots").await;
+    b.press("Create").await;
+    b.until(
+        "the size's error at its field",
+        "return [...document.querySelectorAll('.field-error')].some(e => e.textContent.startsWith('size'))",
+    )
+    .await;
+    b.type_in("[data-field=size]", "64Mi").await;
+    b.press("Create").await;
+    b.until("the disk listed", &row("data1")).await;
+    b.press("Resize").await;
+    b.type_in("form[aria-label^='Resize'] [name=size]", "128Mi")
+        .await;
+    b.press("Apply").await;
+    b.until("the disk grown", &row("128 MiB")).await;
+    b.shot("disks").await;
+    let d = s.client.get_disk("data1").await.expect("disk");
+    assert_eq!(d.size, 128 << 20);
+    b.click("button[aria-label='Delete data1']").await;
+    b.click("dialog[open] button.danger").await;
+    b.until(
+        "the disk gone",
+        "return !document.querySelector('tbody').textContent.includes('data1')",
+    )
+    .await;
+    assert!(s.client.get_disk("data1").await.is_err());
+
+    // Firewalls: made, then a rule added in the editor.
+    b.click("nav a[href='/firewalls']").await;
+    b.until(
+        "the firewalls page",
+        "return document.querySelector('h1')?.textContent === 'Firewalls'",
+    )
+    .await;
+    b.type_in("[data-field=name]", "web-in").await;
+    b.press("Create").await;
+    b.until("the firewall listed", &row("web-in")).await;
+    b.press("Edit rules").await;
+    b.press("Add rule").await;
+    b.type_in("[data-field='rules[0].ports']", "8080").await;
+    b.type_in("[data-field='rules[0].cidr']", "10.0.0.0/8")
+        .await;
+    b.press("Save rules").await;
+    b.until("one rule", "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('web-in') && r.children[1].textContent === '1')")
+        .await;
+    b.shot("firewalls").await;
+    let fw = s.client.get_firewall("web-in").await.expect("firewall");
+    assert_eq!(fw.rules.len(), 1);
+    assert_eq!(fw.rules[0].ports.as_deref(), Some("8080"));
+    assert_eq!(fw.rules[0].cidr, "10.0.0.0/8");
+
+    // VPCs: made with the firewall.
+    b.click("nav a[href='/vpcs']").await;
+    b.until(
+        "the VPCs page",
+        "return document.querySelector('h1')?.textContent === 'VPCs'",
+    )
+    .await;
+    b.type_in("[data-field=name]", "blue").await;
+    b.type_in("[data-field=cidr]", "10.77.0.0/24").await;
+    b.type_in("[data-field=firewall]", "web-in").await;
+    b.press("Create").await;
+    b.until(
+        "the VPC listed with its firewall by name",
+        "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('10.77.0.0/24') && r.textContent.includes('web-in'))",
+    )
+    .await;
+    let vpc = s.client.get_vpc("blue").await.expect("vpc");
+    assert_eq!(vpc.firewall, Some(fw.id.clone()));
+
+    // EIPs: this server has no pool, and the API's reason reaches the person.
+    b.click("nav a[href='/eips']").await;
+    b.until(
+        "the EIPs page",
+        "return document.querySelector('h1')?.textContent === 'EIPs'",
+    )
+    .await;
+    b.press("Create").await;
+    b.until(
+        "the reason there is no EIP",
+        "return (document.querySelector('form .error')?.textContent || '').length > 10",
+    )
+    .await;
+    let said = b
+        .js("return document.querySelector('form .error').textContent")
+        .await;
+    let api_said = s
+        .client
+        .create_eip(&Default::default())
+        .await
+        .expect_err("no pool")
+        .to_string();
+    assert!(
+        api_said.contains(said.as_str().unwrap_or("?"))
+            || said.as_str().unwrap_or("").contains("pool"),
+        "the page said {said}, the API {api_said}"
+    );
+
+    // Image caches: made from the registry, Ready; the image is then in the store (admin).
+    b.click("nav a[href='/image-caches']").await;
+    b.until(
+        "the caches page",
+        "return !!document.querySelector('[data-field=images]')",
+    )
+    .await;
+    b.type_in("[data-field=name]", "warm").await;
+    b.type_in("[data-field=images]", &image).await;
+    b.press("Create").await;
+    b.until("the cache Ready", "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('warm') && r.textContent.includes('Ready'))")
+        .await;
+    b.shot("image-caches").await;
+    b.click("nav a[href='/images']").await;
+    b.until("the image in the store", &row("pages/busybox"))
+        .await;
+
+    // Tenants and keys: a tenant with a quota; a key for it, shown once; revoked.
+    b.click("nav a[href='/tenants']").await;
+    b.until(
+        "the tenants page",
+        "return document.querySelector('h1')?.textContent === 'Tenants'",
+    )
+    .await;
+    b.type_in("[data-field=name]", "team-b").await;
+    b.type_in("[data-field=groups]", "2").await;
+    b.press("Create").await;
+    b.until("the tenant with its quota", "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('team-b') && r.textContent.includes('0 / 2'))")
+        .await;
+    b.click("nav a[href='/keys']").await;
+    b.until(
+        "the keys page",
+        "return document.querySelector('h1')?.textContent === 'API keys'",
+    )
+    .await;
+    b.type_in("[data-field=tenant]", "team-b").await;
+    b.type_in("[data-field=name]", "bob").await;
+    b.press("Create").await;
+    b.until(
+        "the new key shown",
+        "return (document.querySelector('#new-key')?.textContent || '').startsWith('qci_')",
+    )
+    .await;
+    let secret = b
+        .js("return document.querySelector('#new-key').textContent")
+        .await;
+    let bob = s.client_with(secret.as_str());
+    let who = bob.whoami().await.expect("the key works");
+    assert_eq!((who.tenant.as_str(), who.role), ("team-b", Role::Member));
+    b.shot("keys").await;
+    b.click("button[aria-label='Revoke bob']").await;
+    b.click("dialog[open] button.danger").await;
+    b.until("bob revoked", "return [...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('bob') && r.textContent.includes('revoked'))")
+        .await;
+    assert!(bob.whoami().await.is_err());
+
+    // Usage: the page answers (no group ran, so no rows, and no error).
+    b.click("nav a[href='/usage']").await;
+    b.until("the usage page", "return (document.querySelector('main p:not(.muted)')?.textContent || '').includes('groups; total cost')")
+        .await;
+    b.close().await;
+    drop(registry);
 }
