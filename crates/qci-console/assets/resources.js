@@ -15,7 +15,8 @@ const quota = (q, u, k, fmt = String) => `${fmt(u?.[k] ?? 0)} / ${q?.[k] == null
 const KINDS = {
   disks: {
     title: 'Disks', path: '/v1/disks', hint: 'Disks are made beforehand and attached to one group at a time (volumes[].disk.id); their data outlives the group.',
-    columns: [['Name', (d) => d.name], ['Phase', (d) => phase(d.phase)], ['Size', (d) => bytes(d.size)], ['Type', (d) => d.disk_type], ['Used by', (d) => d.group_id ? h('span', {}, d.group_name || d.group_id) : '—'], ['Age', (d) => age(d.created_at)]],
+    columns: [['Name', (d) => d.name], ['Phase', (d) => phase(d.phase)], ['Size', (d) => bytes(d.size)], ['Type', (d) => d.disk_type], ['Used by', (d, names) => (d.group_id ? h('a', { href: `/groups/${enc(names.get(d.group_id) || d.group_id)}` }, names.get(d.group_id) || d.group_id) : '—')], ['Age', (d) => age(d.created_at)]],
+    names: '/v1/container-groups',
     create: [['name', 'Name'], ['size', 'Size', '10Gi'], ['disk_type', 'Type', 'standard']],
     actions: [{ label: 'Resize', run: (d, reload, area) => {
       inlineForm(area, `Resize ${d.name} (now ${bytes(d.size)}; only larger)`, [['size', 'New size', '20Gi']],
@@ -75,7 +76,12 @@ const KINDS = {
       for (const k of ['groups', 'cores', 'memory', 'disk', 'eips', 'vpcs', 'exec_sessions']) if (v[k]) q[k] = v[k];
       return { name: v.name, quota: q };
     },
-    actions: [del((t) => `/v1/tenants/${enc(t.name)}`)],
+    actions: [{ label: 'Edit quota', run: (t, reload, area) => {
+      const keys = ['groups', 'cores', 'memory', 'disk', 'eips', 'vpcs', 'exec_sessions'];
+      inlineForm(area, `Quota of ${t.name} (empty: unlimited)`, keys.map((k) => [k, k.replace('_', ' '), t.quota?.[k] != null ? String(t.quota[k]) : 'unlimited']),
+        (v) => api('PUT', `/v1/tenants/${enc(t.name)}`, { quota: Object.fromEntries(keys.filter((k) => v[k]).map((k) => [k, v[k]])) }), reload);
+      return false;
+    } }, del((t) => `/v1/tenants/${enc(t.name)}`)],
   },
   keys: {
     title: 'API keys', path: '/v1/keys?all_tenants=true', createPath: '/v1/keys', admin: true, hint: 'A key acts in its tenant with its role: admin, member (create and change), viewer (read), metrics (/metrics).',

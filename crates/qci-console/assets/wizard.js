@@ -38,7 +38,8 @@ export function toYaml(v, indent = '') {
 
 // ---- the model behind the form, and the spec made from it ----
 function newContainer(n) {
-  return { kind: 'work', name: n === 1 ? 'main' : `c${n}`, image: '', pull: '', command: '', args: '', working_dir: '', env: '', ports: '', cpu: '', memory: '', max_log_size: '', probe: { kind: 'none', command: '', path: '/', port: '' }, mounts: [] };
+  const probe = () => ({ kind: 'none', command: '', path: '/', port: '' });
+  return { kind: 'work', name: n === 1 ? 'main' : `c${n}`, image: '', pull: '', command: '', args: '', working_dir: '', env: '', ports: '', cpu: '', memory: '', max_log_size: '', probes: { liveness_probe: probe(), readiness_probe: probe(), startup_probe: probe() }, mounts: [] };
 }
 function newVolume(n) { return { name: `vol${n}`, kind: 'config', files: [{ path: 'app.conf', content: '' }], medium: '', size_limit: '', disk: '' }; }
 
@@ -67,7 +68,7 @@ function containerSpec(c) {
   if (c.env.trim()) o.env = envOf(c.env);
   if (c.ports.trim()) o.ports = portsOf(c.ports);
   for (const k of ['cpu', 'memory', 'max_log_size']) if (c[k].trim()) o[k] = c[k].trim();
-  if (c.kind === 'work' && probeOf(c.probe)) o.liveness_probe = probeOf(c.probe);
+  if (c.kind === 'work') for (const [k, p] of Object.entries(c.probes)) if (probeOf(p)) o[k] = probeOf(p);
   const mounts = c.mounts.filter((m) => m.volume && m.mount_path).map((m) => (m.sub_path ? { name: m.volume, mount_path: m.mount_path, sub_path: m.sub_path } : { name: m.volume, mount_path: m.mount_path }));
   if (mounts.length) o.volume_mounts = mounts;
   return o;
@@ -151,11 +152,16 @@ export function wizardView(main, _p, { navigate }) {
   function stepContainers() {
     const cards = m.containers.map((c, i) => {
       const p = pathOf(c);
-      const probe = c.kind === 'work' ? h('fieldset', {}, h('legend', {}, 'Liveness probe'),
-        field('Kind', select(c.probe, 'kind', [['none', 'none'], ['exec', 'exec'], ['http', 'HTTP GET'], ['tcp', 'TCP']], { 'data-field': `${p}.liveness_probe` }, true)),
-        c.probe.kind === 'exec' ? field('Command (one word per line)', area(c.probe, 'command', { 'data-field': `${p}.liveness_probe.exec` })) : null,
-        c.probe.kind === 'http' ? field('Path', text(c.probe, 'path', { 'data-field': `${p}.liveness_probe.http_get.path` })) : null,
-        (c.probe.kind === 'http' || c.probe.kind === 'tcp') ? field('Port', text(c.probe, 'port', { inputmode: 'numeric', 'data-field': `${p}.liveness_probe.${c.probe.kind === 'http' ? 'http_get' : 'tcp_socket'}.port` })) : null) : null;
+      const PROBES = [['liveness_probe', 'Liveness probe (restart when it fails)'], ['readiness_probe', 'Readiness probe (ready only when it passes)'], ['startup_probe', 'Startup probe (the others wait for it)']];
+      const probe = c.kind === 'work' ? h('div', { class: 'grid' }, PROBES.map(([key, legend]) => {
+        const pr = c.probes[key];
+        const fp = `${p}.${key}`;
+        return h('fieldset', {}, h('legend', {}, legend),
+          field('Kind', select(pr, 'kind', [['none', 'none'], ['exec', 'exec'], ['http', 'HTTP GET'], ['tcp', 'TCP']], { 'data-field': fp }, true)),
+          pr.kind === 'exec' ? field('Command (one word per line)', area(pr, 'command', { 'data-field': `${fp}.exec` })) : null,
+          pr.kind === 'http' ? field('Path', text(pr, 'path', { 'data-field': `${fp}.http_get.path` })) : null,
+          (pr.kind === 'http' || pr.kind === 'tcp') ? field('Port', text(pr, 'port', { inputmode: 'numeric', 'data-field': `${fp}.${pr.kind === 'http' ? 'http_get' : 'tcp_socket'}.port` })) : null);
+      })) : null;
       return h('section', { class: 'container-card', 'aria-label': `Container ${i + 1}` },
         h('div', { class: 'row spread' }, h('h2', { style: 'margin:0' }, `Container ${i + 1}`),
           m.containers.length > 1 ? h('button', { type: 'button', onclick: () => { m.containers.splice(i, 1); render(); } }, `Remove container ${i + 1}`) : null),
@@ -247,7 +253,9 @@ export function wizardView(main, _p, { navigate }) {
     const yamlText = h('textarea', { rows: 20, spellcheck: 'false', class: 'mono', 'aria-label': 'Spec (YAML)', id: 'spec-yaml' }, toYaml(specOf(m)));
     const cmd = h('pre', { class: 'card mono', style: 'white-space:pre-wrap', id: 'create-command' });
     const sz = h('p', { id: 'review-size' });
-    const showCmd = () => fill(cmd, `qci create --wait -f - <<'EOF'\n${yamlText.value}\nEOF`);
+    // Registry passwords are not shown in the command (anyone behind you can read a screen).
+    const masked = () => yamlText.value.replace(/^(\s*password:\s*).+$/gm, '$1"<the password>"');
+    const showCmd = () => fill(cmd, `qci create --wait -f - <<'EOF'\n${masked()}\nEOF`);
     yamlText.addEventListener('input', showCmd);
     showCmd();
     preview = { yamlText, sz };
@@ -269,11 +277,14 @@ export function wizardView(main, _p, { navigate }) {
       const d = await api('POST', '/v1/container-groups?dry_run=true', specOf(m));
       return d;
     } catch (e) {
+      // A name already taken is the name field's error.
+      if (e.code === 'AlreadyExists' && !e.fields.length) e.fields = [{ field: 'name', message: e.message }];
       const mine = e.fields.filter((f) => stepOf(f.field) <= upTo);
       if (e.fields.length && !mine.length) return null;
       const first = e.fields.length ? Math.min(...mine.map((f) => stepOf(f.field))) : upTo;
       if (first !== step) { step = first; render(); }
       showErrors(form, errors, { ...e, fields: mine, message: e.message });
+      e.shown = true;
       throw e;
     }
   }
@@ -298,7 +309,9 @@ export function wizardView(main, _p, { navigate }) {
         navigate('/groups');
       }
     } catch (e) {
-      if (!e.fields || !e.fields.length) showErrors(form, errors, e);
+      // (The step's own errors are already at their fields; anything else, such as the
+      // edited YAML's, is shown here.)
+      if (!e.shown) showErrors(form, errors, e);
     } finally { next.disabled = false; }
   }
   form.addEventListener('submit', (e) => { e.preventDefault(); go(step + 1); });
