@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
-use qci_spec::{ContainerGroup, Event, GroupSpec, parse_spec};
+use qci_spec::{ContainerGroup, DryRun, Event, GroupSpec, parse_spec};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -249,17 +249,6 @@ pub struct WriteQuery {
     /// addresses, quotas, the name) and answer what it would do, changing nothing.
     #[serde(default)]
     dry_run: bool,
-}
-
-/// The answer to a dry run: the group as it would be, and for an update what happens to its
-/// containers.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct DryRun {
-    /// The group as it would be (its normalised size and price in `resources`).
-    pub group: ContainerGroup,
-    /// For an update: which work containers would be recreated, added, removed or kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update: Option<qci_spec::UpdatePlan>,
 }
 
 /// Creates a container group. The body is the spec, in JSON or YAML; it is validated before

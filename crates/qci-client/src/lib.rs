@@ -242,6 +242,39 @@ impl Client {
         .await
     }
 
+    /// Everything a create checks, nothing stored: the group as it would be.
+    pub async fn dry_run_create(&self, spec_text: &str) -> Result<qci_spec::DryRun, ClientError> {
+        let url = self.url("/v1/container-groups?dry_run=true");
+        let ct = spec_content_type(spec_text);
+        self.json(
+            self.http
+                .post(&url)
+                .header("content-type", ct)
+                .body(spec_text.to_string()),
+            &url,
+        )
+        .await
+    }
+
+    /// Everything an update checks, nothing changed: the group as it would be and which
+    /// containers the update would recreate.
+    pub async fn dry_run_update(
+        &self,
+        id: &str,
+        spec_text: &str,
+    ) -> Result<qci_spec::DryRun, ClientError> {
+        let url = self.url(&format!("/v1/container-groups/{}?dry_run=true", encode(id)));
+        let ct = spec_content_type(spec_text);
+        self.json(
+            self.http
+                .put(&url)
+                .header("content-type", ct)
+                .body(spec_text.to_string()),
+            &url,
+        )
+        .await
+    }
+
     pub async fn list_groups(&self) -> Result<Vec<ContainerGroup>, ClientError> {
         let url = self.url("/v1/container-groups");
         Ok(self

@@ -120,8 +120,11 @@ export function listView(main, _params, { me }) {
   });
   es.onerror = async () => {
     live.textContent = 'reconnecting…';
-    // A closed session closes the stream: find out whether it is that (api() then signs out).
-    try { await api('GET', '/v1/whoami'); } catch { es.close(); }
+    // Why the stream broke: a closed session (api() then signs out), a key that may not list
+    // groups (say why and stop), or the server away (the browser keeps trying).
+    try { await api('GET', '/v1/container-groups'); } catch (e) {
+      if (e.status) { es.close(); live.textContent = ''; fill(empty, h('span', { class: 'error' }, e.message)); empty.hidden = false; }
+    }
   };
   const ticker = setInterval(() => { for (const [id, r] of rows) { const g = groups.get(id); if (g) fill(r.age, age(g.created_at)); } }, 10000);
   return () => { es.close(); clearInterval(ticker); };

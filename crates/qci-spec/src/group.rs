@@ -164,6 +164,17 @@ impl GroupSpec {
     }
 }
 
+/// The answer to a dry run (`?dry_run=true` on a create or an update): the group as it would
+/// be, and for an update what happens to its containers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DryRun {
+    /// The group as it would be (its normalised size and price in `resources`).
+    pub group: ContainerGroup,
+    /// For an update: which work containers would be recreated, added, removed or kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePlan>,
+}
+
 /// Which work containers an update makes again, starts, stops or leaves running.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UpdatePlan {

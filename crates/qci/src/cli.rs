@@ -246,6 +246,10 @@ pub struct CreateArgs {
     /// support (without it they are errors)
     #[arg(long)]
     pub lenient: bool,
+    /// Check everything a create checks (the spec, policy, disks, addresses, quotas, the
+    /// name) and print the size and price it would have; create nothing
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -683,6 +687,10 @@ pub struct UpdateArgs {
     /// support
     #[arg(long)]
     pub lenient: bool,
+    /// Check everything an update checks and print which containers it would recreate and
+    /// which would keep running; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]

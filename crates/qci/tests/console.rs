@@ -305,6 +305,44 @@ async fn a_person_runs_a_group_from_the_console() {
     assert_eq!(after.spec.containers[0].env[0].value, "two");
     assert!(s.logs(&after.id, "web").await.contains("started-two"));
 
+    // The CLI can do what the console did: a dry run of an update (nothing changes) and of
+    // a create (nothing made).
+    let spec = serde_json::to_string(&after.spec)
+        .unwrap()
+        .replace("\"value\":\"two\"", "\"value\":\"three\"");
+    let (ok, out, err) = s.create("dry-update", "{}", &[]);
+    assert!(!ok, "an empty spec was accepted: {out}{err}");
+    let file = std::env::temp_dir().join(format!("console-dry-{}.json", std::process::id()));
+    std::fs::write(&file, &spec).unwrap();
+    let (ok, out, err) = s.cli(&[
+        "update",
+        "console-demo",
+        "-f",
+        file.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recreated: web") && out.contains("kept running: side"),
+        "{out}"
+    );
+    let (ok, out, err) = s.create(
+        "dry-create",
+        &spec.replace("console-demo", "console-dry"),
+        &["--dry-run"],
+    );
+    assert!(ok && out.contains("console-dry is valid"), "{out}{err}");
+    std::fs::remove_file(&file).ok();
+    let now = s.client.get_group("console-demo").await.expect("group");
+    assert_eq!(
+        now.spec.containers[0].env[0].value, "two",
+        "a dry run changed the group"
+    );
+    assert!(
+        s.client.get_group("console-dry").await.is_err(),
+        "a dry run made a group"
+    );
+
     // A terminal open on a key that is then revoked is closed, and its command killed.
     let doomed = key(&s, Role::Member).await;
     let client = s.client_with(Some(&doomed));

@@ -92,11 +92,18 @@ pub async fn update(client: &Client, a: crate::cli::UpdateArgs) -> anyhow::Resul
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    match client.update_group(&a.group, &text).await {
-        Ok(g) => {
-            println!("{} updating", g.id);
-            Ok(ExitCode::SUCCESS)
-        }
+    let done = if a.dry_run {
+        client.dry_run_update(&a.group, &text).await.map(|d| {
+            print!("{}", dry_run_text(&d));
+        })
+    } else {
+        client
+            .update_group(&a.group, &text)
+            .await
+            .map(|g| println!("{} updating", g.id))
+    };
+    match done {
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(ClientError::Api { fields, .. }) if !fields.is_empty() => {
             eprintln!(
                 "error: {} cannot update group {}:",
@@ -117,8 +124,17 @@ pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> 
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let g = match client.create_group(&text).await {
-        Ok(g) => g,
+    let made = if a.dry_run {
+        client.dry_run_create(&text).await.map(|d| {
+            print!("{}", dry_run_text(&d));
+            None
+        })
+    } else {
+        client.create_group(&text).await.map(Some)
+    };
+    let g = match made {
+        Ok(Some(g)) => g,
+        Ok(None) => return Ok(ExitCode::SUCCESS),
         Err(ClientError::Api {
             message, fields, ..
         }) if !fields.is_empty() => {
@@ -139,6 +155,36 @@ pub async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     wait_running(client, &g.id, Duration::from_secs(a.timeout)).await
+}
+
+/// What a dry run found, for people: the size and price, and for an update what happens to
+/// each container.
+fn dry_run_text(d: &qci_spec::DryRun) -> String {
+    let r = &d.group.resources;
+    let price = r
+        .price_per_hour
+        .map(|p| format!(", {p:.4} an hour"))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{} is valid: {} cores, {} MiB{price}\n",
+        d.group.name,
+        r.cpu,
+        r.memory_bytes >> 20
+    );
+    if let Some(u) = &d.update {
+        for (what, names) in [
+            ("recreated", &u.recreated),
+            ("added", &u.added),
+            ("removed", &u.removed),
+            ("kept running", &u.kept),
+        ] {
+            if !names.is_empty() {
+                out.push_str(&format!("{what}: {}\n", names.join(", ")));
+            }
+        }
+    }
+    out.push_str("(dry run: nothing was changed)\n");
+    out
 }
 
 /// Waits for Running or an end; a container that cannot get its image or cannot start is
