@@ -324,9 +324,15 @@ pub struct GetQuery {
     wait_for: Option<qci_spec::WaitFor>,
     /// With `wait_for`: the longest wait, in milliseconds (none: as long as it takes).
     timeout: Option<u64>,
+    /// Keep the response open as server-sent events: an `upsert` (data: the group) now and
+    /// whenever it changes, and a `delete` (data: `{"id": ...}`) once it is gone, which ends
+    /// the stream.
+    #[serde(default)]
+    watch: bool,
 }
 
-/// Gets one container group by id or name; with `wait_for`, once waiting for it is over.
+/// Gets one container group by id or name; with `wait_for`, once waiting for it is over; with
+/// `watch=true`, as a live stream.
 #[utoipa::path(get, path = "/v1/container-groups/{id}", tag = "container-groups",
     params(("id" = String, Path, description = "Group id or name"), GetQuery),
     responses((status = 200, body = ContainerGroup), (status = 404, body = ErrorBody)))]
@@ -335,12 +341,24 @@ pub async fn get_group(
     scope: Scope,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<GetQuery>,
-) -> Result<Json<ContainerGroup>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     // (Subscribed before the first read, so no change can fall between the two.)
     let mut changes = s.store.watch_changes();
     let mut g = s.store.find_group(scope.owner(), &id)?;
+    if q.watch {
+        if q.wait_for.is_some() {
+            return Err(ApiError::BadRequest(
+                "watch and wait_for: give one or the other".into(),
+            ));
+        }
+        let stream = watch_group(s, scope.owner().to_string(), g, changes, scope.caller);
+        return Ok(axum::response::sse::Sse::new(stream)
+            .keep_alive(axum::response::sse::KeepAlive::default())
+            .into_response());
+    }
     let Some(want) = q.wait_for else {
-        return Ok(Json(g.masked()));
+        return Ok(Json(g.masked()).into_response());
     };
     // (A timeout too far off to represent is no timeout: adding it would overflow.)
     let deadline = q.timeout.and_then(|ms| {
@@ -348,7 +366,7 @@ pub async fn get_group(
     });
     loop {
         if g.wait_outcome(want).is_some() {
-            return Ok(Json(g.masked()));
+            return Ok(Json(g.masked()).into_response());
         }
         let changed = changes.changed();
         let woke = match deadline {
@@ -356,12 +374,76 @@ pub async fn get_group(
             None => Some(changed.await),
         };
         if !matches!(woke, Some(Ok(()))) {
-            return Ok(Json(g.masked()));
+            return Ok(Json(g.masked()).into_response());
         }
         // (Marked seen before the read: a change after it wakes the next wait.)
         changes.borrow_and_update();
         g = s.store.find_group(scope.owner(), &g.id)?;
     }
+}
+
+/// The stream behind a group's `?watch=true`: the group now, then whenever it differs from
+/// what was sent (woken by the store, at least every 5 s), then its deletion; it ends there,
+/// or when the caller's key or session stops working.
+fn watch_group(
+    s: AppState,
+    owner: String,
+    g: ContainerGroup,
+    changes: tokio::sync::watch::Receiver<u64>,
+    caller: Caller,
+) -> impl futures_util::Stream<Item = SseItem> {
+    use axum::response::sse::Event;
+    let json = |g: ContainerGroup| serde_json::to_string(&g.masked()).unwrap_or_default();
+    let first = json(g.clone());
+    futures_util::stream::unfold(
+        (
+            s,
+            owner,
+            g.id,
+            Some(first),
+            String::new(),
+            changes,
+            caller,
+            false,
+        ),
+        move |(s, owner, id, first, mut sent, mut changes, caller, gone)| async move {
+            if gone {
+                return None;
+            }
+            if let Some(first) = first {
+                let ev = Event::default().event("upsert").data(first.clone());
+                return Some((Ok(ev), (s, owner, id, None, first, changes, caller, false)));
+            }
+            loop {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+                    .await;
+                changes.borrow_and_update();
+                if caller.ended(&s.store).is_some() {
+                    return None;
+                }
+                match s.store.find_group(&owner, &id) {
+                    Ok(g) => {
+                        let now = json(g);
+                        if now != sent {
+                            sent = now;
+                            let ev = Event::default().event("upsert").data(sent.clone());
+                            return Some((
+                                Ok(ev),
+                                (s, owner, id, None, sent, changes, caller, false),
+                            ));
+                        }
+                    }
+                    Err(qci_store::StoreError::NotFound(_)) => {
+                        let ev = Event::default()
+                            .event("delete")
+                            .data(serde_json::json!({ "id": id }).to_string());
+                        return Some((Ok(ev), (s, owner, id, None, sent, changes, caller, true)));
+                    }
+                    Err(_) => continue,
+                }
+            }
+        },
+    )
 }
 
 /// Updates a group in place (phase Updating): the images of changed containers are pulled

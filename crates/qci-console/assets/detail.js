@@ -27,8 +27,8 @@ export function groupView(main, { name, tab }, { me, navigate }) {
   let g = null;
   let stop = [];
   let onGroup = () => {};
-  // The group, kept current from the live list.
-  const es = new EventSource('/v1/container-groups?watch=true');
+  // The group, kept current by its own live stream.
+  const es = new EventSource(`/v1/container-groups/${encodeURIComponent(name)}?watch=true`);
   const seen = (x) => {
     if (x.name !== name) return;
     const first = !g;
@@ -36,13 +36,17 @@ export function groupView(main, { name, tab }, { me, navigate }) {
     fill(badge, phase(g.status.phase));
     if (first) start(); else onGroup(g);
   };
-  es.addEventListener('snapshot', (e) => {
-    const x = JSON.parse(e.data).items.map(norm).find((i) => i.name === name);
-    if (x) seen(x); else if (!g) fill(panel, h('p', { class: 'error' }, `No container group named ${name}.`));
-  });
   es.addEventListener('upsert', (e) => seen(norm(JSON.parse(e.data))));
-  es.addEventListener('delete', (e) => {
-    if (g && JSON.parse(e.data).id === g.id) { fill(badge, phase('Deleting', 'Deleted')); toast(`${name} was deleted`); }
+  es.onerror = async () => {
+    // Gone, never there, or not ours to see: the API's own words (a closed session signs out).
+    try { await api('GET', `/v1/container-groups/${encodeURIComponent(name)}`); } catch (err) {
+      if (err.status) { es.close(); if (!g) fill(panel, h('p', { class: 'error', role: 'alert' }, err.message)); }
+    }
+  };
+  es.addEventListener('delete', () => {
+    es.close();
+    fill(badge, phase('Deleting', 'Deleted'));
+    toast(`${name} was deleted`);
   });
 
   function start() {
