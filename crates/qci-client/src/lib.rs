@@ -230,11 +230,22 @@ impl Client {
 
     /// Submits a spec (its YAML or JSON text, as written); the server validates it.
     pub async fn create_group(&self, spec_text: &str) -> Result<ContainerGroup, ClientError> {
-        let url = self.url("/v1/container-groups");
+        self.send_spec(reqwest::Method::POST, "/v1/container-groups", spec_text)
+            .await
+    }
+
+    /// A spec (YAML or JSON, typed as such) sent to `path`; the answer as `T`.
+    async fn send_spec<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        spec_text: &str,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
         let ct = spec_content_type(spec_text);
         self.json(
             self.http
-                .post(&url)
+                .request(method, &url)
                 .header("content-type", ct)
                 .body(spec_text.to_string()),
             &url,
@@ -244,14 +255,10 @@ impl Client {
 
     /// Everything a create checks, nothing stored: the group as it would be.
     pub async fn dry_run_create(&self, spec_text: &str) -> Result<qci_spec::DryRun, ClientError> {
-        let url = self.url("/v1/container-groups?dry_run=true");
-        let ct = spec_content_type(spec_text);
-        self.json(
-            self.http
-                .post(&url)
-                .header("content-type", ct)
-                .body(spec_text.to_string()),
-            &url,
+        self.send_spec(
+            reqwest::Method::POST,
+            "/v1/container-groups?dry_run=true",
+            spec_text,
         )
         .await
     }
@@ -314,16 +321,8 @@ impl Client {
         id: &str,
         spec_text: &str,
     ) -> Result<ContainerGroup, ClientError> {
-        let url = self.url(&format!("/v1/container-groups/{}", encode(id)));
-        let ct = spec_content_type(spec_text);
-        self.json(
-            self.http
-                .put(&url)
-                .header("content-type", ct)
-                .body(spec_text.to_string()),
-            &url,
-        )
-        .await
+        let path = format!("/v1/container-groups/{}", encode(id));
+        self.send_spec(reqwest::Method::PUT, &path, spec_text).await
     }
 
     pub async fn delete_group(&self, id: &str) -> Result<ContainerGroup, ClientError> {

@@ -7,6 +7,26 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
+/// What a first visit to the group list loads: the page, its style, and its modules.
+pub const LIST_PAGE: [&str; 5] = [
+    "/groups",
+    "/console/style.css",
+    "/console/app.js",
+    "/console/ui.js",
+    "/console/list.js",
+];
+
+/// `base` + `path`, asking for gzip (reqwest here does not decompress: the body is what
+/// crossed the wire).
+pub async fn get_gzip(base: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 

@@ -17,7 +17,7 @@ mod registry;
 mod server;
 mod token;
 
-pub use browser::Browser;
+pub use browser::{Browser, LIST_PAGE, get_gzip};
 pub use image::{
     Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
     push_index, tar_of,

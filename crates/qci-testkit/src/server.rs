@@ -147,6 +147,20 @@ impl Server {
         Some(k.trim().to_string()).filter(|k| !k.is_empty())
     }
 
+    /// A new API key of `role` in `tenant` (made with the admin key); answers its secret.
+    pub async fn key(&self, tenant: &str, role: qci_spec::Role) -> String {
+        self.client
+            .create_key(&qci_spec::KeySpec {
+                tenant: tenant.into(),
+                role,
+                name: None,
+                expires_in: None,
+            })
+            .await
+            .expect("a new key")
+            .secret
+    }
+
     /// A client with another key (or none).
     pub fn client_with(&self, token: Option<&str>) -> Client {
         let mut opts = self.client.options().clone();

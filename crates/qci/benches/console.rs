@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use qci_spec::{KeySpec, Role};
-use qci_testkit::{Browser, Server};
+use qci_spec::Role;
+use qci_testkit::{Browser, LIST_PAGE, Server, get_gzip};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 const GROUPS: usize = 50;
@@ -29,34 +29,12 @@ async fn main() {
         );
         s.client.create_group(&spec).await.expect("create");
     }
-    let key = s
-        .client
-        .create_key(&KeySpec {
-            tenant: "default".into(),
-            role: Role::Member,
-            name: None,
-            expires_in: None,
-        })
-        .await
-        .expect("key")
-        .secret;
+    let key = s.key("default", Role::Member).await;
     let mut b = Browser::start(1280, 900).await;
     b.sign_in(&s.url, &key, "default · member").await;
-    let http = reqwest::Client::new();
     let mut weight = 0;
-    for path in [
-        "/groups",
-        "/console/style.css",
-        "/console/app.js",
-        "/console/ui.js",
-        "/console/list.js",
-    ] {
-        let resp = http
-            .get(format!("{}{path}", s.url))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .expect("get");
+    for path in LIST_PAGE {
+        let resp = get_gzip(&s.url, path).await;
         weight += resp.bytes().await.expect("body").len();
     }
     println!("list page weight: {weight} bytes (gzip)");

@@ -9,23 +9,10 @@
 
 use std::path::Path;
 
-use qci_spec::{ContainerState, GroupPhase, KeySpec, Role};
-use qci_testkit::{Browser, Registry, Server, push_busybox};
+use qci_spec::{ContainerState, GroupPhase, Role};
+use qci_testkit::{Browser, LIST_PAGE, Registry, Server, get_gzip, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
-
-async fn key(s: &Server, role: Role) -> String {
-    s.client
-        .create_key(&KeySpec {
-            tenant: "default".into(),
-            role,
-            name: None,
-            expires_in: None,
-        })
-        .await
-        .expect("key")
-        .secret
-}
 
 fn pid_of(g: &qci_spec::ContainerGroup, name: &str) -> Option<u32> {
     g.status
@@ -40,8 +27,8 @@ async fn a_person_runs_a_group_from_the_console() {
     let registry = Registry::start();
     let image = push_busybox(&registry.host(), "console/busybox", "latest").await;
     let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "1"]).await;
-    let member = key(&s, Role::Member).await;
-    let viewer = key(&s, Role::Viewer).await;
+    let member = s.key("default", Role::Member).await;
+    let viewer = s.key("default", Role::Viewer).await;
     let mut b = Browser::start(1280, 900).await;
 
     // Signing in: the key goes in once and is not kept in the page.
@@ -344,7 +331,7 @@ async fn a_person_runs_a_group_from_the_console() {
     );
 
     // A terminal open on a key that is then revoked is closed, and its command killed.
-    let doomed = key(&s, Role::Member).await;
+    let doomed = s.key("default", Role::Member).await;
     let client = s.client_with(Some(&doomed));
     let gid = after.id.clone();
     let exec = tokio::spawn(async move {
@@ -464,19 +451,8 @@ async fn the_list_page_is_light() {
     let s = Server::start(Path::new(QCI)).await;
     let http = reqwest::Client::new();
     let mut total = 0;
-    for path in [
-        "/groups",
-        "/console/style.css",
-        "/console/app.js",
-        "/console/ui.js",
-        "/console/list.js",
-    ] {
-        let resp = http
-            .get(format!("{}{path}", s.url))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .expect("get");
+    for path in LIST_PAGE {
+        let resp = get_gzip(&s.url, path).await;
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(
             resp.headers()
@@ -524,7 +500,7 @@ async fn the_list_page_is_light() {
 #[tokio::test]
 async fn console_sessions() {
     let s = Server::start(Path::new(QCI)).await;
-    let member = key(&s, Role::Member).await;
+    let member = s.key("default", Role::Member).await;
     let http = reqwest::Client::new();
     let origin = s.url.clone();
     let sign_in = |k: &str| {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use qci_client::Client;
-use qci_spec::{GroupPhase, KeySpec, Role, TenantSpec};
+use qci_spec::{GroupPhase, Role, TenantSpec};
 use qci_testkit::{Registry, Server, push_busybox};
 use reqwest::Method;
 
@@ -34,16 +34,7 @@ async fn tenant_key(s: &Server, tenant: &str, quota: &str, role: Role) -> String
 }
 
 async fn key(s: &Server, tenant: &str, role: Role) -> String {
-    s.client
-        .create_key(&KeySpec {
-            tenant: tenant.into(),
-            role,
-            name: None,
-            expires_in: None,
-        })
-        .await
-        .expect("key")
-        .secret
+    s.key(tenant, role).await
 }
 
 /// One request as a browser-less client would send it; answers (status, body).
