@@ -282,6 +282,12 @@ pub async fn create_group(
         }]));
     }
     check_policy(&s, &spec)?;
+    let mut spec = spec;
+    spec.runtime = Some(
+        s.runtimes
+            .resolve(spec.runtime)
+            .map_err(|e| ApiError::Fields(vec![e]))?,
+    );
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
     let resources = s
@@ -482,6 +488,18 @@ pub async fn update_group(
         ));
     }
     check_policy(&s, &spec)?;
+    // A group stays on the runtime it was made on (groups from before runtimes: runc).
+    let mut spec = spec;
+    let was = g.spec.runtime.unwrap_or(qci_spec::ContainerRuntime::Runc);
+    match spec.runtime {
+        Some(r) if r != was => {
+            return Err(field(
+                "runtime",
+                format!("cannot change (it is {was}); create a new group instead"),
+            ));
+        }
+        _ => spec.runtime = Some(was),
+    }
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_disks_unchanged(&g.spec, &spec)?;
     crate::networks::check_network_update(&s, scope.owner(), &g.id, &g.spec, &spec)?;

@@ -61,6 +61,8 @@ pub struct AppState {
     pub exec_sessions: Arc<auth::ExecSessions>,
     /// What the operator allows in security contexts beyond the defaults.
     pub security: Arc<qci_spec::SecurityPolicy>,
+    /// Which runtimes groups may run on here, and the default.
+    pub runtimes: Arc<qci_spec::RuntimePolicy>,
 }
 
 /// What [`AppState::prune`] returns.

@@ -102,7 +102,7 @@ function overview(panel, g0, { write, navigate, name }) {
       ['IP', g.status.ip || '—'], ['EIP', g.status.eip || '—'],
       ['Network', net.vpc ? `VPC ${net.vpc}` : (net.mode || 'basic')], ['Firewall', net.firewall || '—'],
       ['Restart policy', g.spec.restart_policy || 'Always'], ['Shared memory', g.spec.shm_size || 'default'],
-      ['Image cache', g.spec.image_cache || '—'], ['Instance type', g.spec.instance_type || '—'],
+      ['Image cache', g.spec.image_cache || '—'], ['Instance type', g.spec.instance_type || '—'], ['Runtime', g.spec.runtime || 'runc'],
       ['Id', g.id], ['Created', `${time(g.created_at)} (${age(g.created_at)} ago)`],
     ];
     fill(info, kv.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));

@@ -98,6 +98,7 @@ export function specOf(m) {
   if (m.shm_size) s.shm_size = m.shm_size;
   if (m.image_cache) s.image_cache = m.image_cache;
   if (m.instance_type) s.instance_type = m.instance_type;
+  if (m.runtime) s.runtime = m.runtime;
   return s;
 }
 
@@ -113,7 +114,7 @@ const STEPS = ['Containers', 'Storage', 'Network', 'Basic information', 'Review'
 
 export function wizardView(main, _p, { navigate }) {
   const m = {
-    name: `group-${Math.random().toString(36).slice(2, 7)}`, restart_policy: 'Always', shm_size: '', image_cache: '', instance_type: '',
+    name: `group-${Math.random().toString(36).slice(2, 7)}`, restart_policy: 'Always', shm_size: '', image_cache: '', instance_type: '', runtime: '',
     containers: [newContainer(1)], creds: [], volumes: [], net: { mode: 'basic', vpc: '', eip: 'none', eip_name: '', firewall: '' },
   };
   let step = 0;
@@ -245,7 +246,9 @@ export function wizardView(main, _p, { navigate }) {
       field('Restart policy', select(m, 'restart_policy', [['Always', 'Always'], ['OnFailure', 'OnFailure'], ['Never', 'Never']], { 'data-field': 'restart_policy' })),
       field('Shared memory (/dev/shm)', text(m, 'shm_size', { 'data-field': 'shm_size', placeholder: '64Mi' })),
       field('Image cache', select(m, 'image_cache', [['', 'none'], ['auto', 'auto'], ...lists.caches.map((c) => [c.name, c.name])], { 'data-field': 'image_cache' })),
-      field('Instance type', text(m, 'instance_type', { 'data-field': 'instance_type', placeholder: 'standard' })));
+      field('Instance type', text(m, 'instance_type', { 'data-field': 'instance_type', placeholder: 'standard' })),
+      field('Runtime', select(m, 'runtime', [['', 'the server\'s default'], ['runc', 'runc (namespaces)'], ['gvisor', 'gVisor (a kernel of its own)']], { 'data-field': 'runtime' }),
+        'What the containers run on; the server says which it offers.'));
   }
 
   let preview = null;

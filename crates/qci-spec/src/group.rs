@@ -62,6 +62,94 @@ pub struct GroupSpec {
     /// Defaults for every container's security_context, plus supplemental groups and sysctls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<crate::SecurityContext>,
+    /// What the group's containers run on: `runc` (Linux namespaces and cgroups) or `gvisor`
+    /// (a user-space kernel per group). Absent: the server's `--default-runtime`; the server
+    /// fills it in when the group is created. It cannot change once the group exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<ContainerRuntime>,
+}
+
+/// What a group's containers run on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerRuntime {
+    /// runc: the containers share the host's kernel, confined by namespaces, cgroups,
+    /// seccomp and capabilities.
+    Runc,
+    /// gVisor (`runsc`): the group's containers run on a kernel of their own in user space.
+    Gvisor,
+}
+
+impl ContainerRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRuntime::Runc => "runc",
+            ContainerRuntime::Gvisor => "gvisor",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ContainerRuntime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "runc" => Ok(ContainerRuntime::Runc),
+            "gvisor" => Ok(ContainerRuntime::Gvisor),
+            other => Err(format!("{other:?} is not a runtime: runc or gvisor")),
+        }
+    }
+}
+
+/// Which runtimes this server runs groups on: its default, what the operator allows
+/// (`qci serve --default-runtime`, `--allowed-runtime`), and why a runtime cannot be used
+/// on this machine at all.
+#[derive(Debug, Clone)]
+pub struct RuntimePolicy {
+    pub default: ContainerRuntime,
+    pub allowed: std::collections::BTreeSet<ContainerRuntime>,
+    /// Runtimes this machine cannot run, each with the reason (and its fix).
+    pub unavailable: std::collections::BTreeMap<ContainerRuntime, String>,
+}
+
+impl Default for RuntimePolicy {
+    fn default() -> Self {
+        RuntimePolicy {
+            default: ContainerRuntime::Runc,
+            allowed: [ContainerRuntime::Runc, ContainerRuntime::Gvisor].into(),
+            unavailable: Default::default(),
+        }
+    }
+}
+
+impl RuntimePolicy {
+    /// The runtime a new group runs on: the one it asks for, else the default; refused
+    /// (naming `runtime`) when the operator does not allow it or the machine cannot run it.
+    pub fn resolve(
+        &self,
+        asked: Option<ContainerRuntime>,
+    ) -> Result<ContainerRuntime, crate::FieldError> {
+        let r = asked.unwrap_or(self.default);
+        let field = |message: String| crate::FieldError::new("runtime", message);
+        if !self.allowed.contains(&r) {
+            let allowed: Vec<&str> = self.allowed.iter().map(|a| a.as_str()).collect();
+            return Err(field(format!(
+                "{r} is not allowed on this server (it allows {})",
+                allowed.join(", ")
+            )));
+        }
+        if let Some(why) = self.unavailable.get(&r) {
+            return Err(field(format!("{r} is not available on this server: {why}")));
+        }
+        Ok(r)
+    }
 }
 
 /// A registry login. The password is stored encrypted and never shown again.
@@ -474,6 +562,80 @@ pub fn image_registry(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_runtime_a_group_gets() {
+        use ContainerRuntime::{Gvisor, Runc};
+        let policy = |default, allowed: &[ContainerRuntime], missing: Option<ContainerRuntime>| {
+            RuntimePolicy {
+                default,
+                allowed: allowed.iter().copied().collect(),
+                unavailable: missing
+                    .map(|m| (m, "runsc is not installed".to_string()))
+                    .into_iter()
+                    .collect(),
+            }
+        };
+        type Case<'a> = (
+            &'a str,
+            RuntimePolicy,
+            Option<ContainerRuntime>,
+            Result<ContainerRuntime, &'a str>,
+        );
+        let table: [Case; 6] = [
+            (
+                "the default",
+                policy(Runc, &[Runc, Gvisor], None),
+                None,
+                Ok(Runc),
+            ),
+            (
+                "asked",
+                policy(Runc, &[Runc, Gvisor], None),
+                Some(Gvisor),
+                Ok(Gvisor),
+            ),
+            (
+                "an operator's gvisor default",
+                policy(Gvisor, &[Gvisor], None),
+                None,
+                Ok(Gvisor),
+            ),
+            (
+                "not allowed",
+                policy(Gvisor, &[Gvisor], None),
+                Some(Runc),
+                Err("runc is not allowed on this server (it allows gvisor)"),
+            ),
+            (
+                "not on this machine",
+                policy(Runc, &[Runc, Gvisor], Some(Gvisor)),
+                Some(Gvisor),
+                Err("gvisor is not available on this server: runsc is not installed"),
+            ),
+            (
+                "the default is still checked",
+                policy(Gvisor, &[Runc, Gvisor], Some(Gvisor)),
+                None,
+                Err("gvisor is not available on this server: runsc is not installed"),
+            ),
+        ];
+        for (what, p, asked, want) in table {
+            let got = p.resolve(asked).map_err(|e| {
+                assert_eq!(e.field, "runtime", "{what}");
+                e.message
+            });
+            assert_eq!(got, want.map_err(str::to_string), "{what}");
+        }
+        // The spec's own words: lower case, nothing else.
+        let spec: GroupSpec =
+            crate::parse_spec("name: g\nruntime: gvisor\ncontainers: [{name: c, image: i}]")
+                .unwrap();
+        assert_eq!(spec.runtime, Some(Gvisor));
+        let e = crate::parse_spec("name: g\nruntime: kata\ncontainers: [{name: c, image: i}]")
+            .unwrap_err();
+        assert!(e.to_string().contains("runtime"), "{e}");
+    }
 
     #[test]
     fn what_an_update_recreates() {

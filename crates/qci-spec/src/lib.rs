@@ -27,10 +27,10 @@ pub use disk::{
     MIN_DISK_BYTES, disk_bytes, validate_disk,
 };
 pub use group::{
-    ContainerGroup, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, DryRun, ENV_FIELDS,
-    EnvSource, EnvVar, FieldRef, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK, PortSpec, Protocol,
-    PullPolicy, RegistryCredential, RestartPolicy, UpdatePlan, WaitFor, WaitOutcome,
-    default_pull_policy, image_registry, normalize_registry,
+    ContainerGroup, ContainerRuntime, ContainerSpec, DEFAULT_MAX_LOG_SIZE, DEFAULT_OWNER, DryRun,
+    ENV_FIELDS, EnvSource, EnvVar, FieldRef, GroupSpec, MAX_CONTAINERS, PASSWORD_MASK, PortSpec,
+    Protocol, PullPolicy, RegistryCredential, RestartPolicy, RuntimePolicy, UpdatePlan, WaitFor,
+    WaitOutcome, default_pull_policy, image_registry, normalize_registry,
 };
 pub use image::{ImageInfo, ImageList, PullEvent, PullRequest};
 pub use image_cache::{

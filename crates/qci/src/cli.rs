@@ -224,6 +224,13 @@ pub struct ServeArgs {
     /// A capability containers may add beyond Docker's 14 defaults (repeatable), e.g. NET_ADMIN
     #[arg(long = "allowed-capability", value_name = "NAME")]
     pub allowed_capabilities: Vec<String>,
+    /// The runtime of groups whose spec names none: runc or gvisor
+    #[arg(long, value_name = "RUNTIME", default_value = "runc")]
+    pub default_runtime: qci_spec::ContainerRuntime,
+    /// A runtime groups may ask for (repeatable); without it, every runtime this machine can
+    /// run. `--allowed-runtime gvisor` alone keeps every tenant's groups in gVisor sandboxes
+    #[arg(long = "allowed-runtime", value_name = "RUNTIME")]
+    pub allowed_runtimes: Vec<qci_spec::ContainerRuntime>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -21,6 +21,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .init();
     host_check(&args.data_dir.join("run/runc"), false)?;
+    // (Before anything is made: a runtime setting that cannot be honoured stops here.)
+    let runtimes = runtime_policy(args.default_runtime, &args.allowed_runtimes)?;
     let tls = tls_config(&args).await?;
     if !args.listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen {
         bail!(
@@ -156,6 +158,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         failures: Default::default(),
         exec_sessions: Default::default(),
         security: Arc::new(security),
+        runtimes: Arc::new(runtimes),
         latency: Default::default(),
         gauges: {
             let (c, i) = (controller.clone(), images.clone());
@@ -231,6 +234,55 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stopping.release_host().await;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
+}
+
+/// The runtimes groups may run on: what the operator allows (all by default), less what this
+/// machine or this qci cannot run, each with its reason; the default must be among them.
+fn runtime_policy(
+    default: qci_spec::ContainerRuntime,
+    allowed: &[qci_spec::ContainerRuntime],
+) -> anyhow::Result<qci_spec::RuntimePolicy> {
+    use qci_spec::ContainerRuntime::{Gvisor, Runc};
+    let mut policy = qci_spec::RuntimePolicy {
+        default,
+        ..Default::default()
+    };
+    if !allowed.is_empty() {
+        policy.allowed = allowed.iter().copied().collect();
+    }
+    let runsc = std::process::Command::new("runsc")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("runsc")
+                .to_string()
+        });
+    let why = match runsc {
+        Some(v) => format!("this qci does not run gVisor sandboxes yet ({v} is installed)"),
+        None => "runsc is not installed (apt-get install runsc), and this qci does not run gVisor sandboxes yet".to_string(),
+    };
+    policy.unavailable.insert(Gvisor, why);
+    policy
+        .resolve(None)
+        .map_err(|e| anyhow::anyhow!("--default-runtime {default}: {}", e.message))?;
+    let usable: Vec<String> = [Runc, Gvisor]
+        .iter()
+        .map(
+            |r| match (policy.allowed.contains(r), policy.unavailable.get(r)) {
+                (false, _) => format!("{r}: not allowed"),
+                (true, Some(why)) => format!("{r}: unavailable, {why}"),
+                (true, None) if *r == default => format!("{r}: the default"),
+                (true, None) => format!("{r}: allowed"),
+            },
+        )
+        .collect();
+    tracing::info!("runtimes: {}", usable.join("; "));
+    Ok(policy)
 }
 
 /// Refuses to start on a machine that cannot run qci's containers, naming every missing

@@ -128,6 +128,23 @@ async fn a_person_runs_a_group_from_the_console() {
     )
     .await;
     b.type_in("[name=group-name]", "console-demo").await;
+    // A runtime this server does not offer is refused at its field, with the reason.
+    let runtime = b.css("[data-field=runtime]").await;
+    runtime
+        .select_by_value("gvisor")
+        .await
+        .expect("choosing gvisor");
+    b.press("Next").await;
+    b.until(
+        "the runtime's error at its field",
+        "return [...document.querySelectorAll('.field-error')].some(e => e.textContent.startsWith('runtime: gvisor is not available'))",
+    )
+    .await;
+    b.css("[data-field=runtime]")
+        .await
+        .select_by_value("")
+        .await
+        .expect("back to the default");
     b.press("Next").await;
     // Review: the YAML, the command, the size and price.
     b.until(

@@ -198,6 +198,10 @@ fn summary(g: &ContainerGroup) -> String {
         age(g.created_at)
     ));
     s.push_str(&format!("Restart:   {:?}\n", g.spec.restart_policy));
+    s.push_str(&format!(
+        "Runtime:   {}\n",
+        g.spec.runtime.unwrap_or(qci_spec::ContainerRuntime::Runc)
+    ));
     let r = &g.resources;
     let mut size = format!(
         "Size:      {} cores, {:.2} GiB (asked {} cores, {:.2} GiB)",
