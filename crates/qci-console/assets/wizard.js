@@ -267,7 +267,9 @@ export function wizardView(main, _p, { navigate }) {
   }
 
   function render() {
-    fill(stepsEl, STEPS.map((s, i) => h('li', { 'aria-current': i === step ? 'step' : null }, `${i + 1}. ${s}`)));
+    // Steps already passed can be gone back to from here.
+    fill(stepsEl, STEPS.map((s, i) => h('li', { 'aria-current': i === step ? 'step' : null },
+      i < step ? h('button', { type: 'button', class: 'link', onclick: () => go(i) }, `${i + 1}. ${s}`) : `${i + 1}. ${s}`)));
     const views = [stepContainers, stepStorage, stepNetwork, stepBasics, stepReview];
     fill(body, views[step]());
     back.disabled = step === 0;

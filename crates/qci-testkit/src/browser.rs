@@ -40,7 +40,9 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub async fn start(width: u32, height: u32) -> Browser {
+    /// A browser whose window is `width`×`height`; its screenshots go to
+    /// `target/console-screenshots/<label>/`.
+    pub async fn start(label: &str, width: u32, height: u32) -> Browser {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             assert!(
                 Path::new(path).exists(),
@@ -90,7 +92,11 @@ impl Browser {
                 Err(e) => panic!("chromedriver on {url} did not start a browser: {e}"),
             }
         };
-        let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+        let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/console-screenshots")
+            .join(label);
+        // (Each run's own: an earlier run's steps would mix with this one's.)
+        let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).expect("screenshot dir");
         Browser {
             c,

@@ -30,7 +30,7 @@ async fn main() {
         s.client.create_group(&spec).await.expect("create");
     }
     let key = s.key("default", Role::Member).await;
-    let mut b = Browser::start(1280, 900).await;
+    let mut b = Browser::start("bench", 1280, 900).await;
     b.sign_in(&s.url, &key, "default · member").await;
     let mut weight = 0;
     for path in LIST_PAGE {

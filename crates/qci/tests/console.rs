@@ -4,7 +4,7 @@
 //! wizard, watch it become Running without reloading, read its logs, type in its terminal, see
 //! its memory chart, update one env var (only that container is recreated), delete it; a
 //! viewer sees no buttons it cannot use; the page works at 360 px. Screenshots of each step go
-//! to `target/console-screenshots/`. Sessions themselves (cookie attributes, sign-out,
+//! to `target/console-screenshots/<test>/`. Sessions themselves (cookie attributes, sign-out,
 //! revocation, writes without an Origin) are checked over plain HTTP.
 
 use std::path::Path;
@@ -29,7 +29,7 @@ async fn a_person_runs_a_group_from_the_console() {
     let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "1"]).await;
     let member = s.key("default", Role::Member).await;
     let viewer = s.key("default", Role::Viewer).await;
-    let mut b = Browser::start(1280, 900).await;
+    let mut b = Browser::start("person", 1280, 900).await;
 
     // Signing in: the key goes in once and is not kept in the page.
     b.c.goto(&s.url).await.expect("open");
@@ -643,7 +643,7 @@ async fn the_other_pages_work() {
     let image = push_busybox(&registry.host(), "pages/busybox", "1").await;
     let s = Server::start(Path::new(QCI)).await;
     let admin = s.admin_key().expect("the admin key");
-    let mut b = Browser::start(1280, 900).await;
+    let mut b = Browser::start("other-pages", 1280, 900).await;
     b.sign_in(&s.url, &admin, "default · admin").await;
     let row = |name: &str| {
         format!(
