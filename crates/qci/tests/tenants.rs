@@ -834,6 +834,26 @@ async fn tls_and_the_cli_identity() {
     // Plain HTTP to the TLS port is not served.
     let plain = s.url.replacen("https", "http", 1);
     assert!(Client::new(&plain).version().await.is_err());
+    // The console's session cookie is Secure over TLS (never sent in clear text).
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).expect("the CA"),
+        )
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(format!("{}/v1/sessions", s.url))
+        .header("origin", &s.url)
+        .json(&serde_json::json!({ "key": s.admin_key().unwrap() }))
+        .send()
+        .await
+        .expect("sign in over TLS");
+    assert_eq!(signed_in.status(), 201);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
 
     // Contexts: login saves server, key and CA; QCI_TOKEN and --token come first.
     let member = key(&s, "default", Role::Member).await;
