@@ -102,6 +102,7 @@ impl Runtime {
                 let mut child = cmd.spawn().map_err(|source| {
                     RuntimeError::Runc(crate::RuncError::Spawn {
                         path: self.runc.binary.display().to_string(),
+                        package: self.runc.package(),
                         source,
                     })
                 })?;
@@ -129,6 +130,7 @@ impl Runtime {
                 let child = cmd.spawn().map_err(|source| {
                     RuntimeError::Runc(crate::RuncError::Spawn {
                         path: self.runc.binary.display().to_string(),
+                        package: self.runc.package(),
                         source,
                     })
                 })?;

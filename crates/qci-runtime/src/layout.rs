@@ -12,6 +12,8 @@ pub struct Layout {
     pub run_dir: PathBuf,
     /// runc's `--root`.
     pub runc_root: PathBuf,
+    /// runsc's `--root` (gVisor sandboxes).
+    pub runsc_root: PathBuf,
     /// The cgroup every container of this instance lives under: `qci-<hash of the data dir>`.
     pub cgroup_parent: String,
 }
@@ -31,6 +33,7 @@ impl Layout {
         let run_dir = data_dir.join("run");
         Ok(Layout {
             runc_root: run_dir.join("runc"),
+            runsc_root: run_dir.join("runsc"),
             run_dir,
             cgroup_parent: format!("qci-{}", &hash[..12]),
             data_dir,
@@ -66,6 +69,11 @@ impl Layout {
     /// The group's namespace files, /etc/hosts and /etc/hostname.
     pub fn sandbox_dir(&self, group_id: &str) -> PathBuf {
         self.run_dir.join("sandboxes").join(group_id)
+    }
+
+    /// The bundle of a group's gVisor sandbox (its pause container).
+    pub fn gvisor_dir(&self, group_id: &str) -> PathBuf {
+        self.run_dir.join("gvisor").join(group_id)
     }
 
     /// The group's cgroup, relative to each hierarchy's root.

@@ -14,6 +14,7 @@ mod bundle;
 pub mod cgroup;
 mod disks;
 mod exec;
+pub mod gvisor;
 pub mod hostcheck;
 mod layout;
 pub mod logs;

@@ -1,4 +1,5 @@
-//! The runc command line, and nothing else builds it.
+//! The runc command line, and nothing else builds it. gVisor's `runsc` takes the same command
+//! line (with its own global flags), so [`Runc::gvisor`] is the same type aimed at it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,9 +10,10 @@ use serde::Deserialize;
 pub enum RuncError {
     #[error("runc {args}: {stderr}")]
     Failed { args: String, stderr: String },
-    #[error("cannot run runc ({path}): {source}; install it with `apt-get install runc`")]
+    #[error("cannot run {path}: {source}; install it with `apt-get install {package}`")]
     Spawn {
         path: String,
+        package: &'static str,
         source: std::io::Error,
     },
 }
@@ -32,11 +34,16 @@ pub struct RuncState {
     pub pid: i32,
 }
 
-/// runc bound to one state root.
+/// runc (or runsc) bound to one state root.
 #[derive(Debug, Clone)]
 pub struct Runc {
     pub binary: PathBuf,
     pub root: PathBuf,
+    /// Global flags beyond `--root`, before the subcommand.
+    pub global: Vec<String>,
+    /// This is gVisor's runsc: its state is files named after each container's sandbox, not
+    /// a directory per container.
+    pub gvisor: bool,
 }
 
 impl Runc {
@@ -47,7 +54,29 @@ impl Runc {
         Runc {
             binary,
             root: root.to_path_buf(),
+            global: Vec::new(),
+            gvisor: false,
         }
+    }
+
+    /// gVisor's runsc (`QCI_RUNSC`, else `runsc` on PATH). Its sandboxes live in a group's own
+    /// network namespace and use it directly (`--network=host`): this runsc's own network
+    /// stack refuses to start on current kernels (see ARCHITECTURE.md, Runtimes).
+    pub fn gvisor(root: &Path) -> Runc {
+        let binary = std::env::var_os("QCI_RUNSC")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("runsc"));
+        Runc {
+            binary,
+            root: root.to_path_buf(),
+            global: vec!["--network=host".to_string()],
+            gvisor: true,
+        }
+    }
+
+    /// The Debian package that has this binary.
+    pub fn package(&self) -> &'static str {
+        if self.gvisor { "runsc" } else { "runc" }
     }
 
     /// `runc --version`'s output, or why it did not run.
@@ -69,7 +98,10 @@ impl Runc {
     /// A runc command with the global flags set; arguments follow.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(&self.binary);
-        c.arg("--root").arg(&self.root).args(args);
+        c.arg("--root")
+            .arg(&self.root)
+            .args(&self.global)
+            .args(args);
         c
     }
 
@@ -87,6 +119,7 @@ impl Runc {
         let mut c = std::process::Command::new(&self.binary);
         c.arg("--root")
             .arg(&self.root)
+            .args(&self.global)
             .arg("--log")
             .arg(log)
             .arg("--log-format")
@@ -117,11 +150,12 @@ impl Runc {
         tty: bool,
     ) -> std::process::Command {
         let mut c = std::process::Command::new(&self.binary);
-        c.arg("--root").arg(&self.root).arg("--log").arg(log).args([
-            "--log-format",
-            "json",
-            "exec",
-        ]);
+        c.arg("--root")
+            .arg(&self.root)
+            .args(&self.global)
+            .arg("--log")
+            .arg(log)
+            .args(["--log-format", "json", "exec"]);
         if tty {
             c.arg("-t");
         }
@@ -136,6 +170,7 @@ impl Runc {
             .stderr(Stdio::piped());
         cmd.output().await.map_err(|source| RuncError::Spawn {
             path: self.binary.display().to_string(),
+            package: self.package(),
             source,
         })
     }
@@ -192,7 +227,8 @@ impl Runc {
     pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
         // runc knows a container only by its state directory under the root: without one
         // there is nothing to delete, and no runc to start (a few ms of every first start).
-        if !self.root.join(id).exists() {
+        // (runsc keeps files named after the sandbox instead: it is asked.)
+        if !self.gvisor && !self.root.join(id).exists() {
             return Ok(());
         }
         match self.run_ok(&["delete", "--force", id]).await {

@@ -85,7 +85,9 @@ pub struct VolumeMountRequest {
 pub struct Runtime {
     pub layout: Layout,
     pub runc: Runc,
-    /// The `qci` binary, started as `qci monitor`.
+    /// gVisor's runsc, for groups on `runtime: gvisor`.
+    pub runsc: Runc,
+    /// The `qci` binary, started as `qci monitor` (and as `qci pause` in gVisor sandboxes).
     exe: PathBuf,
 }
 
@@ -100,7 +102,94 @@ impl Runtime {
             std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
         }
         let runc = Runc::new(&layout.runc_root);
-        Ok(Runtime { layout, runc, exe })
+        let runsc = Runc::gvisor(&layout.runsc_root);
+        Ok(Runtime {
+            layout,
+            runc,
+            runsc,
+            exe,
+        })
+    }
+
+    /// Makes sure the group's gVisor sandbox runs: its pause container, in the group's
+    /// network namespace (which [`Runtime::ensure_sandbox`] made) and cgroup. A sandbox found
+    /// stopped is removed and made again.
+    pub async fn ensure_gvisor_sandbox(&self, group_id: &str) -> Result<(), RuntimeError> {
+        let id = crate::gvisor::sandbox_id(group_id);
+        if let Ok(Some(st)) = self.runsc.state(&id).await
+            && st.status == crate::RuncStatus::Running
+        {
+            return Ok(());
+        }
+        self.runsc.delete(&id).await?;
+        std::fs::create_dir_all(&self.layout.runsc_root)
+            .map_err(io("creating runsc's state dir"))?;
+        let dir = self.layout.gvisor_dir(group_id);
+        let rootfs = dir.join("rootfs");
+        let libraries =
+            crate::gvisor::prepare_rootfs(&rootfs).map_err(io("making the sandbox's root"))?;
+        let spec = crate::gvisor::pause_spec(
+            &self.exe,
+            &rootfs,
+            &libraries,
+            &self.layout.sandbox_dir(group_id).join("net"),
+            &self.layout.group_cgroup(group_id),
+            &id,
+        )?;
+        spec.save(dir.join("config.json"))
+            .map_err(BundleError::from)?;
+        let dir_s = dir.display().to_string();
+        let pid = dir.join("pid").display().to_string();
+        let mut cmd = tokio::process::Command::from(self.runsc.command(&[
+            "run",
+            "--detach",
+            "--bundle",
+            &dir_s,
+            "--pid-file",
+            &pid,
+            &id,
+        ]));
+        // runsc's words go to a file, not a pipe: the sandbox it leaves running inherits its
+        // stderr, and a pipe would then never close.
+        let errors = dir.join("runsc.err");
+        let err_file = std::fs::File::create(&errors).map_err(io("runsc's error file"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err_file));
+        let status = cmd.status().await.map_err(|source| {
+            RuntimeError::Runc(RuncError::Spawn {
+                path: self.runsc.binary.display().to_string(),
+                package: self.runsc.package(),
+                source,
+            })
+        })?;
+        if !status.success() {
+            return Err(RuntimeError::Runc(RuncError::Failed {
+                args: format!("run {id}"),
+                stderr: std::fs::read_to_string(&errors)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Stops and removes the group's gVisor sandbox (everything still in it goes with it) and
+    /// its bundle. A group without one is left as it is.
+    pub async fn remove_gvisor_sandbox(&self, group_id: &str) -> Result<(), RuntimeError> {
+        let id = crate::gvisor::sandbox_id(group_id);
+        let dir = self.layout.gvisor_dir(group_id);
+        if dir.exists() || self.layout.runsc_root.exists() {
+            self.runsc.kill(&id, "KILL").await?;
+            self.runsc.delete(&id).await?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("removing the sandbox's bundle")(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Makes sure the group's namespaces exist (network with loopback up, IPC, UTS).

@@ -1,6 +1,6 @@
 //! `qci`: the one binary. `qci serve` runs the API, the controller and the node agent;
-//! `qci monitor` is the per-container monitor it starts; every other command is a client of
-//! the HTTP API.
+//! `qci monitor` is the per-container monitor it starts; `qci pause` holds a gVisor sandbox;
+//! every other command is a client of the HTTP API.
 
 mod cli;
 mod commands;
@@ -23,6 +23,14 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         };
+    }
+    // `qci pause`: the root process of a gVisor sandbox (qci-runtime's gvisor.rs), which holds
+    // the sandbox while its containers come and go. It does nothing, for ever, and is killed
+    // with the sandbox. Not a command for people: not in the CLI's help.
+    if argv.get(1).is_some_and(|a| a == "pause") {
+        loop {
+            nix::unistd::pause();
+        }
     }
     drop(argv);
     let args = cli::Cli::parse();

@@ -119,3 +119,72 @@ fn a_default_runtime_that_cannot_be_used_stops_the_server() {
         assert!(err.contains(want), "{flags:?}: {err}");
     }
 }
+
+/// A group's gVisor sandbox, made and removed through the runtime: the pause process runs in
+/// the group's network namespace and cgroup, a second `ensure` leaves it as it is, and
+/// removing it leaves no process, runsc state or bundle.
+#[tokio::test]
+async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
+    qci_testkit::require(&[("runc", "runc"), ("runsc", "runsc")]);
+    let data = tempfile::Builder::new()
+        .prefix("qci-gvisor-")
+        .tempdir_in(qci_testkit::test_root())
+        .expect("a data dir");
+    let layout = qci_runtime::Layout::new(data.path()).expect("layout");
+    let rt =
+        qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
+    let group = "cg-gvisortest";
+    rt.ensure_sandbox(group, "gv", None)
+        .await
+        .expect("the group's namespaces");
+    rt.ensure_gvisor_sandbox(group).await.expect("the sandbox");
+    let pid_of = || {
+        std::fs::read_to_string(layout.gvisor_dir(group).join("pid"))
+            .expect("the sandbox's pid file")
+            .trim()
+            .parse::<u32>()
+            .expect("a pid")
+    };
+    let pid = pid_of();
+    let ino = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).expect("a namespace file").ino()
+    };
+    assert_eq!(
+        ino(&Path::new(&format!("/proc/{pid}/ns/net"))),
+        ino(&layout.sandbox_dir(group).join("net")),
+        "the sandbox is not in the group's network namespace"
+    );
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroups.contains(&layout.group_cgroup(group)),
+        "the sandbox is not in the group's cgroup: {cgroups}"
+    );
+    rt.ensure_gvisor_sandbox(group)
+        .await
+        .expect("the sandbox again");
+    assert_eq!(pid_of(), pid, "a running sandbox was made again");
+    rt.remove_gvisor_sandbox(group)
+        .await
+        .expect("removing the sandbox");
+    let start = std::time::Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the sandbox outlived its removal"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!layout.gvisor_dir(group).exists());
+    let left: Vec<_> = std::fs::read_dir(&layout.runsc_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runsc state left: {left:?}");
+    rt.remove_group(group)
+        .await
+        .expect("removing the group's namespaces and cgroup");
+    let cgroups = qci_runtime::cgroup::cgroup_dirs(&layout.group_cgroup(group));
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    rt.remove_everything().await.expect("removing the rest");
+    assert!(qci_runtime::cgroup::cgroup_dirs(&layout.cgroup_parent).is_empty());
+}
