@@ -151,7 +151,7 @@ async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
         std::fs::metadata(p).expect("a namespace file").ino()
     };
     assert_eq!(
-        ino(&Path::new(&format!("/proc/{pid}/ns/net"))),
+        ino(Path::new(&format!("/proc/{pid}/ns/net"))),
         ino(&layout.sandbox_dir(group).join("net")),
         "the sandbox is not in the group's network namespace"
     );
