@@ -736,6 +736,8 @@ impl Controller {
                     config,
                     fingerprint: fingerprint(g, c),
                     volume_mounts: Self::volume_mounts(g, c),
+                    // (Refused by the API until the controller makes gVisor sandboxes.)
+                    gvisor: g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor),
                 };
                 // A few starts at a time: many at once contend for the kernel's mount and
                 // cgroup locks and leave the API no CPU, and start no faster.

@@ -45,6 +45,9 @@ pub struct MonitorArgs {
     pub tty: bool,
     /// The container's standard input is kept open for attach.
     pub stdin: bool,
+    /// The container joins its group's gVisor sandbox: `runc_root` is runsc's, and its exit
+    /// comes from `runsc wait` (every container of a sandbox names the sandbox's pid).
+    pub gvisor: bool,
 }
 
 impl MonitorArgs {
@@ -68,6 +71,7 @@ impl MonitorArgs {
                         "max-log-size",
                         "tty",
                         "stdin",
+                        "gvisor",
                     ]
                     .contains(f)
                 })
@@ -106,6 +110,7 @@ impl MonitorArgs {
             },
             tty: found.get("tty").is_some_and(|v| *v == "true"),
             stdin: found.get("stdin").is_some_and(|v| *v == "true"),
+            gvisor: found.get("gvisor").is_some_and(|v| *v == "true"),
         })
     }
 
@@ -130,6 +135,8 @@ impl MonitorArgs {
             self.tty.to_string(),
             "--stdin".into(),
             self.stdin.to_string(),
+            "--gvisor".into(),
+            self.gvisor.to_string(),
         ]
     }
 }
@@ -305,7 +312,11 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(hs, format!("monitor: pipe: {e}")),
     };
-    let runc = Runc::new(&args.runc_root);
+    let runc = if args.gvisor {
+        Runc::gvisor(&args.runc_root)
+    } else {
+        Runc::new(&args.runc_root)
+    };
     let pid_file = dir.join("pid");
     let runc_log = dir.join("runc.log");
     // A terminal: runc hands its master over this socket (it waits there until taken).
@@ -401,8 +412,9 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
             return fail(
                 hs,
                 format!(
-                    "cannot run runc ({}): {e}; install it with `apt-get install runc`",
-                    runc.binary.display()
+                    "cannot run {}: {e}; install it with `apt-get install {}`",
+                    runc.binary.display(),
+                    runc.package()
                 ),
             );
         }
@@ -429,7 +441,11 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         },
     );
 
-    let (exit_code, signal) = wait_for(pid, &say);
+    let (exit_code, signal) = if args.gvisor {
+        gvisor_wait(&runc, &args.id, &say)
+    } else {
+        wait_for(pid, &say)
+    };
     for r in readers {
         let _ = r.join();
     }
@@ -460,6 +476,52 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
         let _ = sock.send_to(args.id.as_bytes(), &args.notify);
     }
     0
+}
+
+/// The exit of a container in a gVisor sandbox, from `runsc wait` (its first process lives in
+/// the sandbox, not among our children). Meanwhile whatever runsc left to us (the container's
+/// gofer) is reaped as it ends.
+fn gvisor_wait(runc: &Runc, id: &str, say: &dyn Fn(&str)) -> (i32, Option<i32>) {
+    #[derive(Deserialize)]
+    struct Waited {
+        #[serde(rename = "exitStatus")]
+        exit_status: i32,
+    }
+    let mut cmd = runc.command(&["wait", id]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("runsc wait: {e}"));
+            return (255, None);
+        }
+    };
+    let pid = child.id() as i32;
+    // Reaped by the loop (as any child is); its output is read once it has ended.
+    let _ = wait_for(pid, say);
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    match serde_json::from_str::<Waited>(out.trim()) {
+        // runsc says 128 + the signal for a container a signal ended, as shells do.
+        Ok(w) if w.exit_status > 128 && w.exit_status <= 128 + 64 => {
+            (w.exit_status, Some(w.exit_status - 128))
+        }
+        Ok(w) => (w.exit_status, None),
+        Err(e) => {
+            let mut err = String::new();
+            if let Some(mut o) = child.stderr {
+                use std::io::Read;
+                let _ = o.read_to_string(&mut err);
+            }
+            say(&format!("runsc wait {id}: {e}: {out} {err}"));
+            (255, None)
+        }
+    }
 }
 
 /// Waits for the container's first process; reaps anything else that was reparented to us.
@@ -668,6 +730,7 @@ mod tests {
             max_log_size: 123,
             tty: true,
             stdin: false,
+            gvisor: true,
         };
         let os = |v: &[&str]| -> Vec<std::ffi::OsString> { v.iter().map(|s| s.into()).collect() };
         let written: Vec<std::ffi::OsString> = a.to_args().into_iter().map(Into::into).collect();

@@ -68,6 +68,9 @@ pub struct StartRequest {
     pub fingerprint: String,
     /// The group's volumes it mounts (resolved and bound safely at start).
     pub volume_mounts: Vec<VolumeMountRequest>,
+    /// The container joins its group's gVisor sandbox (which
+    /// [`Runtime::ensure_gvisor_sandbox`] made) instead of running on runc.
+    pub gvisor: bool,
 }
 
 /// A volume of the group mounted into a container.
@@ -80,6 +83,9 @@ pub struct VolumeMountRequest {
     pub dest: String,
     pub read_only: bool,
 }
+
+/// The file in a container's bundle dir that says it runs in a gVisor sandbox.
+const GVISOR_MARK: &str = "gvisor";
 
 #[derive(Clone)]
 pub struct Runtime {
@@ -109,6 +115,15 @@ impl Runtime {
             runsc,
             exe,
         })
+    }
+
+    /// runsc for a container made in a gVisor sandbox (its bundle says so), else runc.
+    fn engine(&self, container_dir: &Path) -> &Runc {
+        if container_dir.join(GVISOR_MARK).exists() {
+            &self.runsc
+        } else {
+            &self.runc
+        }
     }
 
     /// Makes sure the group's gVisor sandbox runs: its pause container, in the group's
@@ -335,12 +350,18 @@ impl Runtime {
         }
         let sandbox_dir = self.layout.sandbox_dir(&req.group_id);
         let cgroup = self.container_cgroup(&req.group_id, &req.name);
-        let spec = build_spec(
+        let mut spec = build_spec(
             &config,
             &rootfs,
             SandboxPaths { dir: &sandbox_dir },
             &cgroup,
         )?;
+        if req.gvisor {
+            let sandbox = crate::gvisor::sandbox_id(&req.group_id);
+            spec.set_annotations(Some(crate::gvisor::annotations(&sandbox, false)));
+            // What stops and removes it later asks runsc, not runc.
+            std::fs::write(dir.join(GVISOR_MARK), b"").map_err(io("marking the container"))?;
+        }
         spec.save(dir.join("config.json"))
             .map_err(BundleError::from)?;
         let log = self.layout.log_path(&req.group_id, &req.name);
@@ -359,7 +380,7 @@ impl Runtime {
             let _ = std::fs::rename(&rotated, &prev_rotated);
         }
         Ok(MonitorArgs {
-            runc_root: self.layout.runc_root.clone(),
+            runc_root: self.engine(dir).root.clone(),
             id: id.to_string(),
             bundle: dir.to_path_buf(),
             log,
@@ -368,6 +389,7 @@ impl Runtime {
             max_log_size: req.config.max_log_size,
             tty: req.config.tty,
             stdin: req.config.stdin,
+            gvisor: req.gvisor,
         })
     }
 
@@ -394,7 +416,7 @@ impl Runtime {
         }
         match started {
             // The monitor died (killed by hand?) but the container may still run, unwatched.
-            Some(s) if matches!(self.runc.state(&id).await, Ok(Some(st)) if st.status == crate::RuncStatus::Running) => {
+            Some(s) if matches!(self.engine(&dir).state(&id).await, Ok(Some(st)) if st.status == crate::RuncStatus::Running) => {
                 Observed::Running(s)
             }
             Some(s) => Observed::Exited(ExitRecord {
@@ -426,15 +448,18 @@ impl Runtime {
             _ => return Ok(()),
         };
         let dir = self.layout.container_dir(&id);
+        let engine = self.engine(&dir);
+        // (In a gVisor sandbox the recorded pid is the sandbox's: only runsc may signal.)
+        let pid = pid.filter(|_| !engine.gvisor);
         if !pid.is_some_and(|p| signal_first_process(&dir, p, rustix::process::Signal::TERM)) {
-            self.runc.kill(&id, "TERM").await?;
+            engine.kill(&id, "TERM").await?;
         }
         if self.wait_exit(group_id, name, grace).await {
             return Ok(());
         }
         // The first process is its PID namespace's init: when it dies the kernel kills the rest.
         if !pid.is_some_and(|p| signal_first_process(&dir, p, rustix::process::Signal::KILL)) {
-            self.runc.kill(&id, "KILL").await?;
+            engine.kill(&id, "KILL").await?;
         }
         self.wait_exit(group_id, name, Duration::from_secs(10))
             .await;
@@ -462,7 +487,7 @@ impl Runtime {
     pub async fn remove_container(&self, group_id: &str, name: &str) -> Result<(), RuntimeError> {
         let id = Layout::runc_id(group_id, name);
         let dir = self.layout.container_dir(&id);
-        self.runc.delete(&id).await?;
+        self.engine(&dir).delete(&id).await?;
         // (Unmounting blocks: off the async workers, as in `start_in`.)
         tokio::task::block_in_place(|| Self::remove_bundle(&dir))
     }

@@ -188,3 +188,124 @@ async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
     rt.remove_everything().await.expect("removing the rest");
     assert!(qci_runtime::cgroup::cgroup_dirs(&layout.cgroup_parent).is_empty());
 }
+
+/// Containers joining a group's gVisor sandbox through their monitors: two share localhost,
+/// run on gVisor's kernel, write their logs, end with their own exit codes; one is stopped
+/// with SIGTERM; everything goes when the sandbox is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
+    qci_testkit::require(&[("runc", "runc"), ("runsc", "runsc")]);
+    let data = tempfile::Builder::new()
+        .prefix("qci-gvisor-")
+        .tempdir_in(qci_testkit::test_root())
+        .expect("a data dir");
+    let layout = qci_runtime::Layout::new(data.path()).expect("layout");
+    let rt =
+        qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
+    // One layer: busybox and its applets.
+    let layer = data.path().join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
+        .expect("/bin/busybox (apt-get install busybox-static)");
+    for applet in ["sh", "echo", "cat", "sleep", "nc", "dmesg", "true"] {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    for d in ["etc", "tmp", "proc", "dev", "sys"] {
+        std::fs::create_dir_all(layer.join(d)).unwrap();
+    }
+    let group = "cg-gvisorjoin";
+    rt.ensure_sandbox(group, "gv", None)
+        .await
+        .expect("the group's namespaces");
+    rt.ensure_gvisor_sandbox(group).await.expect("the sandbox");
+    let start = |name: &str, script: &str| qci_runtime::StartRequest {
+        group_id: group.into(),
+        name: name.into(),
+        layers: vec![layer.clone()],
+        config: qci_runtime::ContainerConfig {
+            tty: false,
+            stdin: false,
+            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: None,
+            hostname: "gv".into(),
+            cpu_millis: None,
+            memory_bytes: None,
+            pids_limit: None,
+            shared_shm: false,
+            max_log_size: 10 << 20,
+            mounts: vec![],
+            security: Default::default(),
+        },
+        fingerprint: "test".into(),
+        volume_mounts: vec![],
+        gvisor: true,
+    };
+    let wait_exit = |name: &'static str| {
+        let rt = rt.clone();
+        async move {
+            let t = std::time::Instant::now();
+            loop {
+                if let qci_runtime::Observed::Exited(e) = rt.observe(group, name).await {
+                    return e;
+                }
+                assert!(
+                    t.elapsed() < std::time::Duration::from_secs(30),
+                    "{name} did not end"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // A server on localhost, and a client in the other container that reaches it.
+    rt.start(&start(
+        "server",
+        "echo hello-over-localhost | nc -l -p 7000; sleep 300",
+    ))
+    .await
+    .expect("the server starts");
+    rt.start(&start(
+        "client",
+        "sleep 1; nc 127.0.0.1 7000 </dev/null; dmesg | head -1; exit 3",
+    ))
+    .await
+    .expect("the client starts");
+    let client = wait_exit("client").await;
+    assert_eq!(client.exit_code, 3, "{client:?}");
+    let log = std::fs::read_to_string(layout.log_path(group, "client")).expect("the client's log");
+    assert!(log.contains("hello-over-localhost"), "{log}");
+    assert!(log.contains("gVisor"), "dmesg is not gVisor's: {log}");
+    // SIGTERM through runsc; the shell ends with 128 + 15.
+    rt.stop(group, "server", std::time::Duration::from_secs(5))
+        .await
+        .expect("stopping the server");
+    let server = wait_exit("server").await;
+    assert!(
+        server.exit_code == 143 || server.exit_code == 137,
+        "{server:?}"
+    );
+    for name in ["server", "client"] {
+        rt.remove_container(group, name)
+            .await
+            .expect("removing a container");
+    }
+    rt.remove_gvisor_sandbox(group)
+        .await
+        .expect("removing the sandbox");
+    rt.remove_group(group).await.expect("removing the group");
+    let left: Vec<_> = std::fs::read_dir(&layout.runsc_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runsc state left: {left:?}");
+    rt.remove_everything().await.expect("removing the rest");
+    let runsc_left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|d| {
+            std::fs::read(d.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(group))
+        })
+        .count();
+    assert_eq!(runsc_left, 0, "processes of the group left");
+}
