@@ -57,6 +57,9 @@ pub struct ExecProcess {
     log_file: PathBuf,
     /// The terminal's master, for resizing (None without a terminal).
     resize: Option<OwnedFd>,
+    /// In a gVisor sandbox: runsc and the container, which alone can reach the command
+    /// (killing runsc's client leaves it running in the sandbox).
+    gvisor: Option<(crate::Runc, String)>,
     /// Taken by the caller to move the streams; what is left is the handle.
     pub io: Option<ExecIo>,
 }
@@ -86,7 +89,14 @@ impl Runtime {
             let context = context.to_string();
             move |source| RuntimeError::Io { context, source }
         };
-        let mut cmd = tokio::process::Command::from(self.runc.exec_command(
+        let engine = self.engine(&self.layout.container_dir(&id));
+        if engine.gvisor && tty.is_some() {
+            return Err(RuntimeError::Start(
+                "a terminal for a command in a gVisor container is not supported yet".into(),
+            ));
+        }
+        let gvisor = engine.gvisor.then(|| (engine.clone(), id.clone()));
+        let mut cmd = tokio::process::Command::from(engine.exec_command(
             &id,
             argv,
             &pid_file,
@@ -116,6 +126,7 @@ impl Runtime {
                     pid_file,
                     log_file,
                     resize: None,
+                    gvisor,
                     io: Some(io),
                 })
             }
@@ -147,6 +158,7 @@ impl Runtime {
                     pid_file,
                     log_file,
                     resize: Some(resize),
+                    gvisor: None,
                     io: Some(ExecIo::Tty {
                         reader: tokio::fs::File::from_std(file),
                         writer: tokio::fs::File::from_std(writer),
@@ -215,6 +227,7 @@ impl ExecProcess {
             ExecExit { code, error: None }
         };
         let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(crate::runc::internal_pid_file(&self.pid_file));
         let _ = std::fs::remove_file(&self.log_file);
         exit
     }
@@ -222,7 +235,16 @@ impl ExecProcess {
     /// Kills what was started — the command in the container (runc's pid file names it) and
     /// runc — and waits for runc.
     pub async fn kill(mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+        let inner = crate::runc::internal_pid_file(&self.pid_file);
+        if let Some((runsc, id)) = &self.gvisor {
+            // The command lives in the sandbox: only runsc can reach it.
+            if let Some(pid) = std::fs::read_to_string(&inner)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                let _ = runsc.kill_process(id, pid, "KILL").await;
+            }
+        } else if let Some(pid) = std::fs::read_to_string(&self.pid_file)
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
         {
@@ -234,6 +256,7 @@ impl ExecProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(&inner);
         let _ = std::fs::remove_file(&self.log_file);
     }
 }

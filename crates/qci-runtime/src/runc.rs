@@ -34,6 +34,11 @@ pub struct RuncState {
     pub pid: i32,
 }
 
+/// Where runsc writes the sandbox's pid of a command it runs with `pid_file`.
+pub fn internal_pid_file(pid_file: &Path) -> PathBuf {
+    pid_file.with_extension("inner")
+}
+
 /// runc (or runsc) bound to one state root.
 #[derive(Debug, Clone)]
 pub struct Runc {
@@ -159,8 +164,23 @@ impl Runc {
         if tty {
             c.arg("-t");
         }
-        c.arg("--pid-file").arg(pid_file).arg(id).args(argv);
+        c.arg("--pid-file").arg(pid_file);
+        // runsc's pid file names its own client process; the command's pid in the sandbox
+        // goes here, for [`Runc::kill_process`].
+        if self.gvisor {
+            c.arg("--internal-pid-file")
+                .arg(internal_pid_file(pid_file));
+        }
+        c.arg(id).args(argv);
         c
+    }
+
+    /// Sends `signal` to one process (`pid`, as runsc numbers it in the sandbox) of
+    /// container `id` (runsc only: runc's processes are signalled directly).
+    pub async fn kill_process(&self, id: &str, pid: u32, signal: &str) -> Result<(), RuncError> {
+        self.run_ok(&["kill", "--pid", &pid.to_string(), id, signal])
+            .await
+            .map(|_| ())
     }
 
     async fn run(&self, args: &[&str]) -> Result<std::process::Output, RuncError> {

@@ -118,7 +118,7 @@ impl Runtime {
     }
 
     /// runsc for a container made in a gVisor sandbox (its bundle says so), else runc.
-    fn engine(&self, container_dir: &Path) -> &Runc {
+    pub(crate) fn engine(&self, container_dir: &Path) -> &Runc {
         if container_dir.join(GVISOR_MARK).exists() {
             &self.runsc
         } else {

@@ -9,6 +9,55 @@ use qci_testkit::Server;
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 
+/// Whatever a failed runtime-level test left: processes naming its data dir (runsc's sandbox
+/// and gofers, monitors) killed, mounts under it detached, its cgroups removed. A passing test
+/// has removed all of it itself (and asserts so); this keeps a failing one from leaving
+/// sandboxes running for the tests after it.
+struct Leftovers(qci_runtime::Layout);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let dir = self.0.data_dir.to_string_lossy().into_owned();
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read(p.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir))
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if m.starts_with(&dir) {
+                let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        for root in qci_runtime::cgroup::cgroup_dirs(&self.0.cgroup_parent) {
+            let mut dirs: Vec<_> = walk(&root);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
 fn spec(name: &str, runtime: Option<&str>) -> String {
     let runtime = runtime
         .map(|r| format!("runtime: {r}\n"))
@@ -131,9 +180,10 @@ async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
         .tempdir_in(qci_testkit::test_root())
         .expect("a data dir");
     let layout = qci_runtime::Layout::new(data.path()).expect("layout");
+    let _leftovers = Leftovers(layout.clone());
     let rt =
         qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
-    let group = "cg-gvisortest";
+    let group: &str = &format!("cg-gvtest{}", std::process::id());
     rt.ensure_sandbox(group, "gv", None)
         .await
         .expect("the group's namespaces");
@@ -200,6 +250,7 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
         .tempdir_in(qci_testkit::test_root())
         .expect("a data dir");
     let layout = qci_runtime::Layout::new(data.path()).expect("layout");
+    let _leftovers = Leftovers(layout.clone());
     let rt =
         qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
     // One layer: busybox and its applets.
@@ -207,13 +258,15 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
     std::fs::create_dir_all(layer.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
         .expect("/bin/busybox (apt-get install busybox-static)");
-    for applet in ["sh", "echo", "cat", "sleep", "nc", "dmesg", "true"] {
+    for applet in ["sh", "echo", "cat", "sleep", "nc", "dmesg", "true", "ps"] {
         std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
     }
     for d in ["etc", "tmp", "proc", "dev", "sys"] {
         std::fs::create_dir_all(layer.join(d)).unwrap();
     }
-    let group = "cg-gvisorjoin";
+    // (A name of this run's: runsc names a sandbox's control socket after its id.)
+    let group: &'static str =
+        Box::leak(format!("cg-gvjoin{}", std::process::id()).into_boxed_str());
     rt.ensure_sandbox(group, "gv", None)
         .await
         .expect("the group's namespaces");
@@ -276,6 +329,42 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
     let log = std::fs::read_to_string(layout.log_path(group, "client")).expect("the client's log");
     assert!(log.contains("hello-over-localhost"), "{log}");
     assert!(log.contains("gVisor"), "dmesg is not gVisor's: {log}");
+    // Commands in a running container of the sandbox: output and exit code; a command
+    // killed (its client gone) does not stay in the sandbox.
+    let exec = |argv: &[&str]| {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        rt.exec(group, "server", &argv, None).expect("exec")
+    };
+    let run = |argv: &'static [&'static str]| {
+        let mut p = exec(argv);
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut out = String::new();
+            if let Some(qci_runtime::ExecIo::Pipes { mut stdout, .. }) = p.io.take() {
+                stdout.read_to_string(&mut out).await.expect("the output");
+            }
+            (p.wait().await, out)
+        }
+    };
+    let (exit, out) = run(&["sh", "-c", "echo hi-from-exec; exit 4"]).await;
+    assert_eq!((exit.code, out.trim()), (4, "hi-from-exec"), "{exit:?}");
+    let sleeper = exec(&["sleep", "301"]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, ps) = run(&["ps", "-o", "args"]).await;
+    assert!(ps.contains("sleep 301"), "{ps}");
+    sleeper.kill().await;
+    let (_, ps) = run(&["ps", "-o", "args"]).await;
+    assert!(
+        !ps.contains("sleep 301"),
+        "a killed command runs on in the sandbox: {ps}"
+    );
+    // No terminal yet in gVisor containers: refused with the reason, not half-made.
+    let e = rt
+        .exec(group, "server", &["sh".to_string()], Some((24, 80)))
+        .err()
+        .expect("a terminal in gVisor");
+    assert!(e.to_string().contains("not supported yet"), "{e}");
+
     // SIGTERM through runsc; the shell ends with 128 + 15.
     rt.stop(group, "server", std::time::Duration::from_secs(5))
         .await
