@@ -334,23 +334,25 @@ impl Controller {
                 .iter()
                 .filter(|g| g.deletion_requested_at.is_none() && !g.status.phase.is_final())
             {
-                let samples: Vec<qci_store::RawSample> = g
-                    .status
-                    .containers
-                    .iter()
-                    .filter(|c| c.state == qci_spec::ContainerState::Running)
-                    .filter_map(|c| {
-                        let s = self.runtime.stats(&g.id, &c.name, c.pid)?;
-                        Some(qci_store::RawSample {
-                            container: c.name.clone(),
-                            cpu_ns: s.cpu_ns,
-                            memory_bytes: s.memory_bytes,
-                            pids: s.pids,
-                            rx_bytes: s.rx_bytes,
-                            tx_bytes: s.tx_bytes,
+                // (Reading is blocking: cgroup files, and runsc for a gVisor container.)
+                let samples: Vec<qci_store::RawSample> = tokio::task::block_in_place(|| {
+                    g.status
+                        .containers
+                        .iter()
+                        .filter(|c| c.state == qci_spec::ContainerState::Running)
+                        .filter_map(|c| {
+                            let s = self.runtime.stats(&g.id, &c.name, c.pid)?;
+                            Some(qci_store::RawSample {
+                                container: c.name.clone(),
+                                cpu_ns: s.cpu_ns,
+                                memory_bytes: s.memory_bytes,
+                                pids: s.pids,
+                                rx_bytes: s.rx_bytes,
+                                tx_bytes: s.tx_bytes,
+                            })
                         })
-                    })
-                    .collect();
+                        .collect()
+                });
                 if !samples.is_empty()
                     && let Err(e) = self.store.add_samples(&g.id, now, &samples)
                 {

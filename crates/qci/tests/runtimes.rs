@@ -365,6 +365,18 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
         .expect("a terminal in gVisor");
     assert!(e.to_string().contains("not supported yet"), "{e}");
 
+    // Its use, as runsc counts it in the sandbox (and the group's network counters).
+    let sandbox_pid = std::fs::read_to_string(layout.gvisor_dir(group).join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let stats = rt
+        .stats(group, "server", sandbox_pid)
+        .expect("the server's use");
+    assert!(
+        stats.memory_bytes > 0 && stats.pids >= 1 && stats.cpu_ns > 0,
+        "{stats:?}"
+    );
+
     // SIGTERM through runsc; the shell ends with 128 + 15.
     rt.stop(group, "server", std::time::Duration::from_secs(5))
         .await
