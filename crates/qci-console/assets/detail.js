@@ -199,6 +199,15 @@ function terminal(panel, g) {
   let fit = null;
   const onResize = () => fit && fit.fit();
   async function open() {
+    // A browser is not told why a WebSocket was refused: the reasons the API would give are
+    // checked here first, in its words.
+    let now;
+    try { now = norm(await api('GET', `/v1/container-groups/${encodeURIComponent(g.id)}`)); } catch (e) { state.textContent = e.message; return; }
+    const st = [...now.status.init_containers, ...now.status.containers].find((c) => c.name === sel.value);
+    if (!st || st.state !== 'running') {
+      state.textContent = `container ${JSON.stringify(sel.value)} is ${st ? st.state : 'not started'}, not running: only running containers can be connected to`;
+      return;
+    }
     css('/console/vendor/xterm/xterm.css');
     const [{ Terminal }, { FitAddon }] = await Promise.all([import('/console/vendor/xterm/xterm.mjs'), import('/console/vendor/xterm/addon-fit.mjs')]);
     if (ws) ws.close();
@@ -225,7 +234,7 @@ function terminal(panel, g) {
       }
     };
     ws.onclose = (e) => { if (!state.textContent.startsWith('exited') && !state.textContent.startsWith('error')) state.textContent = e.reason ? `closed: ${e.reason}` : 'closed'; };
-    ws.onerror = () => { state.textContent = 'could not connect (is the container running?)'; };
+    ws.onerror = () => { state.textContent = 'could not connect: the server refused the session (signed out, or the exec_sessions quota is used up?)'; };
     term.onData((d) => send(0, enc.encode(d)));
     term.onResize(({ cols, rows }) => send(4, enc.encode(JSON.stringify({ cols, rows }))));
   }
