@@ -48,6 +48,26 @@ impl Drop for Leftovers {
     }
 }
 
+/// A runtime on a data dir of its own, for gVisor tests (which need runsc), with the guard
+/// that cleans up after a failure (dropped before the data dir: declared after it).
+fn gvisor_runtime() -> (
+    tempfile::TempDir,
+    qci_runtime::Layout,
+    Leftovers,
+    qci_runtime::Runtime,
+) {
+    qci_testkit::require(&[("runc", "runc"), ("runsc", "runsc")]);
+    let data = tempfile::Builder::new()
+        .prefix("qci-gvisor-")
+        .tempdir_in(qci_testkit::test_root())
+        .expect("a data dir");
+    let layout = qci_runtime::Layout::new(data.path()).expect("layout");
+    let leftovers = Leftovers(layout.clone());
+    let rt =
+        qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
+    (data, layout, leftovers, rt)
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -174,15 +194,7 @@ fn a_default_runtime_that_cannot_be_used_stops_the_server() {
 /// removing it leaves no process, runsc state or bundle.
 #[tokio::test]
 async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
-    qci_testkit::require(&[("runc", "runc"), ("runsc", "runsc")]);
-    let data = tempfile::Builder::new()
-        .prefix("qci-gvisor-")
-        .tempdir_in(qci_testkit::test_root())
-        .expect("a data dir");
-    let layout = qci_runtime::Layout::new(data.path()).expect("layout");
-    let _leftovers = Leftovers(layout.clone());
-    let rt =
-        qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
+    let (_data, layout, _leftovers, rt) = gvisor_runtime();
     let group: &str = &format!("cg-gvtest{}", std::process::id());
     rt.ensure_sandbox(group, "gv", None)
         .await
@@ -244,15 +256,7 @@ async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
 /// with SIGTERM; everything goes when the sandbox is removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
-    qci_testkit::require(&[("runc", "runc"), ("runsc", "runsc")]);
-    let data = tempfile::Builder::new()
-        .prefix("qci-gvisor-")
-        .tempdir_in(qci_testkit::test_root())
-        .expect("a data dir");
-    let layout = qci_runtime::Layout::new(data.path()).expect("layout");
-    let _leftovers = Leftovers(layout.clone());
-    let rt =
-        qci_runtime::Runtime::new(layout.clone(), Path::new(QCI).to_path_buf()).expect("runtime");
+    let (data, layout, _leftovers, rt) = gvisor_runtime();
     // One layer: busybox and its applets.
     let layer = data.path().join("layer");
     std::fs::create_dir_all(layer.join("bin")).unwrap();
