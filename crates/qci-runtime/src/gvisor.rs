@@ -6,7 +6,8 @@
 //! The pause container's root filesystem is an empty directory with the `qci` binary and the
 //! host's library directories bound read-only into it (the binary is dynamically linked);
 //! nothing of a tenant's runs there. The sandbox lives in the group's network namespace and
-//! its cgroup, so the group's network and size apply to everything in it.
+//! in a cgroup under the group's, so the group's network and size apply to everything in it
+//! (and runsc, which removes the cgroup it was given, never removes qci's).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,13 @@ pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// name (a DNS label), so it never collides with [`crate::Layout::runc_id`].
 pub fn sandbox_id(group_id: &str) -> String {
     format!("{group_id}_sandbox")
+}
+
+/// The cgroup a group's sandbox runs in: a child of the group's (`group_cgroup`), so the
+/// group's limits apply, which runsc may make and remove as it likes (the group's own is
+/// qci's). The host's OOM kills of the sandbox are counted here.
+pub fn sandbox_cgroup(group_cgroup: &str) -> String {
+    format!("{group_cgroup}/sandbox")
 }
 
 /// The annotations of a container of the sandbox `sandbox` (`root`: the sandbox's own).

@@ -357,6 +357,17 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w));
     }
+    // A gVisor sandbox is one cgroup, under the group's: an OOM kill there (counted from now)
+    // ends the whole sandbox, this container with it (see ARCHITECTURE.md, Runtimes).
+    let sandbox_cgroup = crate::gvisor::sandbox_cgroup(
+        args.cgroup
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default(),
+    );
+    let sandbox_ooms = args
+        .gvisor
+        .then(|| crate::cgroup::oom_kills(&sandbox_cgroup));
     let status = cmd.status();
     drop(cmd);
     let fanout = (args.stdin || args.tty).then(|| Arc::new(crate::attach::Fanout::default()));
@@ -449,7 +460,16 @@ fn monitor(args: &MonitorArgs, hs: &mut Option<File>) -> i32 {
     for r in readers {
         let _ = r.join();
     }
-    let oom_killed = crate::cgroup::oom_kills(&args.cgroup) > 0;
+    let oom_killed = match sandbox_ooms {
+        Some(before) => crate::cgroup::oom_kills(&sandbox_cgroup) > before,
+        None => crate::cgroup::oom_kills(&args.cgroup) > 0,
+    };
+    // (The sandbox went with it: runsc could not say how its container ended.)
+    let (exit_code, signal) = if oom_killed && args.gvisor && exit_code == 255 {
+        (137, Some(9))
+    } else {
+        (exit_code, signal)
+    };
     let rec = ExitRecord {
         exit_code,
         signal,

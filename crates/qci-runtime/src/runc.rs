@@ -235,7 +235,9 @@ impl Runc {
             Err(RuncError::Failed { stderr, .. })
                 if stderr.contains("not running")
                     || stderr.contains("does not exist")
-                    || stderr.contains("process already finished") =>
+                    || stderr.contains("process already finished")
+                    // (A gVisor sandbox that is gone: nothing in it to signal.)
+                    || (self.gvisor && stderr.contains("connecting to control server")) =>
             {
                 Ok(())
             }
@@ -254,6 +256,13 @@ impl Runc {
         match self.run_ok(&["delete", "--force", id]).await {
             Ok(_) => Ok(()),
             Err(RuncError::Failed { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
+            // A container of a gVisor sandbox that is gone (killed whole, say by the OOM
+            // killer): nothing of it runs; its state goes with the sandbox's removal.
+            Err(RuncError::Failed { stderr, .. })
+                if self.gvisor && stderr.contains("connecting to control server") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

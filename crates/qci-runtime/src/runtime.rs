@@ -148,7 +148,7 @@ impl Runtime {
             &rootfs,
             &libraries,
             &self.layout.sandbox_dir(group_id).join("net"),
-            &self.layout.group_cgroup(group_id),
+            &crate::gvisor::sandbox_cgroup(&self.layout.group_cgroup(group_id)),
             &id,
         )?;
         spec.save(dir.join("config.json"))

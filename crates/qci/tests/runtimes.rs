@@ -68,6 +68,66 @@ fn gvisor_runtime() -> (
     (data, layout, leftovers, rt)
 }
 
+/// One layer for gVisor tests: busybox and its applets.
+fn busybox_layer(dir: &Path) -> std::path::PathBuf {
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
+        .expect("/bin/busybox (apt-get install busybox-static)");
+    for applet in [
+        "sh", "echo", "cat", "sleep", "nc", "dmesg", "true", "ps", "head", "tail",
+    ] {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    for d in ["etc", "tmp", "proc", "dev", "sys"] {
+        std::fs::create_dir_all(layer.join(d)).unwrap();
+    }
+    layer
+}
+
+/// A container of `group`'s gVisor sandbox running `sh -c script` on `layer`.
+fn start_request(group: &str, name: &str, layer: &Path, script: &str) -> qci_runtime::StartRequest {
+    qci_runtime::StartRequest {
+        group_id: group.into(),
+        name: name.into(),
+        layers: vec![layer.to_path_buf()],
+        config: qci_runtime::ContainerConfig {
+            tty: false,
+            stdin: false,
+            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: None,
+            hostname: "gv".into(),
+            cpu_millis: None,
+            memory_bytes: None,
+            pids_limit: None,
+            shared_shm: false,
+            max_log_size: 10 << 20,
+            mounts: vec![],
+            security: Default::default(),
+        },
+        fingerprint: "test".into(),
+        volume_mounts: vec![],
+        gvisor: true,
+    }
+}
+
+/// The container's exit, once its monitor recorded it (30 s at most).
+async fn exited(rt: &qci_runtime::Runtime, group: &str, name: &str) -> qci_runtime::ExitRecord {
+    let t = std::time::Instant::now();
+    loop {
+        if let qci_runtime::Observed::Exited(e) = rt.observe(group, name).await {
+            return e;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{name} did not end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -257,17 +317,7 @@ async fn a_gvisor_sandbox_is_made_in_the_group_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
     let (data, layout, _leftovers, rt) = gvisor_runtime();
-    // One layer: busybox and its applets.
-    let layer = data.path().join("layer");
-    std::fs::create_dir_all(layer.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
-        .expect("/bin/busybox (apt-get install busybox-static)");
-    for applet in ["sh", "echo", "cat", "sleep", "nc", "dmesg", "true", "ps"] {
-        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
-    }
-    for d in ["etc", "tmp", "proc", "dev", "sys"] {
-        std::fs::create_dir_all(layer.join(d)).unwrap();
-    }
+    let layer = busybox_layer(data.path());
     // (A name of this run's: runsc names a sandbox's control socket after its id.)
     let group: &'static str =
         Box::leak(format!("cg-gvjoin{}", std::process::id()).into_boxed_str());
@@ -275,46 +325,8 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
         .await
         .expect("the group's namespaces");
     rt.ensure_gvisor_sandbox(group).await.expect("the sandbox");
-    let start = |name: &str, script: &str| qci_runtime::StartRequest {
-        group_id: group.into(),
-        name: name.into(),
-        layers: vec![layer.clone()],
-        config: qci_runtime::ContainerConfig {
-            tty: false,
-            stdin: false,
-            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-            user: None,
-            hostname: "gv".into(),
-            cpu_millis: None,
-            memory_bytes: None,
-            pids_limit: None,
-            shared_shm: false,
-            max_log_size: 10 << 20,
-            mounts: vec![],
-            security: Default::default(),
-        },
-        fingerprint: "test".into(),
-        volume_mounts: vec![],
-        gvisor: true,
-    };
-    let wait_exit = |name: &'static str| {
-        let rt = rt.clone();
-        async move {
-            let t = std::time::Instant::now();
-            loop {
-                if let qci_runtime::Observed::Exited(e) = rt.observe(group, name).await {
-                    return e;
-                }
-                assert!(
-                    t.elapsed() < std::time::Duration::from_secs(30),
-                    "{name} did not end"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let start = |name: &str, script: &str| start_request(group, name, &layer, script);
+    let wait_exit = |name: &'static str| exited(&rt, group, name);
     // A server on localhost, and a client in the other container that reaches it.
     rt.start(&start(
         "server",
@@ -413,4 +425,48 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
         })
         .count();
     assert_eq!(runsc_left, 0, "processes of the group left");
+}
+
+/// Past its group's memory, a gVisor sandbox is killed whole by the host's OOM killer: its
+/// container's exit says OOMKilled (137), read from the group's cgroup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_past_its_memory_is_oom_killed() {
+    let (data, layout, _leftovers, rt) = gvisor_runtime();
+    let layer = busybox_layer(data.path());
+    let group: &str = &format!("cg-gvoom{}", std::process::id());
+    rt.ensure_sandbox(group, "gv", None)
+        .await
+        .expect("the group's namespaces");
+    qci_runtime::cgroup::set_group_limits(
+        &layout.group_cgroup(group),
+        qci_runtime::GroupLimits {
+            cpu_millis: 1000,
+            memory_bytes: 96 << 20,
+        },
+    )
+    .expect("the group's size");
+    rt.ensure_gvisor_sandbox(group).await.expect("the sandbox");
+    rt.start(&start_request(
+        group,
+        "hog",
+        &layer,
+        "head -c 400000000 /dev/zero | tail; echo survived",
+    ))
+    .await
+    .expect("the hog starts");
+    let exit = exited(&rt, group, "hog").await;
+    assert!(exit.oom_killed && exit.exit_code == 137, "{exit:?}");
+    rt.remove_container(group, "hog")
+        .await
+        .expect("removing the hog");
+    rt.remove_gvisor_sandbox(group)
+        .await
+        .expect("removing the sandbox");
+    let left: Vec<_> = std::fs::read_dir(&layout.runsc_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runsc state left: {left:?}");
+    rt.remove_group(group).await.expect("removing the group");
+    rt.remove_everything().await.expect("removing the rest");
+    assert!(qci_runtime::cgroup::cgroup_dirs(&layout.cgroup_parent).is_empty());
 }
