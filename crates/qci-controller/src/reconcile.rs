@@ -90,6 +90,9 @@ impl Controller {
             return Ok(true);
         }
         if g.status.phase.is_final() {
+            // Nothing will run in a finished group's gVisor sandbox again: its memory goes
+            // back now, not at delete (a restart request makes it again).
+            self.runtime.remove_gvisor_sandbox(&g.id).await?;
             return Ok(false);
         }
         self.sync(&g).await
@@ -323,6 +326,8 @@ impl Controller {
             .filter(|(_, _, a)| *a != Act::Nothing)
             .collect();
         let acted = !to_start.is_empty();
+        // Why the group's gVisor sandbox could not be made (nothing started then).
+        let mut sandbox_failed: Option<String> = None;
         if acted {
             let _no_gc = self.images.hold_for_start().await;
             // Each (image, policy) once per pass, whatever number of containers use it.
@@ -362,18 +367,31 @@ impl Controller {
             {
                 tracing::warn!("group {}: no start allowance: {e}", g.id);
             }
-            let results = join_all(to_start.iter().map(|(c, is_init, act)| {
-                let pulled = &pulled[&(c.image.as_str(), c.image_pull_policy)];
-                let prev_st = if *is_init {
-                    init.iter().find(|(s, _)| s.name == c.name)
-                } else {
-                    work.iter().find(|(s, _)| s.name == c.name)
-                }
-                .map(|(s, _)| s.clone())
-                .unwrap_or_default();
-                self.start_one(g, c, *act, pulled, prev_st)
-            }))
-            .await;
+            // A gVisor group's containers join its sandbox: made before the first of them
+            // (with the start allowance: gVisor boots in the group's cgroup), and made again
+            // when it is gone — the host's OOM kill ends all of it, pause process included.
+            if g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor)
+                && starting > 0
+                && let Err(e) = self.runtime.ensure_gvisor_sandbox(&g.id).await
+            {
+                sandbox_failed = Some(format!("cannot make the group's gVisor sandbox: {e}"));
+            }
+            let results = if sandbox_failed.is_some() {
+                Vec::new()
+            } else {
+                join_all(to_start.iter().map(|(c, is_init, act)| {
+                    let pulled = &pulled[&(c.image.as_str(), c.image_pull_policy)];
+                    let prev_st = if *is_init {
+                        init.iter().find(|(s, _)| s.name == c.name)
+                    } else {
+                        work.iter().find(|(s, _)| s.name == c.name)
+                    }
+                    .map(|(s, _)| s.clone())
+                    .unwrap_or_default();
+                    self.start_one(g, c, *act, pulled, prev_st)
+                }))
+                .await
+            };
             if let Some((l, _)) = allowance
                 && let Err(e) = tokio::task::block_in_place(|| {
                     qci_runtime::cgroup::set_group_cpu(&group_cgroup, l.cpu_millis)
@@ -396,7 +414,14 @@ impl Controller {
         for (c, st) in g.spec.containers.iter().zip(work_st.iter_mut()) {
             self.tick_probes(g, c, st);
         }
-        let (phase, message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
+        let (phase, mut message) = phase_of(&g.spec, &init_st, &work_st, init_failed);
+        if let Some(msg) = sandbox_failed {
+            // Said once; tried again at the next pass.
+            if prev.message.as_deref() != Some(&msg) {
+                self.event(g, None, EventType::Warning, "FailedSandbox", &msg);
+            }
+            message = Some(msg);
+        }
         let phase_since = if phase == prev.phase {
             prev.phase_since.or(Some(now))
         } else {
@@ -736,7 +761,6 @@ impl Controller {
                     config,
                     fingerprint: fingerprint(g, c),
                     volume_mounts: Self::volume_mounts(g, c),
-                    // (Refused by the API until the controller makes gVisor sandboxes.)
                     gvisor: g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor),
                 };
                 // A few starts at a time: many at once contend for the kernel's mount and
@@ -1014,6 +1038,9 @@ impl Controller {
     /// the group had on this machine, then the group itself.
     async fn cleanup(&self, g: &ContainerGroup) -> Result<(), ControllerError> {
         self.stop_and_remove_all(g).await?;
+        // (Asks runsc only when the group has a sandbox's bundle: also after a crash, or for
+        // a group whose sandbox was never made.)
+        self.runtime.remove_gvisor_sandbox(&g.id).await?;
         self.detach_network(g).await?;
         self.runtime.remove_group(&g.id).await?;
         self.limits.lock().unwrap().remove(&g.id);

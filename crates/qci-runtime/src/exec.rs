@@ -90,11 +90,6 @@ impl Runtime {
             move |source| RuntimeError::Io { context, source }
         };
         let engine = self.engine(&self.layout.container_dir(&id));
-        if engine.gvisor && tty.is_some() {
-            return Err(RuntimeError::Start(
-                "a terminal for a command in a gVisor container is not supported yet".into(),
-            ));
-        }
         let gvisor = engine.gvisor.then(|| (engine.clone(), id.clone()));
         let mut cmd = tokio::process::Command::from(engine.exec_command(
             &id,
@@ -158,7 +153,7 @@ impl Runtime {
                     pid_file,
                     log_file,
                     resize: Some(resize),
-                    gvisor: None,
+                    gvisor,
                     io: Some(ExecIo::Tty {
                         reader: tokio::fs::File::from_std(file),
                         writer: tokio::fs::File::from_std(writer),

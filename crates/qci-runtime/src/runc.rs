@@ -161,7 +161,16 @@ impl Runc {
             .arg("--log")
             .arg(log)
             .args(["--log-format", "json", "exec"]);
-        if tty {
+        if tty && self.gvisor {
+            // This runsc has no `-t`: a command gets a terminal when runsc's own stdio is one
+            // and a console socket is named. That is what `runsc exec --detach
+            // --console-socket` does itself — it makes a pty, sends the master over the socket
+            // and runs this same command (without --detach) on the slave, which then never
+            // opens the socket; qci holds the pty (see exec.rs) and so also the command's exit
+            // status, which a detached exec would lose. Checked by hand (ARCHITECTURE.md).
+            c.arg("--console-socket")
+                .arg(pid_file.with_extension("console"));
+        } else if tty {
             c.arg("-t");
         }
         c.arg("--pid-file").arg(pid_file);

@@ -353,6 +353,40 @@ impl Server {
             .collect()
     }
 
+    /// Containers and sandboxes runsc knows under this instance's root (gVisor groups).
+    pub fn runsc_ids(&self) -> Vec<String> {
+        if !self.layout.runsc_root.exists() {
+            return Vec::new();
+        }
+        let out = Command::new(std::env::var_os("QCI_RUNSC").unwrap_or_else(|| "runsc".into()))
+            .arg("--root")
+            .arg(&self.layout.runsc_root)
+            .args(["list", "-quiet"])
+            .output()
+            .expect("runsc list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// runsc's processes (sandboxes, gofers, clients) of this instance: pid and command line.
+    pub fn runsc_processes(&self) -> Vec<(i32, String)> {
+        let root = self.layout.runsc_root.to_string_lossy().to_string();
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|p| {
+                let pid = p.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let cmd = std::fs::read(p.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                (cmd.contains("runsc") && cmd.contains(&root)).then_some((pid, cmd))
+            })
+            .collect()
+    }
+
     /// Mount points at or below the data dir.
     pub fn mounts(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -402,6 +436,13 @@ impl Server {
 
     /// Every runc container of the instance deleted, every mount under its data dir gone.
     fn remove_containers_and_mounts(&self) {
+        // (gVisor sandboxes of a failed test: their processes go first, then runsc's state.)
+        for (pid, _) in self.runsc_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         for id in self.runc_ids() {
             let _ = Command::new("runc")
                 .arg("--root")

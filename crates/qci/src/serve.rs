@@ -250,23 +250,17 @@ fn runtime_policy(
     if !allowed.is_empty() {
         policy.allowed = allowed.iter().copied().collect();
     }
-    let runsc = std::process::Command::new("runsc")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("runsc")
-                .to_string()
-        });
-    let why = match runsc {
-        Some(v) => format!("this qci does not run gVisor sandboxes yet ({v} is installed)"),
-        None => "runsc is not installed (apt-get install runsc), and this qci does not run gVisor sandboxes yet".to_string(),
-    };
-    policy.unavailable.insert(Gvisor, why);
+    // Checked only where it could be used: a machine that runs no gVisor needs no runsc.
+    if policy.allowed.contains(&Gvisor) {
+        match qci_runtime::hostcheck::gvisor_check(
+            &std::env::temp_dir().join(format!("qci-runsc-check.{}", std::process::id())),
+        ) {
+            Ok(v) => tracing::info!("gvisor: {v} runs sandboxes here"),
+            Err(why) => {
+                policy.unavailable.insert(Gvisor, why);
+            }
+        }
+    }
     policy
         .resolve(None)
         .map_err(|e| anyhow::anyhow!("--default-runtime {default}: {}", e.message))?;

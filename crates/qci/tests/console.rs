@@ -26,7 +26,12 @@ fn pid_of(g: &qci_spec::ContainerGroup, name: &str) -> Option<u32> {
 async fn a_person_runs_a_group_from_the_console() {
     let registry = Registry::start();
     let image = push_busybox(&registry.host(), "console/busybox", "latest").await;
-    let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "1"]).await;
+    // (Only runc allowed: the wizard shows the server's refusal of gvisor at its field.)
+    let s = Server::start_with(
+        Path::new(QCI),
+        &["--metrics-interval", "1", "--allowed-runtime", "runc"],
+    )
+    .await;
     let member = s.key("default", Role::Member).await;
     let viewer = s.key("default", Role::Viewer).await;
     let mut b = Browser::start("person", 1280, 900).await;
@@ -137,7 +142,7 @@ async fn a_person_runs_a_group_from_the_console() {
     b.press("Next").await;
     b.until(
         "the runtime's error at its field",
-        "return [...document.querySelectorAll('.field-error')].some(e => e.textContent.startsWith('runtime: gvisor is not available'))",
+        "return [...document.querySelectorAll('.field-error')].some(e => e.textContent.startsWith('runtime: gvisor is not allowed'))",
     )
     .await;
     b.css("[data-field=runtime]")

@@ -498,3 +498,133 @@ async fn online_update_recreates_only_what_changed_and_never_breaks_what_runs() 
     let (ok, _, err) = s.cli(&["update", "upd", "-f", file.to_str().unwrap()]);
     assert!(!ok && err.contains("name: cannot change"), "{err}");
 }
+
+/// A group on `runtime: gvisor`, through the API: its init container runs first; its two
+/// containers share localhost (and an empty dir) in one sandbox on gVisor's kernel; an exec
+/// liveness probe (run through runsc) restarts the one that dies; a terminal in it works;
+/// deleting it leaves no runsc process or state, mount or cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_runs_restarts_and_goes() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = format!(
+        r#"name: sandboxed
+runtime: gvisor
+termination_grace_period_seconds: 1
+volumes: [{{name: work, empty_dir: {{}}}}]
+init_containers:
+  - name: setup
+    image: '{image}'
+    command: [sh, -c, 'echo made-by-init > /work/note']
+    volume_mounts: [{{name: work, mount_path: /work}}]
+containers:
+  - name: server
+    image: '{image}'
+    command: [sh, -c, 'cat /work/note; while true; do echo hello-over-localhost | nc -l -p 7000; done']
+    volume_mounts: [{{name: work, mount_path: /work}}]
+    readiness_probe: {{tcp_socket: {{port: 7000}}, period_seconds: 1}}
+  - name: client
+    image: '{image}'
+    command: [sh, -c, 'touch /tmp/alive; dmesg | head -1; while true; do nc 127.0.0.1 7000 </dev/null; sleep 1; done']
+    liveness_probe: {{exec: {{command: [test, -e, /tmp/alive]}}, period_seconds: 1, failure_threshold: 2}}
+"#
+    );
+    let (ok, out, err) = s.create("sandboxed", &spec, &["--wait"]);
+    assert!(ok, "{err}\n{}", s.log());
+    let id = out.trim().to_string();
+    let (ok, out, _) = s.cli(&["get", "sandboxed"]);
+    assert!(ok && out.contains("Runtime:   gvisor"), "{out}");
+    // Everything runs in runsc's sandbox (pause + containers), nothing on runc.
+    assert!(s.runsc_ids().len() >= 3, "{:?}", s.runsc_ids());
+    assert!(s.runc_ids().is_empty(), "{:?}", s.runc_ids());
+    assert!(!s.runsc_processes().is_empty(), "no sandbox process seen");
+    let ready = s
+        .wait_group(&id, "server ready", |g| {
+            g.status.containers[0].ready == Some(true)
+        })
+        .await;
+    assert_eq!(ready.status.phase, GroupPhase::Running);
+    assert!(s.logs(&id, "server").await.contains("made-by-init"));
+    let client = s.logs(&id, "client").await;
+    assert!(
+        client.contains("Starting gVisor"),
+        "not gVisor's kernel: {client}"
+    );
+    for _ in 0..50 {
+        if s.logs(&id, "client").await.contains("hello-over-localhost") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        s.logs(&id, "client").await.contains("hello-over-localhost"),
+        "the client never reached the server on localhost"
+    );
+
+    // A terminal in the client: its size, resized, and the exit code.
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
+    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
+    let io = qci_client::ExecIo {
+        stdin: Some(in_rx),
+        tty: Some((24, 80)),
+        resize: Some(size_rx),
+    };
+    let client = s.client.clone();
+    let gid = id.clone();
+    let session = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let code = client
+            .exec(&gid, "client", &["sh".to_string()], io, |_, d| {
+                seen.extend_from_slice(d)
+            })
+            .await;
+        (code, String::from_utf8_lossy(&seen).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    in_tx.send(b"stty size\n".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    size_tx.send((40, 120)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    in_tx.send(b"stty size; exit 7\n".to_vec()).await.unwrap();
+    let (code, text) = tokio::time::timeout(Duration::from_secs(20), session)
+        .await
+        .expect("the terminal session did not end")
+        .unwrap();
+    assert_eq!(code.unwrap(), 7, "{text}");
+    assert!(text.contains("24 80"), "first size: {text:?}");
+    assert!(text.contains("40 120"), "resize not passed on: {text:?}");
+
+    // The client dies (its liveness file goes): restarted, the server untouched.
+    let (ok, _, err) = s.cli(&[
+        "exec",
+        "sandboxed",
+        "-c",
+        "client",
+        "--",
+        "rm",
+        "/tmp/alive",
+    ]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "a liveness restart", |g| {
+            g.status.containers[1].restart_count >= 1
+                && g.status.containers[1].state == qci_spec::ContainerState::Running
+        })
+        .await;
+    assert_eq!(g.status.containers[0].restart_count, 0);
+    let (_, events, _) = s.cli(&["events", "sandboxed"]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+
+    let (ok, _, err) = s.cli(&["delete", "sandboxed", "--wait"]);
+    assert!(ok, "{err}");
+    assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
+    assert!(s.runsc_processes().is_empty(), "{:?}", s.runsc_processes());
+    assert!(s.mounts().is_empty(), "mounts left: {:?}", s.mounts());
+    assert!(
+        s.group_cgroups(&id).is_empty(),
+        "{:?}",
+        s.group_cgroups(&id)
+    );
+}

@@ -164,7 +164,7 @@ fn field_error(e: qci_client::ClientError) -> String {
 
 #[tokio::test]
 async fn the_runtime_is_chosen_checked_and_kept() {
-    let s = Server::start(Path::new(QCI)).await;
+    let s = Server::start_with(Path::new(QCI), &["--allowed-runtime", "runc"]).await;
     // No runtime named: the server's default, written into the group.
     let g = s
         .client
@@ -175,7 +175,7 @@ async fn the_runtime_is_chosen_checked_and_kept() {
     let (ok, out, err) = s.cli(&["get", "plain"]);
     assert!(ok, "{err}");
     assert!(out.contains("Runtime:   runc"), "{out}");
-    // gVisor is refused with the reason (until this qci runs gVisor sandboxes), nothing made.
+    // A runtime the operator does not allow is refused with the reason, nothing made.
     let e = s
         .client
         .create_group(&spec("sandboxed", Some("gvisor")))
@@ -183,7 +183,7 @@ async fn the_runtime_is_chosen_checked_and_kept() {
         .expect_err("gvisor accepted");
     let why = field_error(e);
     assert!(
-        why.starts_with("gvisor is not available on this server"),
+        why == "gvisor is not allowed on this server (it allows runc)",
         "{why}"
     );
     assert!(s.client.get_group("sandboxed").await.is_err());
@@ -228,7 +228,8 @@ fn a_default_runtime_that_cannot_be_used_stops_the_server() {
         ),
         (
             &["--default-runtime", "gvisor"][..],
-            "--default-runtime gvisor: gvisor is not available on this server",
+            "--default-runtime gvisor: gvisor is not available on this server: \
+             /nonexistent/runsc is not installed (apt-get install runsc)",
         ),
         (
             &["--default-runtime", "kata"][..],
@@ -241,6 +242,8 @@ fn a_default_runtime_that_cannot_be_used_stops_the_server() {
             .arg("--data-dir")
             .arg(dir.path())
             .args(flags)
+            // (As on a machine without gVisor.)
+            .env("QCI_RUNSC", "/nonexistent/runsc")
             .output()
             .expect("running qci serve");
         assert!(!out.status.success(), "{flags:?} started");
@@ -374,12 +377,36 @@ async fn containers_join_a_gvisor_sandbox_through_their_monitors() {
         !ps.contains("sleep 301"),
         "a killed command runs on in the sandbox: {ps}"
     );
-    // No terminal yet in gVisor containers: refused with the reason, not half-made.
-    let e = rt
-        .exec(group, "server", &["sh".to_string()], Some((24, 80)))
-        .err()
+    // A terminal: the command sees one of the size asked for, and its exit code comes back.
+    let mut term = rt
+        .exec(
+            group,
+            "server",
+            &[
+                "sh".into(),
+                "-c".into(),
+                "[ -t 0 ] && stty size; exit 5".into(),
+            ],
+            Some((24, 80)),
+        )
         .expect("a terminal in gVisor");
-    assert!(e.to_string().contains("not supported yet"), "{e}");
+    let Some(qci_runtime::ExecIo::Tty { mut reader, .. }) = term.io.take() else {
+        panic!("no terminal")
+    };
+    let mut seen = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        // (The master reads EIO once the command and runsc have closed the slave.)
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), reader.read(&mut buf)).await
+        {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("24 80"), "no terminal of 24x80: {seen:?}");
+    assert_eq!(term.wait().await.code, 5);
 
     // Its use, as runsc counts it in the sandbox (and the group's network counters).
     let sandbox_pid = std::fs::read_to_string(layout.gvisor_dir(group).join("pid"))
