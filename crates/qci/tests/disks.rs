@@ -451,3 +451,55 @@ async fn disk_work_left_by_a_crash_is_finished_by_the_next_start() {
     assert!(!image("d-crashfresh").exists());
     assert!(s.client.list_disks().await.unwrap().is_empty());
 }
+
+/// Volumes in a gVisor group (`runtime: gvisor`): a disk through a sub_path and a config file
+/// reach the container through runsc's gofer; what it writes is on the disk (read back by a
+/// runc group after it goes), the disk's size holds, and the disk is detached at delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_writes_to_its_disk_through_a_sub_path() {
+    need_loop_devices();
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let (ok, _, err) = s.cli(&["disk", "create", "--name", "gvd", "--size", "24Mi"]);
+    assert!(ok, "{err}");
+    let writer = format!(
+        r#"name: gvwriter
+runtime: gvisor
+termination_grace_period_seconds: 1
+volumes:
+  - {{name: data, disk: {{id: gvd}}}}
+  - name: conf
+    config_file: {{files: [{{path: app.conf, content: "mode=sandboxed"}}]}}
+containers:
+  - name: db
+    image: '{image}'
+    command: [sh, -c, 'cat /etc/app.conf; echo; echo persisted-from-gvisor > /var/lib/db/f; dd if=/dev/zero of=/var/lib/db/big bs=1M count=64 2>&1 | head -1; rm /var/lib/db/big; echo filled; sleep 600']
+    volume_mounts:
+      - {{name: data, mount_path: /var/lib/db, sub_path: app}}
+      - {{name: conf, mount_path: /etc/app.conf, sub_path: app.conf}}
+"#
+    );
+    let (ok, out, err) = s.create("gvwriter", &writer, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let log = wait_logs(&s, &id, "db", "filled").await;
+    assert!(log.contains("mode=sandboxed"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    let (ok, _, err) = s.cli(&["delete", "gvwriter", "--wait"]);
+    assert!(ok, "{err}");
+    assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
+    assert_eq!(
+        s.client.get_disk("gvd").await.unwrap().phase,
+        DiskPhase::Available
+    );
+    // Read back on runc: the file is on the disk, in the sub_path's directory.
+    let reader = format!(
+        "name: gvreader\nrestart_policy: Never\nvolumes: [{{name: d, disk: {{id: gvd}}}}]\ncontainers: [{{name: r, image: '{image}', command: [cat, /d/app/f], volume_mounts: [{{name: d, mount_path: /d}}]}}]\n"
+    );
+    let (ok, out, err) = s.create("gvreader", &reader, &[]);
+    assert!(ok, "{err}");
+    let log = wait_logs(&s, out.trim(), "r", "persisted-from-gvisor").await;
+    assert_eq!(log.trim(), "persisted-from-gvisor");
+}
