@@ -632,3 +632,71 @@ async fn the_debian_package_installs_and_runs() {
     );
     assert!(ok, "{err}");
 }
+
+/// A gVisor group past its memory: the host's OOM kill ends its whole sandbox, the container
+/// says OOMKilled (137), and under `Always` it runs again in a sandbox made anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_past_its_memory_is_oom_killed_and_comes_back() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--restart-backoff-base",
+            "0.4",
+            "--restart-backoff-max",
+            "1.6",
+        ],
+    )
+    .await;
+    // 0.5 GiB, the smallest size; the hog (a string doubled for ever) asks for more than that
+    // once (a file of its own says it has run before, so the next run only sleeps).
+    let spec = format!(
+        r#"name: gvoom
+runtime: gvisor
+cpu: 0.25
+memory: 512Mi
+termination_grace_period_seconds: 1
+volumes: [{{name: mark, empty_dir: {{}}}}]
+containers:
+  - name: hog
+    image: '{image}'
+    command: [sh, -c, 'if [ -e /mark/ran ]; then echo second-run; sleep 600; fi; touch /mark/ran; awk "BEGIN {{ s = \"x\"; while (1) s = s s }}"; echo survived']
+    volume_mounts: [{{name: mark, mount_path: /mark}}]
+"#
+    );
+    let (ok, out, err) = s.create("gvoom", &spec, &[]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let g = s
+        .wait_group(&id, "an OOM kill and a restart", |g| {
+            g.status
+                .containers
+                .first()
+                .is_some_and(|c| c.restart_count >= 1 && c.state == ContainerState::Running)
+        })
+        .await;
+    let last = g.status.containers[0]
+        .last_state
+        .clone()
+        .expect("the OOM-killed run");
+    assert_eq!(
+        (last.reason.as_deref(), last.exit_code),
+        (Some("OOMKilled"), Some(137)),
+        "{last:?}"
+    );
+    for _ in 0..100 {
+        if s.logs(&id, "hog").await.contains("second-run") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(s.logs(&id, "hog").await.contains("second-run"));
+    assert_eq!(g.status.phase, GroupPhase::Running);
+    let (ok, _, err) = s.cli(&["delete", "gvoom", "--wait"]);
+    assert!(ok, "{err}");
+    assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
+    assert!(s.runsc_processes().is_empty(), "{:?}", s.runsc_processes());
+    assert!(s.group_cgroups(&id).is_empty());
+}
