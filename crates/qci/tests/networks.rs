@@ -747,3 +747,89 @@ async fn system_reset_removes_everything_an_instance_made() {
     let loops = String::from_utf8_lossy(&loops.stdout);
     assert!(!loops.contains(&data), "loop devices left: {loops}");
 }
+
+/// A gVisor group (`runtime: gvisor`) in a VPC: its sandbox uses the group's own network
+/// namespace, so its published port answers on its EIP from outside (an unpublished one does
+/// not), a runc group of the VPC reaches it, it reaches the internet as its EIP, and its
+/// /etc/hosts names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_in_a_vpc_is_reached_on_its_eip() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let topo = Topology::new();
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let host_ns = format!("/run/netns/{}", topo.host);
+    let s = Server::start_with(
+        Path::new(QCI),
+        &[
+            "--network-host-ns",
+            &host_ns,
+            "--eip-pool",
+            "192.0.2.110-192.0.2.119",
+            "--eip-interface",
+            "vh",
+            "--basic-subnet",
+            "172.30.1.0/24",
+        ],
+    )
+    .await;
+    let (ok, _, err) = s.cli(&["vpc", "create", "--name", "gv", "--cidr", "10.150.0.0/24"]);
+    assert!(ok, "{err}");
+    let spec = format!(
+        "runtime: gvisor\n{}",
+        web_group(&image, "gvweb", "{vpc: gv, eip: auto}")
+    );
+    let (ok, out, err) = s.create("gvweb", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let web = s.client.get_group(&id).await.unwrap();
+    let eip = web.status.eip.clone().expect("an EIP");
+    let ip = web.status.ip.clone().expect("a VPC address");
+    assert!(ip.starts_with("10.150.0."), "{ip}");
+    let page = eventually("8080 on the EIP", 15, || {
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8080/"))
+    })
+    .await;
+    assert_eq!(page.trim(), "hello from gvweb");
+    assert!(
+        topo.outside(&format!("timeout 3 busybox wget -q -O- http://{eip}:8081/"))
+            .is_none(),
+        "an unpublished port answered on the EIP"
+    );
+    // A runc group of the same VPC reaches it on its address.
+    let peer = format!(
+        "name: peer\ntermination_grace_period_seconds: 1\nnetwork: {{vpc: gv}}\ncontainers: [{{name: p, image: '{image}', command: [sleep, '3600']}}]\n"
+    );
+    let (ok, _, err) = s.create("peer", &peer, &["--wait"]);
+    assert!(ok, "{err}");
+    let page = eventually("the gVisor group from its VPC", 15, || {
+        exec(
+            &s,
+            "peer",
+            &format!("timeout 3 wget -q -O- http://{ip}:8080/"),
+        )
+    })
+    .await;
+    assert_eq!(page.trim(), "hello from gvweb");
+    // Out to the internet, as its EIP; and its /etc/hosts.
+    let page = eventually("the internet from gVisor", 15, || {
+        exec(
+            &s,
+            "gvweb",
+            &format!("timeout 3 wget -q -O- http://{OUTSIDE}:9090/"),
+        )
+    })
+    .await;
+    assert_eq!(page.trim(), "from the internet");
+    let hosts = exec(&s, "gvweb", "cat /etc/hosts; dmesg | head -1").expect("exec");
+    assert!(
+        hosts.contains(&ip) && hosts.contains("gvweb") && hosts.contains("gVisor"),
+        "{hosts}"
+    );
+    for g in ["gvweb", "peer"] {
+        let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
+        assert!(ok, "{err}");
+    }
+    assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
+    assert!(s.runsc_processes().is_empty(), "{:?}", s.runsc_processes());
+}
