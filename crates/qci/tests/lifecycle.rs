@@ -617,6 +617,38 @@ containers:
     let (_, events, _) = s.cli(&["events", "sandboxed"]);
     assert!(events.contains("Liveness probe failed"), "{events}");
 
+    // An online update of the client alone: made again in the same sandbox, the server runs on.
+    let server_started = g.status.containers[0].started_at;
+    let updated = spec.replace(
+        "touch /tmp/alive;",
+        "touch /tmp/alive; echo updated-client;",
+    );
+    let file = s.data_dir.join("sandboxed-v2.spec");
+    std::fs::write(&file, &updated).unwrap();
+    let (ok, _, err) = s.cli(&["update", "sandboxed", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for _ in 0..100 {
+        if s.logs(&id, "client").await.contains("updated-client") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s.logs(&id, "client").await.contains("updated-client"));
+    let g = s.client.get_group(&id).await.unwrap();
+    assert_eq!(g.status.containers[0].started_at, server_started);
+    // A restart runs the init container again, then both, in the sandbox.
+    let (ok, _, err) = s.cli(&["restart", "sandboxed"]);
+    assert!(ok, "{err}");
+    let g = s
+        .wait_group(&id, "a restarted group", |g| {
+            g.status.phase == GroupPhase::Running
+                && g.status.containers[0].started_at > server_started
+                && g.status.containers[0].ready == Some(true)
+        })
+        .await;
+    assert_eq!(g.status.init_containers[0].exit_code, Some(0));
+    assert!(s.logs(&id, "server").await.contains("made-by-init"));
+
     let (ok, _, err) = s.cli(&["delete", "sandboxed", "--wait"]);
     assert!(ok, "{err}");
     assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
