@@ -597,3 +597,74 @@ fn with_stdin(mut cmd: std::process::Command, input: &[u8]) -> std::process::Out
     c.stdin.take().unwrap().write_all(input).unwrap();
     c.wait_with_output().unwrap()
 }
+
+/// A gVisor group (`runtime: gvisor`) is observed as a runc one is: its logs keep their size
+/// limit and newest lines, its memory, CPU and pids come from runsc into the metrics, and
+/// `qci top` shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_has_logs_and_metrics() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start_with(Path::new(QCI), &["--metrics-interval", "0.5"]).await;
+    // chatty writes 5 MB of lines to a 1 MiB log; busy holds a 64 MiB string and spins.
+    let spec = format!(
+        r#"name: gvobs
+runtime: gvisor
+termination_grace_period_seconds: 1
+containers:
+  - name: chatty
+    image: '{image}'
+    max_log_size: 1Mi
+    command: [sh, -c, 'yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 5000000; echo; echo LAST; sleep 600']
+  - name: busy
+    image: '{image}'
+    command: [awk, 'BEGIN {{ s = "x"; for (i = 0; i < 26; i++) s = s s; while (1) n++ }}']
+"#
+    );
+    let (ok, out, err) = s.create("gvobs", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, tail, _) = s.cli(&["logs", "gvobs", "-c", "chatty", "--tail", "1"]);
+        if tail == "LAST\n" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "LAST never came: {tail:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dir = s.layout.group_log_dir(&id);
+    let kept: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("chatty"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        kept <= 2 * (1 << 20) + 64 * 1024,
+        "{kept} bytes kept for 1Mi"
+    );
+    let start = std::time::Instant::now();
+    let sample =
+        loop {
+            let samples = s.client.metrics(&id, None).await.unwrap();
+            if let Some(m) = samples.iter().rev().find(|m| {
+                m.container == "busy" && m.memory_bytes > 64 << 20 && m.cpu_cores.is_some()
+            }) {
+                break m.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "busy's use never showed: {samples:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+    assert!(sample.pids >= 1, "{sample:?}");
+    assert!(sample.cpu_cores.unwrap() > 0.05, "{sample:?}");
+    let (ok, out, _) = s.cli(&["top"]);
+    assert!(ok && out.contains("gvobs"), "{out}");
+}
