@@ -370,11 +370,8 @@ impl Controller {
             // A gVisor group's containers join its sandbox: made before the first of them
             // (with the start allowance: gVisor boots in the group's cgroup), and made again
             // when it is gone — the host's OOM kill ends all of it, pause process included.
-            if g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor)
-                && starting > 0
-                && let Err(e) = self.runtime.ensure_gvisor_sandbox(&g.id).await
-            {
-                sandbox_failed = Some(format!("cannot make the group's gVisor sandbox: {e}"));
+            if g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor) && starting > 0 {
+                sandbox_failed = self.ensure_gvisor_sandbox(g, held).await.err();
             }
             let results = if sandbox_failed.is_some() {
                 Vec::new()
@@ -458,6 +455,10 @@ impl Controller {
                 self.event(g, None, ty, &status.phase.to_string(), &msg);
             }
             self.store.set_status(&g.id, &status)?;
+        }
+        if status.phase.is_final() {
+            // (Passes skip finished groups: this is the last one.)
+            self.runtime.remove_gvisor_sandbox(&g.id).await?;
         }
         Ok(acted)
     }
@@ -811,6 +812,34 @@ impl Controller {
             }
         }
         st
+    }
+
+    /// Makes the group's gVisor sandbox if it is not running, and holds it to its containers'
+    /// limits added up ([`qci_spec::sandbox_limits`]: in one sandbox they cannot hold each
+    /// container apart), within the group's size `held`. Err: why, for the group's status.
+    async fn ensure_gvisor_sandbox(
+        &self,
+        g: &ContainerGroup,
+        held: Option<qci_runtime::GroupLimits>,
+    ) -> Result<(), String> {
+        self.runtime
+            .ensure_gvisor_sandbox(&g.id)
+            .await
+            .map_err(|e| format!("cannot make the group's gVisor sandbox: {e}"))?;
+        let Some(size) = held else { return Ok(()) };
+        let (cpu_millis, memory_bytes) =
+            qci_spec::sandbox_limits(&g.spec, (size.cpu_millis, size.memory_bytes));
+        let cgroup = qci_runtime::gvisor::sandbox_cgroup(&self.runtime.layout.group_cgroup(&g.id));
+        tokio::task::block_in_place(|| {
+            qci_runtime::cgroup::set_group_limits(
+                &cgroup,
+                qci_runtime::GroupLimits {
+                    cpu_millis,
+                    memory_bytes,
+                },
+            )
+        })
+        .map_err(|e| format!("cannot hold the gVisor sandbox to its containers' limits: {e}"))
     }
 
     /// The group's disk volumes: volume name → the id of the disk attached for it.

@@ -306,11 +306,13 @@ pub struct ContainerSpec {
     /// Ports the container listens on; the group shares one port space.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
-    /// CPU cores, e.g. `0.5`, `2` or `500m`.
+    /// CPU cores, e.g. `0.5`, `2` or `500m`. On `runtime: gvisor` the containers' limits add
+    /// up to their sandbox's (one sandbox runs them all), within the group's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub cpu: Option<Quantity>,
-    /// Memory, e.g. `256Mi`, `1Gi`, `512M` or a byte count.
+    /// Memory, e.g. `256Mi`, `1Gi`, `512M` or a byte count. On `runtime: gvisor` the
+    /// containers' limits add up to their sandbox's, plus 32 MiB for gVisor's own kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub memory: Option<Quantity>,

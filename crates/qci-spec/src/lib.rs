@@ -51,7 +51,10 @@ pub use security::{
     SecurityPolicy, Sysctl, capability_name, effective_capabilities, merged as merged_security,
     parse_capability,
 };
-pub use sizing::{GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage, requested};
+pub use sizing::{
+    GVISOR_OVERHEAD_BYTES, GroupResources, MetricSample, Prices, SpecRow, SpecTable, Usage,
+    requested, sandbox_limits,
+};
 pub use status::{
     ContainerState, ContainerStatus, EnforcedLimits, Event, EventType, GroupPhase, GroupStatus,
     Health, LastState,

@@ -245,9 +245,81 @@ pub fn requested(spec: &GroupSpec) -> (f64, u64) {
     )
 }
 
+/// What gVisor's own kernel takes beside a sandbox's containers (an idle sandbox with one
+/// sleeping container uses about 22 MiB): added to their memory limits, as Kubernetes adds a
+/// sandboxed runtime's overhead to a pod's.
+pub const GVISOR_OVERHEAD_BYTES: u64 = 32 << 20;
+
+/// The limits a group's gVisor sandbox is held to, from its containers' own: one sandbox runs
+/// them all, so their limits cannot hold each container apart (runc's can); they add up instead,
+/// as Kubernetes sizes a pod's cgroup — the work containers' sum, or the largest init container's
+/// if more (those run alone, first), memory plus [`GVISOR_OVERHEAD_BYTES`] — never past the
+/// group's size `(cpu_millis, memory_bytes)`. A dimension some container leaves unset is the
+/// group's size.
+pub fn sandbox_limits(spec: &GroupSpec, size: (u64, u64)) -> (u64, u64) {
+    fn total(spec: &GroupSpec, of: impl Fn(&crate::ContainerSpec) -> Option<u64>) -> Option<u64> {
+        let work: Option<u64> = spec.containers.iter().map(&of).sum();
+        let init: Option<Vec<u64>> = spec.init_containers.iter().map(&of).collect();
+        Some(work?.max(init?.into_iter().max().unwrap_or(0)))
+    }
+    let cpu = total(spec, |c| {
+        c.cpu.as_ref().and_then(|q| parse_cpu_millis(&q.0).ok())
+    });
+    let mem = total(spec, |c| {
+        c.memory
+            .as_ref()
+            .and_then(|q| parse_memory_bytes(&q.0).ok())
+    });
+    (
+        cpu.map_or(size.0, |c| c.min(size.0)),
+        mem.map_or(size.1, |m| (m + GVISOR_OVERHEAD_BYTES).min(size.1)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sandbox_is_held_to_its_containers_limits_added_up() {
+        const MIB: u64 = 1 << 20;
+        let size = (1000, 2 * GIB);
+        let limits = |containers: &str| {
+            let spec = crate::parse_spec(&format!("name: g\n{containers}")).unwrap();
+            sandbox_limits(&spec, size)
+        };
+        let over = GVISOR_OVERHEAD_BYTES;
+        for (containers, want) in [
+            // Every container limited: the sum (memory plus gVisor's own).
+            (
+                "containers: [{name: a, image: bb, cpu: 0.1, memory: 64Mi}, {name: b, image: bb, cpu: 200m, memory: 100Mi}]",
+                (300, 164 * MIB + over),
+            ),
+            // One without a memory limit: memory is the group's; cpu still adds up.
+            (
+                "containers: [{name: a, image: bb, cpu: 0.1, memory: 64Mi}, {name: b, image: bb, cpu: 0.1}]",
+                (200, 2 * GIB),
+            ),
+            // An init container larger than the work containers together.
+            (
+                "init_containers: [{name: i, image: bb, cpu: 0.5, memory: 512Mi}]\ncontainers: [{name: a, image: bb, cpu: 0.1, memory: 64Mi}]",
+                (500, 512 * MIB + over),
+            ),
+            // An init container without limits leaves the group's size.
+            (
+                "init_containers: [{name: i, image: bb}]\ncontainers: [{name: a, image: bb, cpu: 0.1, memory: 64Mi}]",
+                (1000, 2 * GIB),
+            ),
+            // Never past the group's size.
+            (
+                "containers: [{name: a, image: bb, cpu: 2, memory: 3Gi}]",
+                (1000, 2 * GIB),
+            ),
+            ("containers: [{name: a, image: bb}]", (1000, 2 * GIB)),
+        ] {
+            assert_eq!(limits(containers), want, "{containers}");
+        }
+    }
 
     #[test]
     fn normalises_up() {

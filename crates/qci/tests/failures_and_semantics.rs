@@ -694,6 +694,56 @@ containers:
     }
     assert!(s.logs(&id, "hog").await.contains("second-run"));
     assert_eq!(g.status.phase, GroupPhase::Running);
+
+    // A container's own limit holds in a sandbox too (its containers' limits added up, plus
+    // gVisor's own): 64Mi, with 128 MiB wanted in a group of 512 MiB, is OOMKilled.
+    let spec = format!(
+        r#"name: gvsmall
+runtime: gvisor
+restart_policy: Never
+containers:
+  - name: a
+    image: '{image}'
+    cpu: 0.1
+    memory: 64Mi
+    command: [awk, 'BEGIN {{ s = "x"; for (i = 0; i < 27; i++) s = s s; print "survived" }}']
+"#
+    );
+    let (ok, out, err) = s.create("gvsmall", &spec, &[]);
+    assert!(ok, "{err}");
+    let small = out.trim().to_string();
+    let g = s
+        .wait_group(&small, "the small one's end", |g| g.status.phase.is_final())
+        .await;
+    assert_eq!(
+        (
+            g.status.containers[0].reason.as_deref(),
+            g.status.containers[0].exit_code
+        ),
+        (Some("OOMKilled"), Some(137)),
+        "{:?}",
+        g.status.containers[0]
+    );
+    assert!(!s.logs(&small, "a").await.contains("survived"));
+    // A finished group's sandbox is gone at once (its memory back), its container's record kept.
+    let sandbox_of = |ids: &[String]| {
+        ids.iter()
+            .any(|i| i.starts_with(&small) && i.ends_with("_sandbox"))
+    };
+    for _ in 0..50 {
+        if !sandbox_of(&s.runsc_ids()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ids = s.runsc_ids();
+    assert!(
+        !ids.iter()
+            .any(|i| i.starts_with(&small) && i.ends_with("_sandbox")),
+        "{ids:?}"
+    );
+    let (ok, _, err) = s.cli(&["delete", "gvsmall", "--wait"]);
+    assert!(ok, "{err}");
     let (ok, _, err) = s.cli(&["delete", "gvoom", "--wait"]);
     assert!(ok, "{err}");
     assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
