@@ -288,6 +288,7 @@ pub async fn create_group(
             .resolve(spec.runtime)
             .map_err(|e| ApiError::Fields(vec![e]))?,
     );
+    check_runtime_support(&spec)?;
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_group_disks(&s, scope.owner(), &spec)?;
     let resources = s
@@ -311,6 +312,16 @@ pub async fn create_group(
 }
 
 /// What the server's operator allows in security contexts.
+/// What the group's runtime (resolved) cannot hold, each field named.
+fn check_runtime_support(spec: &GroupSpec) -> Result<(), ApiError> {
+    let errors = spec.runtime_errors();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Fields(errors))
+    }
+}
+
 fn check_policy(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
     let errors = s.security.check(spec);
     if errors.is_empty() {
@@ -500,6 +511,7 @@ pub async fn update_group(
         }
         _ => spec.runtime = Some(was),
     }
+    check_runtime_support(&spec)?;
     check_named_cache(&s, scope.owner(), &spec)?;
     crate::disks::check_disks_unchanged(&g.spec, &spec)?;
     crate::networks::check_network_update(&s, scope.owner(), &g.id, &g.spec, &spec)?;

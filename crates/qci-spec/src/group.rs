@@ -197,6 +197,68 @@ impl GroupSpec {
         self.init_containers.iter().chain(self.containers.iter())
     }
 
+    /// What this group asks for that its runtime cannot hold, each naming its field (checked
+    /// once the runtime is known). A gVisor sandbox's kernel runs every container's processes
+    /// as its own tasks and serves their system calls itself, so per-container process limits,
+    /// seccomp profiles of the operator's and sysctls have nothing to hold them there (this
+    /// runsc's own seccomp support ignores a rule's errno: checked by hand).
+    pub fn runtime_errors(&self) -> Vec<crate::FieldError> {
+        if self.runtime != Some(ContainerRuntime::Gvisor) {
+            return Vec::new();
+        }
+        let mut errs = Vec::new();
+        let use_runc = "; leave it out, or use runtime: runc";
+        let localhost = |sc: &Option<crate::SecurityContext>| {
+            sc.as_ref()
+                .and_then(|sc| sc.seccomp_profile.as_ref())
+                .is_some_and(|p| p.kind == crate::SeccompType::Localhost)
+        };
+        let seccomp = format!(
+            "a Localhost profile is not loaded in a gVisor sandbox (its kernel serves the \
+             system calls itself){use_runc}"
+        );
+        if localhost(&self.security_context) {
+            errs.push(crate::FieldError::new(
+                "security_context.seccomp_profile",
+                seccomp.clone(),
+            ));
+        }
+        if self
+            .security_context
+            .as_ref()
+            .is_some_and(|sc| !sc.sysctls.is_empty())
+        {
+            errs.push(crate::FieldError::new(
+                "security_context.sysctls",
+                format!("gVisor's kernel does not take sysctls{use_runc}"),
+            ));
+        }
+        let lists = [
+            ("init_containers", &self.init_containers),
+            ("containers", &self.containers),
+        ];
+        for (list, containers) in lists {
+            for (i, c) in containers.iter().enumerate() {
+                if c.pids_limit.is_some() {
+                    errs.push(crate::FieldError::new(
+                        format!("{list}[{i}].pids_limit"),
+                        format!(
+                            "not held in a gVisor sandbox (its kernel runs the processes as \
+                             its own tasks; the group's memory bounds them){use_runc}"
+                        ),
+                    ));
+                }
+                if localhost(&c.security_context) {
+                    errs.push(crate::FieldError::new(
+                        format!("{list}[{i}].security_context.seccomp_profile"),
+                        seccomp.clone(),
+                    ));
+                }
+            }
+        }
+        errs
+    }
+
     /// What work container `c` is made from: its spec and the group settings that shape it.
     /// The controller records its hash in each container's bundle; an update recreates the
     /// containers whose identity changed and leaves the others running.
@@ -564,6 +626,40 @@ pub fn image_registry(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_gvisor_sandbox_cannot_hold_is_named() {
+        let fields = |yaml: &str| -> Vec<String> {
+            crate::parse_spec(yaml)
+                .unwrap()
+                .runtime_errors()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        let c = "containers: [{name: a, image: bb, pids_limit: 10, security_context: {seccomp_profile: {type: Localhost, localhost_profile: p.json}}}]";
+        let sc = "security_context: {sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: '80'}], seccomp_profile: {type: Localhost, localhost_profile: p.json}}";
+        let init = "init_containers: [{name: i, image: bb, pids_limit: 50}]";
+        assert_eq!(
+            fields(&format!("name: g\nruntime: gvisor\n{sc}\n{init}\n{c}")),
+            [
+                "security_context.seccomp_profile",
+                "security_context.sysctls",
+                "init_containers[0].pids_limit",
+                "containers[0].pids_limit",
+                "containers[0].security_context.seccomp_profile",
+            ]
+        );
+        // The same on runc, or on no runtime yet, is fine; so is gVisor without them.
+        assert!(fields(&format!("name: g\nruntime: runc\n{sc}\n{init}\n{c}")).is_empty());
+        assert!(fields(&format!("name: g\n{sc}\n{c}")).is_empty());
+        assert!(
+            fields(
+                "name: g\nruntime: gvisor\nsecurity_context: {seccomp_profile: {type: RuntimeDefault}, run_as_user: 1000}\ncontainers: [{name: a, image: bb, security_context: {read_only_root_filesystem: true}}]"
+            )
+            .is_empty()
+        );
+    }
 
     #[test]
     fn which_runtime_a_group_gets() {

@@ -431,3 +431,58 @@ async fn operator_profiles_sysctls_and_groups_take_effect() {
         .unwrap_or_default();
     assert!(msg.contains("nope.json"), "{msg}");
 }
+
+/// A gVisor group (`runtime: gvisor`) is held as a runc one is where its sandbox can hold it
+/// (users, a read-only root, capabilities, shared shm of its size), and what the sandbox
+/// cannot hold (an operator's seccomp profile, pids_limit, sysctls) is refused, each field
+/// named, nothing made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_is_held_or_refused() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let s = Server::start(Path::new(QCI)).await;
+    let refused = format!(
+        "name: loose\nruntime: gvisor\n\
+         security_context: {{sysctls: [{{name: net.ipv4.ip_unprivileged_port_start, value: '80'}}]}}\n\
+         containers:\n\
+         - {{name: a, image: '{image}', pids_limit: 100, security_context: {{seccomp_profile: {{type: Localhost, localhost_profile: p.json}}}}}}\n"
+    );
+    let (ok, _, err) = s.create("loose", &refused, &[]);
+    assert!(!ok);
+    for f in [
+        "security_context.sysctls: gVisor's kernel does not take sysctls",
+        "containers[0].pids_limit: not held in a gVisor sandbox",
+        "containers[0].security_context.seccomp_profile: a Localhost profile is not loaded",
+    ] {
+        assert!(err.contains(f), "{f:?} not in {err}");
+    }
+    assert!(s.client.get_group("loose").await.is_err());
+    assert!(s.runsc_ids().is_empty());
+
+    let report = "id -u; touch /probe 2>/dev/null && echo rootfs=rw || echo rootfs=ro; \
+        grep CapEff /proc/self/status; df -k /dev/shm | tail -1; \
+        head -c 50000000 /dev/zero > /dev/shm/fill 2>/dev/null || echo shm=full; echo END; sleep 600";
+    let spec = format!(
+        "name: held\nruntime: gvisor\nshm_size: 32Mi\ntermination_grace_period_seconds: 1\n\
+         containers:\n\
+         - {{name: user, image: '{image}', command: [sh, -c, '{report}'], security_context: {{run_as_user: 1000, run_as_group: 1000}}}}\n\
+         - {{name: locked, image: '{image}', command: [sh, -c, 'sleep 2; ls /dev/shm; {report}'], security_context: {{read_only_root_filesystem: true, capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}}}}}\n"
+    );
+    let (ok, out, err) = s.create("held", &spec, &["--wait"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_string();
+    let user = log_with(&s, &id, "user", "END").await;
+    assert_eq!(user.lines().next(), Some("1000"), "{user}");
+    assert_eq!(field(&user, "CapEff"), "0000000000000000", "{user}");
+    assert!(
+        user.contains("shm=full") && user.contains("32768"),
+        "{user}"
+    );
+    let locked = log_with(&s, &id, "locked", "END").await;
+    assert_eq!(field(&locked, "rootfs"), "ro", "{locked}");
+    // NET_BIND_SERVICE (bit 10) alone.
+    assert_eq!(field(&locked, "CapEff"), "0000000000000400", "{locked}");
+    // The group's shm is one, shared: the other container's file is there.
+    assert!(locked.lines().any(|l| l == "fill"), "{locked}");
+}
