@@ -199,6 +199,64 @@ pub fn check(f: &HostFacts, disks: bool) -> Vec<Problem> {
     p
 }
 
+/// Whether gVisor runs here: `runsc --version`, then a real sandbox (`runsc do /bin/true`, about
+/// 0.2 s, its state under `scratch`, removed after), so a kernel or platform this runsc cannot
+/// use is found when `qci serve` starts, not at a tenant's first group. Ok(runsc's version
+/// line) or Err(why, in runsc's words).
+pub fn gvisor_check(scratch: &Path) -> Result<String, String> {
+    let runsc = Runc::gvisor(scratch);
+    let version = match runsc.version() {
+        Ok(v) => v.lines().next().unwrap_or("runsc").trim().to_string(),
+        Err(_) => {
+            return Err(format!(
+                "{} is not installed (apt-get install runsc)",
+                runsc.binary.display()
+            ));
+        }
+    };
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let errors = scratch.join("do.err");
+    let child = std::fs::File::create(&errors).and_then(|err| {
+        std::process::Command::new(&runsc.binary)
+            .arg("--root")
+            .arg(scratch)
+            .args(["--network=none", "do", "/bin/true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+    });
+    let outcome = match child {
+        Err(e) => Err(format!("{version} did not start: {e}")),
+        Ok(mut child) => {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(st)) if st.success() => break Ok(version.clone()),
+                    Ok(Some(st)) => {
+                        let said = std::fs::read_to_string(&errors).unwrap_or_default();
+                        let said = said.lines().rev().find(|l| !l.trim().is_empty());
+                        break Err(format!(
+                            "{version} cannot run a sandbox here ({st}): {}",
+                            said.unwrap_or("it said nothing")
+                        ));
+                    }
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Ok(None) | Err(_) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(format!("{version} did not run a sandbox within 20 s"));
+                    }
+                }
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(scratch);
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,62 +408,4 @@ mod tests {
             .is_empty()
         );
     }
-}
-
-/// Whether gVisor runs here: `runsc --version`, then a real sandbox (`runsc do /bin/true`, about
-/// 0.2 s, its state under `scratch`, removed after), so a kernel or platform this runsc cannot
-/// use is found when `qci serve` starts, not at a tenant's first group. Ok(runsc's version
-/// line) or Err(why, in runsc's words).
-pub fn gvisor_check(scratch: &Path) -> Result<String, String> {
-    let runsc = Runc::gvisor(scratch);
-    let version = match runsc.version() {
-        Ok(v) => v.lines().next().unwrap_or("runsc").trim().to_string(),
-        Err(_) => {
-            return Err(format!(
-                "{} is not installed (apt-get install runsc)",
-                runsc.binary.display()
-            ));
-        }
-    };
-    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let errors = scratch.join("do.err");
-    let child = std::fs::File::create(&errors).and_then(|err| {
-        std::process::Command::new(&runsc.binary)
-            .arg("--root")
-            .arg(scratch)
-            .args(["--network=none", "do", "/bin/true"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(err)
-            .spawn()
-    });
-    let outcome = match child {
-        Err(e) => Err(format!("{version} did not start: {e}")),
-        Ok(mut child) => {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(st)) if st.success() => break Ok(version.clone()),
-                    Ok(Some(st)) => {
-                        let said = std::fs::read_to_string(&errors).unwrap_or_default();
-                        let said = said.lines().rev().find(|l| !l.trim().is_empty());
-                        break Err(format!(
-                            "{version} cannot run a sandbox here ({st}): {}",
-                            said.unwrap_or("it said nothing")
-                        ));
-                    }
-                    Ok(None) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(20))
-                    }
-                    Ok(None) | Err(_) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break Err(format!("{version} did not run a sandbox within 20 s"));
-                    }
-                }
-            }
-        }
-    };
-    let _ = std::fs::remove_dir_all(scratch);
-    outcome
 }
