@@ -1,5 +1,7 @@
 //! What the benchmarks share: the run count, timing a group to Running, and the summary line.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qci_spec::GroupPhase;
@@ -145,5 +147,147 @@ impl Drop for Podman {
             .arg("-R")
             .arg(self.dir.path())
             .output();
+    }
+}
+
+/// The OCI runtime's floor: `runc run -d` (or runsc's) of a bundle made by `runc spec`, its
+/// rootfs an overlay of an image's layer, running `sleep 3600`.
+pub struct BareRuntime {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    bundle: PathBuf,
+    /// The runtime's binary and its global flags (e.g. runsc's `--network=none`).
+    binary: String,
+    global: Vec<String>,
+}
+
+impl BareRuntime {
+    pub fn new(layer: &Path, binary: &str, global: &[&str]) -> BareRuntime {
+        let dir = tempfile::Builder::new()
+            .prefix("qci-bench-runc-")
+            .tempdir_in(crate::test_root())
+            .expect("tmp");
+        let root = dir.path().join("state");
+        let bundle = dir.path().join("bundle");
+        for d in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(bundle.join(d)).unwrap();
+        }
+        let ok = Command::new("runc")
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .status()
+            .expect("runc spec");
+        assert!(ok.success());
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["process"]["terminal"] = false.into();
+        cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
+        cfg["root"]["readonly"] = false.into();
+        cfg["process"]["rlimits"] = serde_json::json!([]);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            layer.display(),
+            bundle.join("upper").display(),
+            bundle.join("work").display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &bundle.join("rootfs"),
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .expect("overlay mount");
+        BareRuntime {
+            dir,
+            root,
+            bundle,
+            binary: binary.to_string(),
+            global: global.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    /// `n` containers of the bundle started at once (`runc run -d` each), timed until the
+    /// last returns; then deleted, untimed.
+    pub fn run(&self, round: usize, n: usize) -> Duration {
+        let (took, ids) = self.start(round, n);
+        for id in &ids {
+            self.delete(id);
+        }
+        took
+    }
+
+    /// `n` containers started at once, timed; they are left running (see [`Self::delete`]).
+    pub fn start(&self, round: usize, n: usize) -> (Duration, Vec<String>) {
+        let ids: Vec<String> = (0..n)
+            .map(|k| format!("qci-bench-{}-{round}-{n}-{k}", std::process::id()))
+            .collect();
+        let t = Instant::now();
+        let children: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                self.command()
+                    .args(["run", "-d", "--pid-file"])
+                    .arg(self.dir.path().join(format!("{id}.pid")))
+                    .arg("--bundle")
+                    .arg(&self.bundle)
+                    .arg(id)
+                    // The container inherits runc's stdio: no pipes, or waiting for EOF would hang.
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("run -d")
+            })
+            .collect();
+        for (mut c, id) in children.into_iter().zip(&ids) {
+            assert!(
+                c.wait().expect("runc").success(),
+                "{} run -d failed for {id}",
+                self.binary
+            );
+        }
+        (t.elapsed(), ids)
+    }
+
+    /// `exec ID true`, timed until it returns.
+    pub fn exec(&self, id: &str) -> Duration {
+        let t = Instant::now();
+        let out = self
+            .command()
+            .args(["exec", id, "true"])
+            .output()
+            .expect("exec");
+        let took = t.elapsed();
+        assert!(
+            out.status.success(),
+            "{} exec: {}",
+            self.binary,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    }
+
+    /// Kills and removes a container, untimed.
+    pub fn delete(&self, id: &str) {
+        let _ = self.command().args(["kill", id, "KILL"]).output();
+        let _ = self.command().args(["delete", "--force", id]).output();
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).args(&self.global);
+        c
+    }
+}
+
+impl Drop for BareRuntime {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.bundle.join("rootfs"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
     }
 }

@@ -5,12 +5,11 @@
 //!
 //! Run as root: `cargo bench -p qci --bench create_to_running` (QCI_BENCH_RUNS sets the count).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qci_spec::{GroupPhase, WaitFor};
-use qci_testkit::bench::{Podman, delete, runs, stats};
+use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -53,7 +52,7 @@ async fn main() {
         )
     };
     // Interleaved with the floor, round by round, so a noisy moment hits both alike.
-    let bare = BareRunc::new(&layer);
+    let bare = BareRuntime::new(&layer, "runc", &[]);
     let (mut qci, mut two, mut runc, mut runc2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 1..=runs {
         qci.push(to_running(&s, &spec(i)).await);
@@ -154,106 +153,4 @@ fn podman_runs(
         }
     }
     (run, pod1, pod2)
-}
-
-/// `runc run -d` of a bundle made by `runc spec`, its rootfs an overlay of the same layer.
-struct BareRunc {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    bundle: PathBuf,
-}
-
-impl BareRunc {
-    fn new(layer: &Path) -> BareRunc {
-        let dir = tempfile::Builder::new()
-            .prefix("qci-bench-runc-")
-            .tempdir_in(qci_testkit::test_root())
-            .expect("tmp");
-        let root = dir.path().join("state");
-        let bundle = dir.path().join("bundle");
-        for d in ["rootfs", "upper", "work"] {
-            std::fs::create_dir_all(bundle.join(d)).unwrap();
-        }
-        let ok = Command::new("runc")
-            .args(["spec", "--bundle"])
-            .arg(&bundle)
-            .status()
-            .expect("runc spec");
-        assert!(ok.success());
-        let cfg_path = bundle.join("config.json");
-        let mut cfg: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-        cfg["process"]["terminal"] = false.into();
-        cfg["process"]["args"] = serde_json::json!(["sleep", "3600"]);
-        cfg["root"]["readonly"] = false.into();
-        cfg["process"]["rlimits"] = serde_json::json!([]);
-        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            layer.display(),
-            bundle.join("upper").display(),
-            bundle.join("work").display()
-        );
-        nix::mount::mount(
-            Some("overlay"),
-            &bundle.join("rootfs"),
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .expect("overlay mount");
-        BareRunc { dir, root, bundle }
-    }
-
-    /// `n` containers of the bundle started at once (`runc run -d` each), timed until the
-    /// last returns; then deleted, untimed.
-    fn run(&self, round: usize, n: usize) -> Duration {
-        let ids: Vec<String> = (0..n)
-            .map(|k| format!("qci-bench-{}-{round}-{n}-{k}", std::process::id()))
-            .collect();
-        let t = Instant::now();
-        let children: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                Command::new("runc")
-                    .arg("--root")
-                    .arg(&self.root)
-                    .args(["run", "-d", "--pid-file"])
-                    .arg(self.dir.path().join(format!("{id}.pid")))
-                    .arg("--bundle")
-                    .arg(&self.bundle)
-                    .arg(id)
-                    // The container inherits runc's stdio: no pipes, or waiting for EOF would hang.
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .expect("runc run")
-            })
-            .collect();
-        for (mut c, id) in children.into_iter().zip(&ids) {
-            assert!(
-                c.wait().expect("runc").success(),
-                "runc run -d failed for {id}"
-            );
-        }
-        let took = t.elapsed();
-        for id in &ids {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(&self.root)
-                .args(["delete", "--force", id])
-                .output();
-        }
-        took
-    }
-}
-
-impl Drop for BareRunc {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(
-            &self.bundle.join("rootfs"),
-            nix::mount::MntFlags::MNT_DETACH,
-        );
-    }
 }
