@@ -357,6 +357,21 @@ impl Ctx {
             if let Some(p) = s.get("restartPolicy") {
                 g.insert("restart_policy".into(), p.clone());
             }
+            // A RuntimeClass by the names clusters give gVisor's (`gvisor` on GKE, `runsc`).
+            if let Some(r) = s.get("runtimeClassName") {
+                match r.as_str() {
+                    Some("gvisor" | "runsc") => {
+                        g.insert("runtime".into(), json!("gvisor"));
+                    }
+                    Some("runc") => {
+                        g.insert("runtime".into(), json!("runc"));
+                    }
+                    _ => self.unsupported(
+                        "spec.runtimeClassName",
+                        "qci's runtimes are runc and gvisor (also called runsc)",
+                    ),
+                }
+            }
             if let Some(t) = s.get("terminationGracePeriodSeconds") {
                 g.insert("termination_grace_period_seconds".into(), t.clone());
             }
@@ -1041,6 +1056,9 @@ pub fn to_manifests(spec: &GroupSpec) -> Vec<Value> {
     if !pod_volumes.is_empty() {
         pod_spec["volumes"] = json!(pod_volumes);
     }
+    if let Some(r) = spec.runtime {
+        pod_spec["runtimeClassName"] = json!(r.as_str());
+    }
     if let Some(sc) = &spec.security_context {
         pod_spec["securityContext"] = camel(&serde_json::to_value(sc).unwrap_or_default());
     }
@@ -1133,6 +1151,7 @@ metadata:
   annotations: {qci.io/eip: auto, qci.io/shm-size: 64Mi}
 spec:
   restartPolicy: OnFailure
+  runtimeClassName: gvisor
   terminationGracePeriodSeconds: 5
   imagePullSecrets: [{name: pull}]
   initContainers:
@@ -1173,6 +1192,7 @@ spec:
         assert_eq!(s.name, "web");
         assert_eq!(s.restart_policy, crate::RestartPolicy::OnFailure);
         assert_eq!(s.termination_grace_period_seconds, 5);
+        assert_eq!(s.runtime, Some(crate::ContainerRuntime::Gvisor));
         assert_eq!(s.network.as_ref().unwrap().eip.as_deref(), Some("auto"));
         assert_eq!(s.shm_size.as_ref().unwrap().0, "64Mi");
         assert_eq!(c.disks, vec![("data".to_string(), 1 << 30)]);
@@ -1264,6 +1284,7 @@ spec:
                 "spec.containers[0].resources.limits.nvidia.com/gpu",
             ),
             ("  hostNetwork: true\n", "spec.hostNetwork"),
+            ("  runtimeClassName: kata\n", "spec.runtimeClassName"),
             ("      env: {A: b}\n", "spec.containers[0].env"),
             (
                 "  volumes: [{name: s, secret: {secretName: nowhere}}]\n",
