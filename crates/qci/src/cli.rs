@@ -745,6 +745,9 @@ pub struct RunArgs {
     /// Always, OnFailure or Never (Docker's no, on-failure, always and unless-stopped too)
     #[arg(long, default_value = "Never")]
     pub restart: String,
+    /// What the container runs on: runc or gvisor (Docker's runsc too); default: the server's
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
     /// Replace the image's entrypoint
     #[arg(long)]
     pub entrypoint: Option<String>,

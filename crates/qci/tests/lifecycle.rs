@@ -660,3 +660,35 @@ containers:
         s.group_cgroups(&id)
     );
 }
+
+/// A gVisor group after a host restart: its sandbox and containers died with the host, runsc's
+/// state of them is still on disk; the group runs again in a new sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gvisor_group_comes_back_after_a_host_restart() {
+    qci_testkit::require(&[("runsc", "runsc")]);
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
+    let mut s = Server::start_with(Path::new(QCI), &FAST).await;
+    let spec = format!(
+        "name: gvback\nruntime: gvisor\ntermination_grace_period_seconds: 1\ncontainers: [{{name: c, image: '{image}', command: [sh, -c, 'echo up; sleep 600']}}, {{name: d, image: '{image}', command: [sleep, '600']}}]\n"
+    );
+    let id = s.create("gvback", &spec, &["--wait"]).1.trim().to_string();
+    assert!(!s.runsc_ids().is_empty());
+    s.kill9();
+    s.simulate_reboot();
+    assert!(s.runsc_processes().is_empty(), "{:?}", s.runsc_processes());
+    s.restart().await;
+    let g = s
+        .wait_group(&id, "Running again", |g| {
+            g.status.phase == GroupPhase::Running
+                && g.status.containers.iter().all(|c| c.restart_count == 1)
+        })
+        .await;
+    assert!(g.status.containers.iter().all(|c| c.pid.is_some()), "{g:?}");
+    let (ok, out, err) = s.cli(&["exec", "gvback", "-c", "d", "--", "dmesg"]);
+    assert!(ok && out.contains("gVisor"), "{out}{err}");
+    let (ok, _, err) = s.cli(&["delete", "gvback", "--wait"]);
+    assert!(ok, "{err}");
+    assert!(s.runsc_ids().is_empty(), "{:?}", s.runsc_ids());
+    assert!(s.runsc_processes().is_empty(), "{:?}", s.runsc_processes());
+}

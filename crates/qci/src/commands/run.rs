@@ -314,6 +314,13 @@ fn spec(
     if !volumes.is_empty() {
         g["volumes"] = json!(volumes);
     }
+    if let Some(r) = &a.runtime {
+        // (`--runtime runsc` is how Docker users name gVisor.)
+        let r: qci_spec::ContainerRuntime = if r == "runsc" { "gvisor" } else { r }
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--runtime: {e}"))?;
+        g["runtime"] = json!(r.as_str());
+    }
     if a.vpc.is_some() || a.eip.is_some() {
         let mut n = json!({});
         if let Some(v) = &a.vpc {
@@ -492,6 +499,14 @@ mod tests {
         ]);
         let got = spec(&a, "x", |_| None).unwrap();
         assert_eq!(got["network"], json!({"vpc": "v"}));
+        assert!(got.get("runtime").is_none());
+        for (flag, want) in [("gvisor", "gvisor"), ("runsc", "gvisor"), ("runc", "runc")] {
+            let a = args(&["--runtime", flag, "img"]);
+            assert_eq!(spec(&a, "x", |_| None).unwrap()["runtime"], want);
+        }
+        let a = args(&["--runtime", "kata", "img"]);
+        let e = spec(&a, "x", |_| None).unwrap_err().to_string();
+        assert!(e.starts_with("--runtime: \"kata\" is not a runtime"), "{e}");
         let c = &got["containers"][0];
         assert_eq!(
             (&c["command"], &c["args"], &c["stdin"], &c["tty"]),
