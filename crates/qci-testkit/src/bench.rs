@@ -229,7 +229,7 @@ impl BareRuntime {
             .iter()
             .map(|id| {
                 self.command()
-                    .args(["run", "-d", "--pid-file"])
+                    .args(["run", "--detach", "--pid-file"])
                     .arg(self.dir.path().join(format!("{id}.pid")))
                     .arg("--bundle")
                     .arg(&self.bundle)
