@@ -370,8 +370,11 @@ impl Controller {
             // A gVisor group's containers join its sandbox: made before the first of them
             // (with the start allowance: gVisor boots in the group's cgroup), and made again
             // when it is gone — the host's OOM kill ends all of it, pause process included.
-            if g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor) && starting > 0 {
-                sandbox_failed = self.ensure_gvisor_sandbox(g, held).await.err();
+            let gvisor = g.spec.runtime == Some(qci_spec::ContainerRuntime::Gvisor);
+            let sandbox_cgroup = qci_runtime::gvisor::sandbox_cgroup(&group_cgroup);
+            if gvisor && starting > 0 {
+                let start_cpu = allowance.map(|(_, cpu)| cpu);
+                sandbox_failed = self.ensure_gvisor_sandbox(g, held, start_cpu).await.err();
             }
             let results = if sandbox_failed.is_some() {
                 Vec::new()
@@ -389,6 +392,21 @@ impl Controller {
                 }))
                 .await
             };
+            // (A sandbox's containers are set up by gVisor's kernel, in the sandbox's cgroup:
+            // it had the allowance too, and gets its own quota back.)
+            if let Some((l, _)) = allowance
+                && gvisor
+                && sandbox_failed.is_none()
+                && let Err(e) = tokio::task::block_in_place(|| {
+                    let (cpu, _) =
+                        qci_spec::sandbox_limits(&g.spec, (l.cpu_millis, l.memory_bytes));
+                    qci_runtime::cgroup::set_group_cpu(&sandbox_cgroup, cpu)
+                })
+            {
+                // Forgotten as held: the next pass puts the whole size on again.
+                tracing::warn!("group {}: restoring its sandbox's CPU quota: {e}", g.id);
+                self.limits.lock().unwrap().remove(&g.id);
+            }
             if let Some((l, _)) = allowance
                 && let Err(e) = tokio::task::block_in_place(|| {
                     qci_runtime::cgroup::set_group_cpu(&group_cgroup, l.cpu_millis)
@@ -816,11 +834,14 @@ impl Controller {
 
     /// Makes the group's gVisor sandbox if it is not running, and holds it to its containers'
     /// limits added up ([`qci_spec::sandbox_limits`]: in one sandbox they cannot hold each
-    /// container apart), within the group's size `held`. Err: why, for the group's status.
+    /// container apart), within the group's size `held` — its CPU quota `start_cpu` instead
+    /// while containers start with the start allowance (the caller puts it back). Err: why,
+    /// for the group's status.
     async fn ensure_gvisor_sandbox(
         &self,
         g: &ContainerGroup,
         held: Option<qci_runtime::GroupLimits>,
+        start_cpu: Option<u64>,
     ) -> Result<(), String> {
         self.runtime
             .ensure_gvisor_sandbox(&g.id)
@@ -834,7 +855,7 @@ impl Controller {
             qci_runtime::cgroup::set_group_limits(
                 &cgroup,
                 qci_runtime::GroupLimits {
-                    cpu_millis,
+                    cpu_millis: start_cpu.unwrap_or(cpu_millis),
                     memory_bytes,
                 },
             )

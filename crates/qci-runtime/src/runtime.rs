@@ -131,15 +131,19 @@ impl Runtime {
     /// stopped is removed and made again.
     pub async fn ensure_gvisor_sandbox(&self, group_id: &str) -> Result<(), RuntimeError> {
         let id = crate::gvisor::sandbox_id(group_id);
-        if let Ok(Some(st)) = self.runsc.state(&id).await
-            && st.status == crate::RuncStatus::Running
-        {
-            return Ok(());
+        let dir = self.layout.gvisor_dir(group_id);
+        // No bundle, no sandbox (the bundle is written before `runsc run` and removed after
+        // `runsc delete`): a first start asks runsc nothing more.
+        if dir.exists() {
+            if let Ok(Some(st)) = self.runsc.state(&id).await
+                && st.status == crate::RuncStatus::Running
+            {
+                return Ok(());
+            }
+            self.runsc.delete(&id).await?;
         }
-        self.runsc.delete(&id).await?;
         std::fs::create_dir_all(&self.layout.runsc_root)
             .map_err(io("creating runsc's state dir"))?;
-        let dir = self.layout.gvisor_dir(group_id);
         let rootfs = dir.join("rootfs");
         let libraries =
             crate::gvisor::prepare_rootfs(&rootfs).map_err(io("making the sandbox's root"))?;
