@@ -775,14 +775,24 @@ async fn a_gvisor_group_in_a_vpc_is_reached_on_its_eip() {
     .await;
     let (ok, _, err) = s.cli(&["vpc", "create", "--name", "gv", "--cidr", "10.150.0.0/24"]);
     assert!(ok, "{err}");
+    // (An HTTP readiness probe on its web server: probes reach into the sandbox's namespace.)
     let spec = format!(
         "runtime: gvisor\n{}",
         web_group(&image, "gvweb", "{vpc: gv, eip: auto}")
+    )
+    .replace(
+        "    ports: [{port: 8080}",
+        "    readiness_probe: {http_get: {path: /index.html, port: 8080}, period_seconds: 1}\n    ports: [{port: 8080}",
     );
+    assert!(spec.contains("http_get"), "{spec}");
     let (ok, out, err) = s.create("gvweb", &spec, &["--wait"]);
     assert!(ok, "{err}");
     let id = out.trim().to_string();
-    let web = s.client.get_group(&id).await.unwrap();
+    let web = s
+        .wait_group(&id, "web ready", |g| {
+            g.status.containers[0].ready == Some(true)
+        })
+        .await;
     let eip = web.status.eip.clone().expect("an EIP");
     let ip = web.status.ip.clone().expect("a VPC address");
     assert!(ip.starts_with("10.150.0."), "{ip}");
@@ -826,6 +836,9 @@ async fn a_gvisor_group_in_a_vpc_is_reached_on_its_eip() {
         hosts.contains(&ip) && hosts.contains("gvweb") && hosts.contains("gVisor"),
         "{hosts}"
     );
+    // The same resolver settings as a runc group's.
+    let resolv = |g: &str| exec(&s, g, "cat /etc/resolv.conf").expect("resolv.conf");
+    assert_eq!(resolv("gvweb"), resolv("peer"));
     for g in ["gvweb", "peer"] {
         let (ok, _, err) = s.cli(&["delete", g, "--wait"]);
         assert!(ok, "{err}");
