@@ -4,12 +4,13 @@
 #   runtime: runc (containers), util-linux (nsenter, used by tests), e2fsprogs (disks: ext4),
 #            nftables and iproute2 (group networks: NAT and firewalls; test namespaces)
 #   tests:   docker-registry (a real OCI registry), busybox-static (the test image's content)
-#   build:   gcc and pkg-config for the C parts of some crates; Rust itself must be installed
+#   build:   gcc and pkg-config for the C parts of some crates, protobuf-compiler for etcd's
+#            API (the cluster store); Rust itself must be installed
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # shellcheck disable=SC2086
-for pkg in runc util-linux e2fsprogs nftables iproute2 ca-certificates gcc ${QCI_DEPS:-}; do
+for pkg in runc util-linux e2fsprogs nftables iproute2 ca-certificates gcc protobuf-compiler ${QCI_DEPS:-}; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

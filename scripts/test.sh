@@ -3,7 +3,7 @@
 # the end-to-end tests (real runc, a real registry on 127.0.0.1, real cgroups and namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QCI_DEPS="docker-registry busybox-static apache2-utils openssl socat skopeo chromium chromium-driver runsc"
+QCI_DEPS="docker-registry busybox-static apache2-utils openssl socat skopeo chromium chromium-driver runsc etcd-server"
 source scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
 # Each fuzz target (crates/qci-fuzz) runs its corpus, then random inputs for this long.

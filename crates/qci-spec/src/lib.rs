@@ -11,6 +11,7 @@ mod image;
 mod image_cache;
 mod kube;
 mod network;
+mod node;
 mod parse;
 mod probe;
 mod quantity;
@@ -43,6 +44,7 @@ pub use network::{
     MAX_FIREWALL_RULES, NetworkMode, NetworkSpec, RuleAction, RuleProtocol, Vpc, VpcSpec,
     VpcUpdate, gateway, group_addresses, parse_cidr, validate_firewall, validate_vpc,
 };
+pub use node::{Node, NodeResources};
 pub use parse::{SpecError, parse_spec};
 pub use probe::{ExecAction, HttpGetAction, Probe, Scheme, TcpSocketAction};
 pub use quantity::{Quantity, parse_cpu_millis, parse_memory_bytes};

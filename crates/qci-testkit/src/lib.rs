@@ -7,17 +7,20 @@
 //!   (every runc container, mount and cgroup of that instance).
 //!
 //! - [`Browser`]: Debian's chromium under chromedriver, for the console.
+//! - [`EtcdCluster`]: Debian's etcd, three members on loopback, for several nodes.
 //!
 //! A missing prerequisite panics with what to install; nothing is skipped.
 
 pub mod bench;
 mod browser;
+mod etcd;
 pub mod image;
 mod registry;
 mod server;
 mod token;
 
 pub use browser::{Browser, LIST_PAGE, get_gzip};
+pub use etcd::EtcdCluster;
 pub use image::{
     Compression, Entry, Format, ImageSpec, Layer, Target, push_busybox, push_image, push_image_to,
     push_index, tar_of,
