@@ -69,6 +69,7 @@ Maintainer: qci developers <qci@localhost>
 Installed-Size: $size
 Depends: runc, util-linux, e2fsprogs, nftables, iproute2, ca-certificates
 Recommends: busybox-static
+Suggests: runsc, etcd-server
 Section: admin
 Priority: optional
 Description: elastic container instances on your own machines
