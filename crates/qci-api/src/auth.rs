@@ -59,6 +59,8 @@ pub fn need(method: &Method, route: &str) -> Need {
         _ if under("/v1/tenants") || under("/v1/keys") || under("/v1/audit") => Need::Admin,
         // One store for the whole machine: what other tenants pulled is not for tenants.
         _ if under("/v1/images") => Need::Admin,
+        // The machines themselves: the operator's.
+        _ if under("/v1/nodes") => Need::Admin,
         // A GET that runs a command, or types into one.
         _ if route.ends_with("/exec") || route.ends_with("/attach") => Need::Write,
         _ if read => Need::Read,
@@ -646,6 +648,8 @@ mod tests {
             (&get, "/v1/images", Admin),
             (&post, "/v1/images/pull", Admin),
             (&get, "/v1/imagesx", Read),
+            (&get, "/v1/nodes", Admin),
+            (&post, "/v1/nodes/n1/cordon", Admin),
             (&get, "/v1/nowhere", Read),
             (&post, "/v1/sessions", Public),
             (&delete, "/v1/sessions/current", AnyKey),

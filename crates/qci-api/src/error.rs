@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The image store's: an archive refused, an image not there.
     #[error(transparent)]
     Image(#[from] qci_image::ImageError),
+    /// The cluster's (etcd): a node not there, etcd unreachable.
+    #[error(transparent)]
+    Cluster(#[from] qci_cluster::ClusterError),
 }
 
 impl IntoResponse for ApiError {
@@ -122,9 +125,20 @@ impl IntoResponse for ApiError {
                 | qci_image::ImageError::Config { .. }
                 | qci_image::ImageError::Layer { .. },
             ) => (StatusCode::BAD_REQUEST, "BadRequest", vec![]),
-            ApiError::Store(_) | ApiError::Internal(_) | ApiError::Image(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![])
+            ApiError::Cluster(qci_cluster::ClusterError::NoNode(_)) => {
+                (StatusCode::NOT_FOUND, "NotFound", vec![])
             }
+            ApiError::Cluster(qci_cluster::ClusterError::Contended(_)) => {
+                (StatusCode::CONFLICT, "Conflict", vec![])
+            }
+            // The cluster's store cannot be reached: this node cannot answer for it now.
+            ApiError::Cluster(qci_cluster::ClusterError::Etcd { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", vec![])
+            }
+            ApiError::Store(_)
+            | ApiError::Internal(_)
+            | ApiError::Image(_)
+            | ApiError::Cluster(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal", vec![]),
         };
         if status.is_server_error() {
             tracing::error!("{self}");

@@ -282,6 +282,7 @@ pub async fn create_group(
         }]));
     }
     check_policy(&s, &spec)?;
+    s.nodes.check_takes_groups().await?;
     let mut spec = spec;
     spec.runtime = Some(
         s.runtimes

@@ -16,6 +16,7 @@ mod images;
 mod logs;
 pub mod metrics;
 mod networks;
+pub mod nodes;
 mod sessions;
 mod tenants;
 
@@ -63,6 +64,8 @@ pub struct AppState {
     pub security: Arc<qci_spec::SecurityPolicy>,
     /// Which runtimes groups may run on here, and the default.
     pub runtimes: Arc<qci_spec::RuntimePolicy>,
+    /// This node, and its cluster if it has one.
+    pub nodes: Arc<nodes::NodeView>,
 }
 
 /// What [`AppState::prune`] returns.
@@ -78,7 +81,8 @@ pub type PruneFuture =
         (name = "image-caches", description = "Images pulled ahead of time, pinned, so groups start without downloading"),
         (name = "networks", description = "VPCs, EIPs and firewalls"),
         (name = "disks", description = "Disks created beforehand, attached to one group at a time; their data outlives the group"),
-        (name = "tenants", description = "Tenants, their quotas, API keys and the audit trail (admin)")
+        (name = "tenants", description = "Tenants, their quotas, API keys and the audit trail (admin)"),
+        (name = "nodes", description = "The machines groups run on: this one, or a cluster's on etcd (admin)")
     ),
     modifiers(&BearerAuth)
 )]
@@ -170,6 +174,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::whoami))
         .routes(routes!(sessions::sign_in))
         .routes(routes!(sessions::sign_out))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(nodes::get_node))
+        .routes(routes!(nodes::cordon_node))
+        .routes(routes!(nodes::uncordon_node))
         .routes(routes!(version))
 }
 

@@ -734,6 +734,31 @@ impl Client {
         self.json(self.http.post(&url).json(spec), &url).await
     }
 
+    /// The nodes (admin keys): the cluster's, or this machine alone.
+    pub async fn list_nodes(&self) -> Result<Vec<qci_spec::Node>, ClientError> {
+        let url = self.url("/v1/nodes");
+        Ok(self
+            .json::<Items<qci_spec::Node>>(self.http.get(&url), &url)
+            .await?
+            .items)
+    }
+
+    pub async fn get_node(&self, name: &str) -> Result<qci_spec::Node, ClientError> {
+        let url = self.url(&format!("/v1/nodes/{}", encode(name)));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    /// Cordons a node (no new groups on it), or uncordons it.
+    pub async fn cordon_node(
+        &self,
+        name: &str,
+        cordoned: bool,
+    ) -> Result<qci_spec::Node, ClientError> {
+        let verb = if cordoned { "cordon" } else { "uncordon" };
+        let url = self.url(&format!("/v1/nodes/{}/{verb}", encode(name)));
+        self.json(self.http.post(&url), &url).await
+    }
+
     pub async fn list_disks(&self) -> Result<Vec<qci_spec::Disk>, ClientError> {
         let url = self.url("/v1/disks");
         Ok(self

@@ -128,6 +128,27 @@ pub enum Command {
     /// Firewalls: rules that guard a group's (or a VPC's groups') traffic
     #[command(subcommand)]
     Firewall(FirewallCommand),
+    /// Nodes: the machines groups run on (this one, or a cluster's on etcd; admin keys)
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes: Ready or NotReady, what each offers and holds
+    Ls(OutputArgs),
+    /// Show a node
+    Get(GetArgs),
+    /// Stop placing new groups on a node (those it has run on)
+    Cordon {
+        /// The node's name
+        node: String,
+    },
+    /// Let a cordoned node take new groups again
+    Uncordon {
+        /// The node's name
+        node: String,
+    },
 }
 
 #[derive(Args)]
@@ -231,6 +252,22 @@ pub struct ServeArgs {
     /// run. `--allowed-runtime gvisor` alone keeps every tenant's groups in gVisor sandboxes
     #[arg(long = "allowed-runtime", value_name = "RUNTIME")]
     pub allowed_runtimes: Vec<qci_spec::ContainerRuntime>,
+    /// Join a cluster of qci nodes whose state is in etcd at these client URLs
+    /// (comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379)
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// This node's name in the cluster, a DNS label (default: the machine's hostname)
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    pub node_name: Option<String>,
+    /// Where the other nodes reach this one's API, HOST:PORT (default: --listen)
+    #[arg(long, value_name = "HOST:PORT", requires = "etcd")]
+    pub node_address: Option<String>,
+    /// Cores this node offers groups (default: the machine's)
+    #[arg(long, value_name = "CORES")]
+    pub node_cpu: Option<f64>,
+    /// Memory this node offers groups, e.g. 16Gi (default: the machine's)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub node_memory: Option<u64>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

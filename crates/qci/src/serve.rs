@@ -137,6 +137,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let group_waker = controller.clone();
     let pruner = controller.clone();
     let store_for_audit = store.clone();
+    let nodes = Arc::new(node_view(&args, &layout, &store).await?);
     let state = qci_api::AppState {
         store,
         images: images.clone(),
@@ -159,6 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         exec_sessions: Default::default(),
         security: Arc::new(security),
         runtimes: Arc::new(runtimes),
+        nodes,
         latency: Default::default(),
         gauges: {
             let (c, i) = (controller.clone(), images.clone());
@@ -234,6 +236,96 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     stopping.release_host().await;
     tracing::info!("stopped; containers keep running and are adopted at the next start");
     Ok(())
+}
+
+/// This node: its name, address and what it offers; with `--etcd`, joined to the cluster
+/// (its lease kept alive and its allocations reported every 5 s while `qci serve` runs).
+async fn node_view(
+    args: &ServeArgs,
+    layout: &qci_runtime::Layout,
+    store: &qci_store::Store,
+) -> anyhow::Result<qci_api::nodes::NodeView> {
+    let name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the hostname")?
+            .to_string_lossy()
+            .to_ascii_lowercase(),
+    };
+    if let Err(e) = qci_spec::check_dns_label(&name) {
+        bail!("--node-name {name:?}: {e} (the default is the machine's hostname)");
+    }
+    let cpu = match args.node_cpu {
+        Some(c) if c > 0.0 && c.is_finite() => c,
+        Some(c) => bail!("--node-cpu {c}: must be more than 0 cores"),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+    };
+    let memory_bytes = match args.node_memory {
+        Some(0) => bail!("--node-memory: must be more than 0"),
+        Some(m) => m,
+        None => std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map(|kib| kib * 1024)
+            .context("reading MemTotal from /proc/meminfo")?,
+    };
+    let capacity = qci_spec::NodeResources { cpu, memory_bytes };
+    let address = args
+        .node_address
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
+    let membership = if args.etcd.is_empty() {
+        None
+    } else {
+        // Stable for this data dir: a restart takes its own name back; another machine
+        // with the same name is refused.
+        let id_file = layout.data_dir.join("node-id");
+        let id = match std::fs::read_to_string(&id_file) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+            _ => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                std::fs::write(&id_file, &id)
+                    .with_context(|| format!("writing {}", id_file.display()))?;
+                id
+            }
+        };
+        let cluster = qci_cluster::Cluster::connect(&args.etcd)
+            .await
+            .context("joining the cluster")?;
+        let m = cluster
+            .join(qci_cluster::NodeConfig {
+                name: name.clone(),
+                id,
+                address: address.clone(),
+                capacity,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .await
+            .context("joining the cluster")?;
+        let (reporter, store) = (m.clone(), store.clone());
+        tokio::spawn(async move {
+            loop {
+                match tokio::task::block_in_place(|| qci_api::nodes::allocation(&store)) {
+                    Ok((held, groups)) => reporter.report(held, groups),
+                    Err(e) => tracing::warn!("reading this node's allocations: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
+        tracing::info!(node = %name, etcd = %args.etcd.join(","), "joined the cluster");
+        Some(m)
+    };
+    Ok(qci_api::nodes::NodeView {
+        name,
+        address,
+        capacity,
+        started_at: chrono::Utc::now(),
+        membership,
+    })
 }
 
 /// The runtimes groups may run on: what the operator allows (all by default), less what this

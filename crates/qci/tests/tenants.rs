@@ -234,7 +234,7 @@ async fn every_path_is_scoped_to_its_tenant_and_role() {
         let b = body(method, path);
         let reads =
             *method == Method::GET && !path.ends_with("/exec") && !path.ends_with("/attach");
-        let admin_only = ["/v1/keys", "/v1/audit", "/v1/images"]
+        let admin_only = ["/v1/keys", "/v1/audit", "/v1/images", "/v1/nodes"]
             .iter()
             .any(|p| path.starts_with(p))
             || (path.starts_with("/v1/tenants") && !reads);

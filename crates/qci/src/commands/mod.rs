@@ -9,6 +9,7 @@ mod identity;
 mod image;
 mod logs;
 mod network;
+mod node;
 mod run;
 mod show;
 mod tenant;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => image::run(&client, c).await,
         Command::ImageCache(c) => cache::run(&client, c).await,
         Command::Disk(c) => disk::run(&client, c).await,
+        Command::Node(c) => node::run(&client, c).await,
         Command::Vpc(c) => network::vpc(&client, c).await,
         Command::Eip(c) => network::eip(&client, c).await,
         Command::Firewall(c) => network::firewall(&client, c).await,
