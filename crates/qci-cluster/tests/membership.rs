@@ -21,20 +21,6 @@ fn config(name: &str, id: &str, cores: f64) -> NodeConfig {
     }
 }
 
-async fn eventually<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_join_report_cordon_and_expire() {
     let mut etcd = EtcdCluster::start(3);
@@ -83,7 +69,7 @@ async fn nodes_join_report_cordon_and_expire() {
         )
     });
     b_cordoned.expect("cordon");
-    let beta = eventually("beta's allocation", 10, async || {
+    let beta = qci_testkit::eventually("beta's allocation", 10, async || {
         let n = cluster.node("beta").await.unwrap();
         (n.groups == 2).then_some(n)
     })
@@ -109,7 +95,7 @@ async fn nodes_join_report_cordon_and_expire() {
     // beta stops renewing (its process gone): NotReady within the lease's life, still listed.
     drop(b);
     let t = Instant::now();
-    eventually("beta NotReady", LEASE_TTL as u64 + 5, async || {
+    qci_testkit::eventually("beta NotReady", LEASE_TTL as u64 + 5, async || {
         (!cluster.node("beta").await.unwrap().ready).then_some(())
     })
     .await;

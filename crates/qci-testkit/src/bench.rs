@@ -49,6 +49,20 @@ pub async fn time_to_running(s: &Server, spec: &str) -> Duration {
     took
 }
 
+/// Time from `POST` of `spec` until the server says the group runs (its server-side wait, no
+/// polling), and the group's id; the group is left running.
+pub async fn until_running(s: &Server, spec: &str) -> (Duration, String) {
+    let t = Instant::now();
+    let g = s.client.create_group(spec).await.expect("create");
+    let g = s
+        .client
+        .wait_group(&g.id, qci_spec::WaitFor::Running, Duration::from_secs(60))
+        .await
+        .expect("wait");
+    assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
+    (t.elapsed(), g.id)
+}
+
 /// Deletes a group and waits until it is gone (at most a minute).
 pub async fn delete(s: &Server, id: &str) {
     s.client.delete_group(id).await.expect("delete");

@@ -29,6 +29,61 @@ pub use registry::{Registry, make_certs};
 pub use server::Server;
 pub use token::TokenServer;
 
+/// Polls `f` until it gives Some (panics naming `what` after `secs`).
+pub async fn eventually<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(secs),
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `sh` in a terminal of 24×80 in a running container, over the exec WebSocket: `first` is
+/// typed, the terminal resized to 40×120, then `last` typed (which should end the shell).
+/// Returns the exit code and everything the terminal showed.
+pub async fn terminal_session(
+    client: &qci_client::Client,
+    group: &str,
+    container: &str,
+    first: &str,
+    last: &str,
+) -> (Result<i32, qci_client::ClientError>, String) {
+    use std::time::Duration;
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
+    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
+    let io = qci_client::ExecIo {
+        stdin: Some(in_rx),
+        tty: Some((24, 80)),
+        resize: Some(size_rx),
+    };
+    let (client, group, container) = (client.clone(), group.to_string(), container.to_string());
+    let session = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let code = client
+            .exec(&group, &container, &["sh".to_string()], io, |_, d| {
+                seen.extend_from_slice(d)
+            })
+            .await;
+        (code, String::from_utf8_lossy(&seen).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    in_tx.send(first.as_bytes().to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    size_tx.send((40, 120)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    in_tx.send(last.as_bytes().to_vec()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), session)
+        .await
+        .expect("the terminal session did not end")
+        .expect("the terminal session")
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed before use).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qci_spec::{GroupPhase, WaitFor};
-use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats};
+use qci_spec::GroupPhase;
+use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, until_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -113,16 +113,8 @@ async fn main() {
 /// Time from `POST` until the server says the group runs (a server-side wait, no polling);
 /// the group is then deleted, untimed.
 async fn to_running(s: &Server, spec: &str) -> Duration {
-    let t = Instant::now();
-    let g = s.client.create_group(spec).await.expect("create");
-    let g = s
-        .client
-        .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
-        .await
-        .expect("wait");
-    assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
-    let took = t.elapsed();
-    delete(s, &g.id).await;
+    let (took, id) = until_running(s, spec).await;
+    delete(s, &id).await;
     took
 }
 

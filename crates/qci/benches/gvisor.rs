@@ -11,8 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qci_spec::{GroupPhase, WaitFor};
-use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats};
+use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, until_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -38,7 +37,7 @@ async fn main() {
     };
     // Warm-up on each runtime (the image pulled once); its layer for the floors.
     for runtime in ["runc", "gvisor"] {
-        let (took, id) = to_running(&s, &spec(runtime, 0, 1)).await;
+        let (took, id) = until_running(&s, &spec(runtime, 0, 1)).await;
         println!("warm-up {runtime}: {:.1} ms", took.as_secs_f64() * 1000.0);
         delete(&s, &id).await;
     }
@@ -52,7 +51,7 @@ async fn main() {
     // One long-lived group on each runtime, for the execs.
     let mut exec_groups = Vec::new();
     for runtime in ["runc", "gvisor"] {
-        let (_, id) = to_running(&s, &spec(runtime, 999, 1)).await;
+        let (_, id) = until_running(&s, &spec(runtime, 999, 1)).await;
         exec_groups.push(id);
     }
     let bare_runc = BareRuntime::new(&layer, "runc", &[]);
@@ -79,7 +78,7 @@ async fn main() {
         let mut k = 0;
         for n in [1, 2] {
             for runtime in ["runc", "gvisor"] {
-                let (took, id) = to_running(&s, &spec(runtime, i, n)).await;
+                let (took, id) = until_running(&s, &spec(runtime, i, n)).await;
                 delete(&s, &id).await;
                 rows[k].1.push(took);
                 k += 1;
@@ -144,19 +143,6 @@ async fn main() {
             p[4] / medians[3]
         );
     }
-}
-
-/// Time from `POST` until the server says the group runs; the group's id.
-async fn to_running(s: &Server, spec: &str) -> (Duration, String) {
-    let t = Instant::now();
-    let g = s.client.create_group(spec).await.expect("create");
-    let g = s
-        .client
-        .wait_group(&g.id, WaitFor::Running, Duration::from_secs(60))
-        .await
-        .expect("wait");
-    assert_eq!(g.status.phase, GroupPhase::Running, "{:?}", g.status);
-    (t.elapsed(), g.id)
 }
 
 /// `true` in the group's first container over the exec WebSocket, until its exit code.

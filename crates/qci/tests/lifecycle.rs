@@ -564,34 +564,14 @@ containers:
     );
 
     // A terminal in the client: its size, resized, and the exit code.
-    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
-    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
-    let io = qci_client::ExecIo {
-        stdin: Some(in_rx),
-        tty: Some((24, 80)),
-        resize: Some(size_rx),
-    };
-    let client = s.client.clone();
-    let gid = id.clone();
-    let session = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let code = client
-            .exec(&gid, "client", &["sh".to_string()], io, |_, d| {
-                seen.extend_from_slice(d)
-            })
-            .await;
-        (code, String::from_utf8_lossy(&seen).into_owned())
-    });
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    in_tx.send(b"stty size\n".to_vec()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    size_tx.send((40, 120)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    in_tx.send(b"stty size; exit 7\n".to_vec()).await.unwrap();
-    let (code, text) = tokio::time::timeout(Duration::from_secs(20), session)
-        .await
-        .expect("the terminal session did not end")
-        .unwrap();
+    let (code, text) = qci_testkit::terminal_session(
+        &s.client,
+        &id,
+        "client",
+        "stty size\n",
+        "stty size; exit 7\n",
+    )
+    .await;
     assert_eq!(code.unwrap(), 7, "{text}");
     assert!(text.contains("24 80"), "first size: {text:?}");
     assert!(text.contains("40 120"), "resize not passed on: {text:?}");

@@ -24,20 +24,6 @@ fn node_flags<'a>(etcd: &'a str, name: &'a str) -> Vec<&'a str> {
     ]
 }
 
-async fn eventually<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_see_each_other_cordon_and_go_not_ready() {
     let mut etcd = EtcdCluster::start(3);
@@ -67,7 +53,7 @@ async fn nodes_see_each_other_cordon_and_go_not_ready() {
     );
     let (ok, _, err) = b.create("held", &spec, &["--wait"]);
     assert!(ok, "{err}");
-    let node_b = eventually("b's allocation, seen from a", 15, async || {
+    let node_b = qci_testkit::eventually("b's allocation, seen from a", 15, async || {
         let n = a.client.get_node("node-b").await.unwrap();
         (n.groups == 1).then_some(n)
     })
@@ -128,7 +114,7 @@ async fn nodes_see_each_other_cordon_and_go_not_ready() {
     // b dies: NotReady once its lease runs out (10 s), still listed.
     b.kill9();
     let t = Instant::now();
-    eventually("b NotReady", 20, async || {
+    qci_testkit::eventually("b NotReady", 20, async || {
         let n = a.client.get_node("node-b").await.unwrap();
         (!n.ready).then_some(())
     })

@@ -316,33 +316,14 @@ async fn interactive_exec_has_a_terminal_that_resizes() {
     let (ok, out, err) = s.create("term", &spec, &["--wait"]);
     assert!(ok, "{err}");
     let id = out.trim().to_string();
-    let (in_tx, in_rx) = tokio::sync::mpsc::channel(8);
-    let (size_tx, size_rx) = tokio::sync::mpsc::channel(8);
-    let io = qci_client::ExecIo {
-        stdin: Some(in_rx),
-        tty: Some((24, 80)),
-        resize: Some(size_rx),
-    };
-    let client = s.client.clone();
-    let session = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let code = client
-            .exec(&id, "c", &["sh".to_string()], io, |_, d| {
-                seen.extend_from_slice(d)
-            })
-            .await;
-        (code, String::from_utf8_lossy(&seen).into_owned())
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    in_tx.send(b"tty; stty size\n".to_vec()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    size_tx.send((40, 120)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    in_tx.send(b"stty size; exit 7\n".to_vec()).await.unwrap();
-    let (code, text) = tokio::time::timeout(Duration::from_secs(20), session)
-        .await
-        .expect("session ends")
-        .unwrap();
+    let (code, text) = qci_testkit::terminal_session(
+        &s.client,
+        &id,
+        "c",
+        "tty; stty size\n",
+        "stty size; exit 7\n",
+    )
+    .await;
     assert_eq!(code.unwrap(), 7, "{text}");
     assert!(text.contains("/dev/pts/"), "no terminal: {text:?}");
     assert!(text.contains("24 80"), "first size: {text:?}");
