@@ -85,6 +85,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::FORBIDDEN, "QuotaExceeded", vec![])
             }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict", vec![]),
+            ApiError::Store(StoreError::NodeFull { .. }) => {
+                (StatusCode::CONFLICT, "InsufficientCapacity", vec![])
+            }
             ApiError::Store(
                 StoreError::NotFound(_)
                 | StoreError::CacheNotFound(_)

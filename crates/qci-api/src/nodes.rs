@@ -24,20 +24,10 @@ pub struct NodeList {
     pub items: Vec<Node>,
 }
 
-/// What the groups of this node's store take: the normalised sizes of those not finished and
-/// not being deleted, and how many.
+/// What the groups of this node's store take ([`qci_store::Store::node_use`]: the normalised
+/// sizes of those not finished), and how many.
 pub fn allocation(store: &qci_store::Store) -> Result<(NodeResources, u32), qci_store::StoreError> {
-    let mut held = NodeResources::default();
-    let mut groups = 0;
-    for g in store.all_groups()? {
-        if g.deletion_requested_at.is_some() || g.status.phase.is_final() {
-            continue;
-        }
-        held.cpu += g.resources.cpu;
-        held.memory_bytes += g.resources.memory_bytes;
-        groups += 1;
-    }
-    Ok((held, groups))
+    store.node_use()
 }
 
 impl NodeView {

@@ -85,6 +85,14 @@ impl Store {
             ..Default::default()
         };
         tenants::enforce_after(&tx, owner, &asked)?;
+        crate::nodes::enforce_after(
+            &tx,
+            self.node_capacity(),
+            qci_spec::NodeResources {
+                cpu: resources.cpu,
+                memory_bytes: resources.memory_bytes,
+            },
+        )?;
         if commit {
             tx.commit()?;
         }
@@ -234,6 +242,15 @@ impl Store {
             ..Default::default()
         };
         tenants::enforce_after(&tx, &old.owner, &growth)?;
+        // (A finished group holds nothing: its update is not checked against the node.)
+        crate::nodes::enforce_after(
+            &tx,
+            self.node_capacity(),
+            qci_spec::NodeResources {
+                cpu: growth.cores,
+                memory_bytes: growth.memory,
+            },
+        )?;
         if !commit {
             return updated(&tx, n, id);
         }

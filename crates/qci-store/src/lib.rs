@@ -22,6 +22,7 @@ mod groups;
 mod keys;
 mod metrics;
 mod networks;
+mod nodes;
 mod secrets;
 mod sessions;
 mod tenants;
@@ -78,6 +79,44 @@ pub enum StoreError {
     /// A request that would take its tenant past a quota.
     #[error(transparent)]
     QuotaExceeded(qci_spec::QuotaExceeded),
+    /// A group that this node cannot hold beside the ones it has.
+    #[error("{}", node_full(asked, free, capacity))]
+    NodeFull {
+        asked: qci_spec::NodeResources,
+        free: qci_spec::NodeResources,
+        capacity: qci_spec::NodeResources,
+    },
+}
+
+/// Why a node cannot hold a group, naming only the limits it has (`--node-cpu`,
+/// `--node-memory`).
+fn node_full(
+    asked: &qci_spec::NodeResources,
+    free: &qci_spec::NodeResources,
+    capacity: &qci_spec::NodeResources,
+) -> String {
+    let round = |c: f64| (c * 1000.0).round() / 1000.0;
+    let mut short = Vec::new();
+    if capacity.cpu.is_finite() && asked.cpu > free.cpu + 1e-6 {
+        short.push(format!(
+            "{} cores asked, {} free of the node's {}",
+            round(asked.cpu),
+            round(free.cpu),
+            round(capacity.cpu)
+        ));
+    }
+    if capacity.memory_bytes != u64::MAX && asked.memory_bytes > free.memory_bytes {
+        short.push(format!(
+            "{} MiB of memory asked, {} MiB free of the node's {} MiB",
+            asked.memory_bytes >> 20,
+            free.memory_bytes >> 20,
+            capacity.memory_bytes >> 20
+        ));
+    }
+    format!(
+        "this node cannot hold the group beside its others: {}",
+        short.join("; ")
+    )
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -279,6 +318,7 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     sealer: Arc<Sealer>,
     net: networks::SharedNetConfig,
+    capacity: nodes::SharedCapacity,
     keys: Arc<keys::KeyCache>,
     /// Counts changes to groups and their events, so waiters (a long-polling GET, a watch of
     /// events) wake when something changed instead of polling.
@@ -313,6 +353,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(sealer),
             net: Default::default(),
+            capacity: Default::default(),
             keys: Default::default(),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
@@ -326,6 +367,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             sealer: Arc::new(Sealer::ephemeral()?),
             net: Default::default(),
+            capacity: Default::default(),
             keys: Default::default(),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
         })

@@ -262,10 +262,13 @@ pub struct ServeArgs {
     /// Where the other nodes reach this one's API, HOST:PORT (default: --listen)
     #[arg(long, value_name = "HOST:PORT", requires = "etcd")]
     pub node_address: Option<String>,
-    /// Cores this node offers groups (default: the machine's)
+    /// Cores this node offers groups: their normalised sizes together may not exceed it (a
+    /// create or growth past it is refused). Without it the machine's count is reported and
+    /// nothing is refused
     #[arg(long, value_name = "CORES")]
     pub node_cpu: Option<f64>,
-    /// Memory this node offers groups, e.g. 16Gi (default: the machine's)
+    /// Memory this node offers groups, e.g. 16Gi, held as --node-cpu is (default: the
+    /// machine's, reported, not enforced)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub node_memory: Option<u64>,
 }

@@ -274,6 +274,14 @@ async fn node_view(
             .context("reading MemTotal from /proc/meminfo")?,
     };
     let capacity = qci_spec::NodeResources { cpu, memory_bytes };
+    // What the operator said this node offers holds its groups (a create or growth past it is
+    // refused); without the flags a node may hold more than the machine (as before).
+    if args.node_cpu.is_some() || args.node_memory.is_some() {
+        store.set_node_capacity(Some(qci_spec::NodeResources {
+            cpu: args.node_cpu.unwrap_or(f64::INFINITY),
+            memory_bytes: args.node_memory.unwrap_or(u64::MAX),
+        }));
+    }
     let address = args
         .node_address
         .clone()

@@ -125,9 +125,12 @@ async fn nodes_see_each_other_cordon_and_go_not_ready() {
     assert!(a.client.get_node("node-a").await.unwrap().ready);
 }
 
-/// Without --etcd, this machine is the one node; there is nothing to cordon it from.
+/// Without --etcd, this machine is the one node; there is nothing to cordon it from. What
+/// --node-cpu and --node-memory say it offers holds its groups together.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lone_server_is_one_node() {
+    let reg = Registry::start();
+    let image = push_busybox(&reg.host(), "bb", "1").await;
     let s = Server::start_with(Path::new(QCI), &["--node-cpu", "2", "--node-memory", "4Gi"]).await;
     let nodes = s.client.list_nodes().await.expect("nodes");
     assert_eq!(nodes.len(), 1);
@@ -138,6 +141,32 @@ async fn a_lone_server_is_one_node() {
     assert!(ok && out.contains("Capacity:  2 cores, 4.00 GiB"), "{out}");
     let (ok, _, err) = s.cli(&["node", "cordon", &n.name]);
     assert!(!ok && err.contains("runs alone"), "{err}");
+
+    // 1.5 cores and 3 GiB held; a group of 1 core does not fit beside them (nothing made),
+    // one of half a core does; once the first is gone, the large one fits.
+    let spec = |name: &str, cpu: &str, mem: &str| {
+        format!(
+            "name: {name}\ntermination_grace_period_seconds: 1\ncpu: {cpu}\nmemory: {mem}\ncontainers: [{{name: c, image: '{image}', command: [sleep, '600']}}]\n"
+        )
+    };
+    let (ok, _, err) = s.create("first", &spec("first", "1", "2Gi"), &[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.create("second", &spec("second", "0.5", "1Gi"), &[]);
+    assert!(ok, "{err}");
+    for extra in [&["--dry-run"][..], &[]] {
+        let (ok, _, err) = s.create("third", &spec("third", "1", "2Gi"), extra);
+        assert!(
+            !ok && err.contains("this node cannot hold the group beside its others: 1 cores asked, 0.5 free of the node's 2"),
+            "{extra:?}: {err}"
+        );
+    }
+    assert!(s.client.get_group("third").await.is_err());
+    let n = s.client.get_node(&n.name).await.unwrap();
+    assert_eq!((n.allocated.cpu, n.groups), (1.5, 2), "{n:?}");
+    let (ok, _, err) = s.cli(&["delete", "first", "--wait"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = s.create("third", &spec("third", "1", "2Gi"), &[]);
+    assert!(ok, "{err}");
     // Flags that only mean something in a cluster need --etcd.
     let out = std::process::Command::new(QCI)
         .args(["serve", "--node-name", "x"])
