@@ -15,6 +15,8 @@
 //! record is only ever changed by compare-and-swap on its revision, so a cordon written
 //! through another node and an allocation report at the same moment never undo each other.
 
+pub mod schedule;
+
 use std::sync::Arc;
 use std::time::Duration;
 
