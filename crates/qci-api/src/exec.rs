@@ -182,8 +182,27 @@ impl Held {
             }
         };
         let _ = ws.send(frame(STATUS, &status.to_string())).await;
-        let _ = ws.send(Message::Close(None)).await;
+        close(ws).await;
     }
+}
+
+/// Ends a session after its status frame: our Close, then what the client still sends is read
+/// until its Close (at most 2 s). Dropping the socket with the client's frames unread (stdin
+/// sent as the command ended, say) makes the kernel reset the connection, and a reset
+/// discards the status frame still waiting in the client's buffer: `qci run -i` then lost its
+/// exit code when the machine was busy.
+async fn close(ws: &mut WebSocket) {
+    if ws.send(Message::Close(None)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(m)) = ws.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Forwards frames between the WebSocket and the command until it ends (then its status is
@@ -339,7 +358,7 @@ pub async fn attach(
                             &serde_json::json!({"exit_code": code}).to_string(),
                         ))
                         .await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    close(&mut socket).await;
                 }
             }
             Err(e) => send_error(&mut socket, e.to_string()).await,
