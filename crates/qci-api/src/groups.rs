@@ -312,7 +312,6 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(g.masked())).into_response())
 }
 
-/// What the server's operator allows in security contexts.
 /// What the group's runtime (resolved) cannot hold, each field named.
 fn check_runtime_support(spec: &GroupSpec) -> Result<(), ApiError> {
     let errors = spec.runtime_errors();
@@ -323,6 +322,7 @@ fn check_runtime_support(spec: &GroupSpec) -> Result<(), ApiError> {
     }
 }
 
+/// What the server's operator allows in security contexts.
 fn check_policy(s: &AppState, spec: &GroupSpec) -> Result<(), ApiError> {
     let errors = s.security.check(spec);
     if errors.is_empty() {
