@@ -536,6 +536,9 @@ pub struct ContainerGroup {
     pub resources: crate::GroupResources,
     pub spec: GroupSpec,
     pub status: GroupStatus,
+    /// The node it runs on (`qci serve --node-name`, default the machine's hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// What a waiter waits for (`GET /v1/container-groups/{id}?wait_for=...`).

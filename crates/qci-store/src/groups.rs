@@ -106,6 +106,7 @@ impl Store {
             resources: resources.clone(),
             spec: spec.clone(),
             status,
+            node: self.node_name(),
         })
     }
 
@@ -123,7 +124,7 @@ impl Store {
                 .query_row(params![owner, id_or_name], read_group_row)
                 .optional()?;
             if let Some(r) = row {
-                return r;
+                return r.map(|g| self.placed(g));
             }
         }
         Err(StoreError::NotFound(id_or_name.to_string()))
@@ -131,7 +132,7 @@ impl Store {
 
     /// Any owner's group, by id (for the controller).
     pub fn get_group(&self, id: &str) -> Result<Option<ContainerGroup>> {
-        group_by_id(&self.conn(), id)
+        Ok(group_by_id(&self.conn(), id)?.map(|g| self.placed(g)))
     }
 
     /// The owner's groups (every owner's with `None`), oldest first.
@@ -141,7 +142,7 @@ impl Store {
             "SELECT {GROUP_COLUMNS} FROM container_groups WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, id"
         ))?;
         let rows = st.query_map(params![owner], read_group_row)?;
-        rows.map(|r| r?).collect()
+        rows.map(|r| r?.map(|g| self.placed(g))).collect()
     }
 
     /// Every group of every owner (for the controller).
@@ -151,7 +152,7 @@ impl Store {
             "SELECT {GROUP_COLUMNS} FROM container_groups ORDER BY created_at, id"
         ))?;
         let rows = st.query_map([], read_group_row)?;
-        rows.map(|r| r?).collect()
+        rows.map(|r| r?.map(|g| self.placed(g))).collect()
     }
 
     /// Replaces a group's observed status. Returns false if the group is gone. Once deletion
@@ -176,7 +177,7 @@ impl Store {
                  status = json_set(status, '$.phase', 'Deleting') WHERE id = ?1",
             params![id, Utc::now().to_rfc3339()],
         )?;
-        let g = updated(&conn, n, id);
+        let g = updated(&conn, n, id).map(|g| self.placed(g));
         drop(conn);
         self.changed();
         g
@@ -252,10 +253,10 @@ impl Store {
             },
         )?;
         if !commit {
-            return updated(&tx, n, id);
+            return updated(&tx, n, id).map(|g| self.placed(g));
         }
         tx.commit()?;
-        let g = updated(&conn, n, id);
+        let g = updated(&conn, n, id).map(|g| self.placed(g));
         drop(conn);
         self.changed();
         g
@@ -269,7 +270,7 @@ impl Store {
              WHERE id = ?1 AND deletion_requested_at IS NULL",
             params![id],
         )?;
-        let g = updated(&conn, n, id);
+        let g = updated(&conn, n, id).map(|g| self.placed(g));
         drop(conn);
         self.changed();
         g
@@ -366,8 +367,17 @@ fn read_group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ContainerGro
             resources: serde_json::from_str(&resources).unwrap_or_default(),
             spec: serde_json::from_str(&spec)?,
             status: serde_json::from_str(&status)?,
+            node: None,
         })
     })())
+}
+
+impl Store {
+    /// Says which node the group is on: this store's (each node keeps its own groups today).
+    fn placed(&self, mut g: ContainerGroup) -> ContainerGroup {
+        g.node = self.node_name();
+        g
+    }
 }
 
 /// `cg-` and 16 hex digits: short enough to type, random enough never to collide.

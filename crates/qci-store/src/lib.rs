@@ -319,6 +319,7 @@ pub struct Store {
     sealer: Arc<Sealer>,
     net: networks::SharedNetConfig,
     capacity: nodes::SharedCapacity,
+    node_name: nodes::SharedName,
     keys: Arc<keys::KeyCache>,
     /// Counts changes to groups and their events, so waiters (a long-polling GET, a watch of
     /// events) wake when something changed instead of polling.
@@ -354,6 +355,7 @@ impl Store {
             sealer: Arc::new(sealer),
             net: Default::default(),
             capacity: Default::default(),
+            node_name: Default::default(),
             keys: Default::default(),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
@@ -368,6 +370,7 @@ impl Store {
             sealer: Arc::new(Sealer::ephemeral()?),
             net: Default::default(),
             capacity: Default::default(),
+            node_name: Default::default(),
             keys: Default::default(),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
         })

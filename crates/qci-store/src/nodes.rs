@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use crate::{Result, Store, StoreError};
 
 pub(crate) type SharedCapacity = Arc<RwLock<Option<NodeResources>>>;
+pub(crate) type SharedName = Arc<RwLock<Option<String>>>;
 
 /// What the groups hold: the normalised sizes of those not finished (a Succeeded or Failed
 /// group runs nothing), and how many. A group being deleted holds its size until it is gone.
@@ -74,6 +75,18 @@ impl Store {
 
     pub(crate) fn node_capacity(&self) -> Option<NodeResources> {
         *self.capacity.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Names the node this store's groups run on (shown on every group).
+    pub fn set_node_name(&self, name: &str) {
+        *self.node_name.write().unwrap_or_else(|p| p.into_inner()) = Some(name.to_string());
+    }
+
+    pub(crate) fn node_name(&self) -> Option<String> {
+        self.node_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What this node's groups hold, and how many they are.

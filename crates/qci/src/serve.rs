@@ -273,6 +273,7 @@ async fn node_view(
             .map(|kib| kib * 1024)
             .context("reading MemTotal from /proc/meminfo")?,
     };
+    store.set_node_name(&name);
     let capacity = qci_spec::NodeResources { cpu, memory_bytes };
     // What the operator said this node offers holds its groups (a create or growth past it is
     // refused); without the flags a node may hold more than the machine (as before).

@@ -53,6 +53,8 @@ async fn nodes_see_each_other_cordon_and_go_not_ready() {
     );
     let (ok, _, err) = b.create("held", &spec, &["--wait"]);
     assert!(ok, "{err}");
+    let (ok, out, _) = b.cli(&["get", "held"]);
+    assert!(ok && out.contains("Node:      node-b"), "{out}");
     let node_b = qci_testkit::eventually("b's allocation, seen from a", 15, async || {
         let n = a.client.get_node("node-b").await.unwrap();
         (n.groups == 1).then_some(n)

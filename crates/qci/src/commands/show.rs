@@ -202,6 +202,9 @@ fn summary(g: &ContainerGroup) -> String {
         "Runtime:   {}\n",
         g.spec.runtime.unwrap_or(qci_spec::ContainerRuntime::Runc)
     ));
+    if let Some(n) = &g.node {
+        s.push_str(&format!("Node:      {n}\n"));
+    }
     let r = &g.resources;
     let mut size = format!(
         "Size:      {} cores, {:.2} GiB (asked {} cores, {:.2} GiB)",
