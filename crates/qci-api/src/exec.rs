@@ -182,7 +182,6 @@ impl Held {
             }
         };
         let _ = ws.send(frame(STATUS, &status.to_string())).await;
-        close(ws).await;
     }
 }
 
@@ -190,8 +189,9 @@ impl Held {
 /// until its Close (at most 2 s). Dropping the socket with the client's frames unread (stdin
 /// sent as the command ended, say) makes the kernel reset the connection, and a reset
 /// discards the status frame still waiting in the client's buffer: `qci run -i` then lost its
-/// exit code when the machine was busy.
-async fn close(ws: &mut WebSocket) {
+/// exit code when the machine was busy. Run on a task of its own: the session (and the
+/// tenant's session slot) is over already.
+async fn close(mut ws: WebSocket) {
     if ws.send(Message::Close(None)).await.is_err() {
         return;
     }
@@ -262,6 +262,7 @@ async fn session(
                             held.frames.push(frame_bytes(STDOUT, &buf[..n]));
                         }
                         held.finish(&mut ws, exit, STDOUT, "\r\n").await;
+                        tokio::spawn(close(ws));
                         return;
                     }
                 }
@@ -302,6 +303,7 @@ async fn session(
                     }
                     exit = p.wait(), if !out_open && !err_open => {
                         held.finish(&mut ws, exit, STDERR, "\n").await;
+                        tokio::spawn(close(ws));
                         return;
                     }
                 }
@@ -358,7 +360,7 @@ pub async fn attach(
                             &serde_json::json!({"exit_code": code}).to_string(),
                         ))
                         .await;
-                    close(&mut socket).await;
+                    tokio::spawn(close(socket));
                 }
             }
             Err(e) => send_error(&mut socket, e.to_string()).await,
