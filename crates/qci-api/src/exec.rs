@@ -70,7 +70,10 @@ pub async fn exec(
     Ok(ws.on_upgrade(move |mut socket| async move {
         match runtime.exec(&g.id, &name, &argv, tty) {
             Ok(p) => session(socket, p, caller.until_ended(&store)).await,
-            Err(e) => send_error(&mut socket, e.to_string()).await,
+            Err(e) => {
+                send_error(&mut socket, e.to_string()).await;
+                tokio::spawn(close(socket));
+            }
         }
         drop(slot);
     }))
@@ -363,7 +366,10 @@ pub async fn attach(
                     tokio::spawn(close(socket));
                 }
             }
-            Err(e) => send_error(&mut socket, e.to_string()).await,
+            Err(e) => {
+                send_error(&mut socket, e.to_string()).await;
+                tokio::spawn(close(socket));
+            }
         }
         drop(slot);
     }))

@@ -172,18 +172,34 @@ impl Runtime {
         group_id: &str,
         name: &str,
     ) -> Result<tokio::net::UnixStream, RuntimeError> {
-        let sock = self
-            .layout
-            .container_dir(&Layout::runc_id(group_id, name))
-            .join("attach.sock");
-        tokio::net::UnixStream::connect(&sock)
-            .await
-            .map_err(|source| RuntimeError::Io {
-                context: format!(
-                    "attaching to container {name} (it must run, with stdin or tty set)"
-                ),
-                source,
-            })
+        let dir = self.layout.container_dir(&Layout::runc_id(group_id, name));
+        let sock = dir.join("attach.sock");
+        // The monitor binds the socket just after `runc run` returns; a pass can see the
+        // container running a moment before. So a socket not there yet (or not yet listening)
+        // is tried again for a little while, unless the container has ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match tokio::net::UnixStream::connect(&sock).await {
+                Ok(s) => return Ok(s),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) && std::time::Instant::now() < deadline
+                        && !dir.join("exit.json").exists() =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(source) => {
+                    return Err(RuntimeError::Io {
+                        context: format!(
+                            "attaching to container {name} (it must run, with stdin or tty set)"
+                        ),
+                        source,
+                    });
+                }
+            }
+        }
     }
 }
 
