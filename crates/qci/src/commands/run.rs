@@ -101,7 +101,23 @@ async fn foreground(
             }
             // It ended between the look and the attach.
             Err(ClientError::Api { status: 409, .. }) => drop(raw),
-            Err(e) => return Err(e.into()),
+            // Or as the attach began (a quick command): once its status says it ended, its
+            // log and exit code tell the rest; still running, the error stands.
+            Err(e) => {
+                drop(raw);
+                let mut ended = false;
+                for _ in 0..30 {
+                    let g = client.get_group(id).await?;
+                    if own(&g, container).map(|c| c.state) != Some(ContainerState::Running) {
+                        ended = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if !ended {
+                    return Err(e.into());
+                }
+            }
         }
     }
     // Its stdout here to stdout, its stderr to stderr.
