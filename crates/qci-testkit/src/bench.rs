@@ -63,6 +63,17 @@ pub async fn until_running(s: &Server, spec: &str) -> (Duration, String) {
     (t.elapsed(), g.id)
 }
 
+/// An unpacked layer of the server's image store (after a group's image was pulled): the
+/// floor's root filesystem is an overlay of it.
+pub fn unpacked_layer(s: &Server) -> PathBuf {
+    std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
+        .expect("layers dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.extension().is_none())
+        .expect("an unpacked layer")
+}
+
 /// Deletes a group and waits until it is gone (at most a minute).
 pub async fn delete(s: &Server, id: &str) {
     s.client.delete_group(id).await.expect("delete");

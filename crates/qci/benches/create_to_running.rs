@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use qci_spec::GroupPhase;
-use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, until_running};
+use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, unpacked_layer, until_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -37,12 +37,7 @@ async fn main() {
         g.status.phase == GroupPhase::Running
     })
     .await;
-    let layer = std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
-        .expect("layers dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && p.extension().is_none())
-        .expect("an unpacked layer");
+    let layer = unpacked_layer(&s);
     delete(&s, &g.id).await;
 
     // The same group with a second container beside the first, alternating with it.

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, until_running};
+use qci_testkit::bench::{BareRuntime, Podman, delete, runs, stats, unpacked_layer, until_running};
 use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
@@ -41,12 +41,7 @@ async fn main() {
         println!("warm-up {runtime}: {:.1} ms", took.as_secs_f64() * 1000.0);
         delete(&s, &id).await;
     }
-    let layer = std::fs::read_dir(s.data_dir.join("images/layers/sha256"))
-        .expect("layers dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && p.extension().is_none())
-        .expect("an unpacked layer");
+    let layer = unpacked_layer(&s);
 
     // One long-lived group on each runtime, for the execs.
     let mut exec_groups = Vec::new();
