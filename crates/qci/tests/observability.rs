@@ -7,6 +7,22 @@ use qci_testkit::{Registry, Server, push_busybox};
 
 const QCI: &str = env!("CARGO_BIN_EXE_qci");
 
+/// Waits (up to a minute) until `qci ARGS` (a `logs … --tail 1`) prints `line`.
+async fn until_last_line(s: &Server, args: &[&str], line: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, tail, _) = s.cli(args);
+        if tail == format!("{line}\n") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{line} never came: {tail:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_keep_their_size_and_the_newest_lines() {
     let reg = Registry::start();
@@ -18,18 +34,7 @@ async fn logs_keep_their_size_and_the_newest_lines() {
     let (ok, out, err) = s.create("chatty", &spec, &["--wait"]);
     assert!(ok, "{err}");
     let id = out.trim().to_string();
-    let start = std::time::Instant::now();
-    loop {
-        let (_, tail, _) = s.cli(&["logs", "chatty", "--tail", "1"]);
-        if tail == "LAST\n" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "LAST never came: {tail:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_last_line(&s, &["logs", "chatty", "--tail", "1"], "LAST").await;
     let dir = s.layout.group_log_dir(&id);
     let on_disk: u64 = std::fs::read_dir(&dir)
         .unwrap()
@@ -606,18 +611,12 @@ containers:
     let (ok, out, err) = s.create("gvobs", &spec, &["--wait"]);
     assert!(ok, "{err}");
     let id = out.trim().to_string();
-    let start = std::time::Instant::now();
-    loop {
-        let (_, tail, _) = s.cli(&["logs", "gvobs", "-c", "chatty", "--tail", "1"]);
-        if tail == "LAST\n" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "LAST never came: {tail:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_last_line(
+        &s,
+        &["logs", "gvobs", "-c", "chatty", "--tail", "1"],
+        "LAST",
+    )
+    .await;
     let dir = s.layout.group_log_dir(&id);
     let kept: u64 = std::fs::read_dir(&dir)
         .unwrap()
